@@ -1,0 +1,95 @@
+//! omnicast-codegen: loads `events.yaml` into a validated [`Catalog`] and generates from it the
+//! Rust catalog crate code ([`generate::rust`]) and the markdown reference ([`generate::markdown`]).
+//!
+//! Data flows one way: [`load`] (parse -> validate -> model) -> pure generators -> sinks (the build
+//! script writes into `OUT_DIR`, `omnicast gen` into `generated-docs/`). The runtime never depends
+//! on this crate.
+
+pub mod diagnostic;
+pub mod generate;
+pub mod model;
+pub mod names;
+mod raw;
+mod validate;
+
+use std::io;
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use model::Catalog;
+pub use validate::MAX_ROLES;
+
+/// Reads, parses and validates a catalog file, reporting every problem at once.
+pub fn load(path: &Path) -> Result<Catalog, Diagnostics> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(source) => load_str(&file, &source),
+        Err(err) => Err(Diagnostics(vec![Diagnostic {
+            file,
+            location: None,
+            event: None,
+            field: None,
+            message: format!("cannot read the catalog: {err}"),
+            help: None,
+        }])),
+    }
+}
+
+/// Parses and validates catalog text; `file` names it in diagnostics.
+pub fn load_str(file: &str, source: &str) -> Result<Catalog, Diagnostics> {
+    let raw = raw::parse(source).map_err(|err| {
+        let location = err.location().map(|l| (l.line(), l.column()));
+        let mut message = err.to_string();
+        // serde_yaml appends the position, which the diagnostic already shows.
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        Diagnostics(vec![Diagnostic {
+            file: file.to_owned(),
+            location,
+            event: None,
+            field: None,
+            message,
+            help: None,
+        }])
+    })?;
+    validate::validate(file, source, raw)
+}
+
+/// Writes `contents` to `path` unless it already holds exactly that, so mtimes only move on change.
+/// Returns whether it wrote.
+pub fn write_file_if_changed(path: &Path, contents: &str) -> io::Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, contents)?;
+    Ok(true)
+}
+
+/// For build scripts: loads `catalog`, writes `catalog.rs` and `EVENTS.md` into `out_dir`, and
+/// tells cargo to rerun when the catalog changes. On a bad catalog it prints every problem and
+/// exits with status 1: a build error, not a panic.
+pub fn build(catalog: &Path, out_dir: &Path) {
+    println!("cargo::rerun-if-changed={}", catalog.display());
+    let model = match load(catalog) {
+        Ok(model) => model,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            std::process::exit(1);
+        }
+    };
+    let outputs = [
+        ("catalog.rs", generate::rust::render(&model)),
+        ("EVENTS.md", generate::markdown::render(&model)),
+    ];
+    for (name, contents) in outputs {
+        let path = out_dir.join(name);
+        if let Err(err) = write_file_if_changed(&path, &contents) {
+            eprintln!("error: cannot write {}: {err}", path.display());
+            std::process::exit(1);
+        }
+    }
+}

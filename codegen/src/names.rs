@@ -1,0 +1,133 @@
+//! Wire names to Rust identifiers: the case rules in one place.
+
+/// `order:status_changed` -> `OrderStatusChangedPayload`.
+pub fn payload_struct(event: &str) -> String {
+    format!("{}Payload", pascal(&event.replace(':', "_")))
+}
+
+/// `order:status_changed` -> `order_status_changed`.
+pub fn emitter_method(event: &str) -> String {
+    event.replace(':', "_")
+}
+
+/// `order:created` -> `order.created` (schema file stem: unique, portable).
+pub fn schema_stem(event: &str) -> String {
+    event.replace(':', ".")
+}
+
+/// `customerId` -> `customer_id`; `URLPath` -> `url_path`.
+pub fn snake(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' || c == '-' || c == ' ' {
+            if !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+            continue;
+        }
+        if c.is_uppercase() {
+            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let prev_upper = i > 0 && chars[i - 1].is_uppercase();
+            if !out.is_empty() && !out.ends_with('_') && (prev_lower || (prev_upper && next_lower)) {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `cart_add` / `cartAdd` -> `CartAdd`.
+pub fn pascal(name: &str) -> String {
+    snake(name)
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            let first = chars.next().expect("parts are non-empty");
+            first.to_uppercase().chain(chars).collect::<String>()
+        })
+        .collect()
+}
+
+/// serde's `camelCase` rule, applied to a snake_case Rust field name.
+pub fn serde_camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `name` is a Rust keyword (strict or reserved) that needs `r#` as an identifier.
+pub fn is_keyword(name: &str) -> bool {
+    matches!(
+        name,
+        "as" | "async" | "await" | "break" | "const" | "continue" | "crate" | "dyn" | "else"
+            | "enum" | "extern" | "false" | "fn" | "for" | "gen" | "if" | "impl" | "in" | "let"
+            | "loop" | "match" | "mod" | "move" | "mut" | "pub" | "ref" | "return" | "self"
+            | "Self" | "static" | "struct" | "super" | "trait" | "true" | "type" | "unsafe"
+            | "use" | "where" | "while" | "abstract" | "become" | "box" | "do" | "final"
+            | "macro" | "override" | "priv" | "try" | "typeof" | "unsized" | "virtual"
+            | "yield"
+    )
+}
+
+/// Keywords that cannot be raw identifiers at all.
+pub fn is_unrawable(name: &str) -> bool {
+    matches!(name, "self" | "Self" | "super" | "crate" | "_")
+}
+
+/// Whether `name` is a valid Rust identifier once `r#` is added where needed.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name != "_"
+        && !is_unrawable(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_rules() {
+        assert_eq!(snake("customerId"), "customer_id");
+        assert_eq!(snake("URLPath"), "url_path");
+        assert_eq!(snake("targetRoles"), "target_roles");
+        assert_eq!(snake("sku"), "sku");
+        assert_eq!(snake("oldStock2"), "old_stock2");
+        assert_eq!(pascal("cart_add"), "CartAdd");
+        assert_eq!(pascal("checkout_complete"), "CheckoutComplete");
+        assert_eq!(pascal("admin"), "Admin");
+        assert_eq!(serde_camel("customer_id"), "customerId");
+        assert_eq!(payload_struct("order:status_changed"), "OrderStatusChangedPayload");
+        assert_eq!(emitter_method("customer:added_to_cart"), "customer_added_to_cart");
+        assert_eq!(schema_stem("order:created"), "order.created");
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("order_id"));
+        assert!(is_identifier("type"));
+        assert!(is_keyword("type"));
+        assert!(!is_identifier("self"));
+        assert!(!is_identifier("9lives"));
+        assert!(!is_identifier("e-mail"));
+    }
+}

@@ -1,0 +1,195 @@
+//! The catalog table a generated crate exposes: roles, namespaces, events, decoders and schemas.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde_json::value::RawValue;
+
+use crate::emit::EmitOptions;
+use crate::event::{Event, EventDescriptor, OutgoingEvent};
+use crate::role::RoleMask;
+
+/// A role of the catalog; its index in [`Catalog::roles`] is its bit in a [`RoleMask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleDescriptor {
+    /// The role's name as it appears in tokens and options (`admin`).
+    pub name: &'static str,
+    /// Who holds it.
+    pub description: &'static str,
+    /// Whether the role receives only events it owns (where the event has an owner field).
+    pub own_events_only: bool,
+}
+
+/// A namespace connections subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceDescriptor {
+    /// The name (`orders`).
+    pub name: &'static str,
+    /// What its events are about.
+    pub description: &'static str,
+}
+
+/// One event type in the catalog table, with its decoder and schema.
+#[derive(Clone, Copy)]
+pub struct EventEntry {
+    /// Type, namespace, roles, owner and targeting.
+    pub descriptor: &'static EventDescriptor,
+    decode: fn(&str, EmitOptions) -> Result<OutgoingEvent, DecodeError>,
+    schema: fn() -> schemars::Schema,
+}
+
+impl EventEntry {
+    /// The entry for a payload type.
+    pub const fn of<E: Event + JsonSchema>() -> Self {
+        EventEntry {
+            descriptor: &E::DESCRIPTOR,
+            decode: decode_as::<E>,
+            schema: schema_of::<E>,
+        }
+    }
+
+    /// Parses `data` (JSON text) as this event's payload and prepares it for delivery.
+    pub fn decode(&self, data: &str, options: EmitOptions) -> Result<OutgoingEvent, DecodeError> {
+        (self.decode)(data, options)
+    }
+
+    /// The JSON Schema of the payload, as serde accepts it.
+    pub fn schema(&self) -> schemars::Schema {
+        (self.schema)()
+    }
+}
+
+impl fmt::Debug for EventEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EventEntry").field(self.descriptor).finish()
+    }
+}
+
+fn decode_as<E: Event>(data: &str, options: EmitOptions) -> Result<OutgoingEvent, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_str(data);
+    let payload: E = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        DecodeError::InvalidData {
+            path: if path == "." {
+                "data".to_owned()
+            } else {
+                format!("data.{path}")
+            },
+            message: err.into_inner().to_string(),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| DecodeError::InvalidData {
+            path: "data".to_owned(),
+            message: err.to_string(),
+        })?;
+    Ok(OutgoingEvent::new(payload, options))
+}
+
+fn schema_of<E: JsonSchema>() -> schemars::Schema {
+    schemars::SchemaGenerator::default().into_root_schema_for::<E>()
+}
+
+/// Why a `(type, data)` pair could not become an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// No event of that type is in the catalog.
+    #[error("unknown event type `{name}`{}", did_you_mean(.suggestion))]
+    UnknownType {
+        /// The type asked for.
+        name: String,
+        /// The closest known type, when one is close.
+        suggestion: Option<&'static str>,
+    },
+    /// The payload does not match the event's schema.
+    #[error("{path}: {message}")]
+    InvalidData {
+        /// Where in the input, from `data` (`data.total`, `data.targetRoles[0]`).
+        path: String,
+        /// What is wrong there.
+        message: String,
+    },
+}
+
+fn did_you_mean(suggestion: &Option<&'static str>) -> String {
+    suggestion
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
+/// Everything a generated crate knows about its events, as static tables.
+#[derive(Debug)]
+pub struct Catalog {
+    /// The roles, in bit order.
+    pub roles: &'static [RoleDescriptor],
+    /// The namespaces.
+    pub namespaces: &'static [NamespaceDescriptor],
+    /// The events, in catalog order.
+    pub events: &'static [EventEntry],
+}
+
+impl Catalog {
+    /// The event entry for a wire type name.
+    pub fn event(&self, name: &str) -> Option<&EventEntry> {
+        self.events.iter().find(|e| e.descriptor.name == name)
+    }
+
+    /// The bit of a role, by name.
+    pub fn role(&self, name: &str) -> Option<RoleMask> {
+        let index = self.roles.iter().position(|r| r.name == name)?;
+        Some(RoleMask::single(index as u32))
+    }
+
+    /// The namespace's canonical `'static` name, if it exists.
+    pub fn namespace(&self, name: &str) -> Option<&'static str> {
+        self.namespaces
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.name)
+    }
+
+    /// The roles that see only their own events.
+    pub fn own_events_only(&self) -> RoleMask {
+        self.roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.own_events_only)
+            .map(|(i, _)| RoleMask::single(i as u32))
+            .collect()
+    }
+
+    /// The names of the roles in `mask`, in catalog order.
+    pub fn role_names(&self, mask: RoleMask) -> Vec<&'static str> {
+        self.roles
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask.contains(RoleMask::single(*i as u32)))
+            .map(|(_, r)| r.name)
+            .collect()
+    }
+
+    /// Decodes an event from its wire type and its `data` as JSON text: the path every untyped
+    /// publisher (HTTP, other languages) goes through.
+    pub fn decode(
+        &self,
+        name: &str,
+        data: &RawValue,
+        options: EmitOptions,
+    ) -> Result<OutgoingEvent, DecodeError> {
+        let entry = self.event(name).ok_or_else(|| DecodeError::UnknownType {
+            name: name.to_owned(),
+            suggestion: closest(name, self.events.iter().map(|e| e.descriptor.name)),
+        })?;
+        entry.decode(data.get(), options)
+    }
+}
+
+/// The candidate closest to `input`, when it is close enough to be a likely typo.
+fn closest(input: &str, candidates: impl Iterator<Item = &'static str>) -> Option<&'static str> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(input, c), c))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}

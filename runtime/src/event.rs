@@ -1,0 +1,120 @@
+//! The `Event` trait that every generated payload implements, and the ready-to-send event.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::emit::EmitOptions;
+use crate::role::RoleMask;
+
+/// What the permission filter needs to know about one event type; one per event in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventDescriptor {
+    /// The wire name, `namespace:action` (`order:created`).
+    pub name: &'static str,
+    /// The namespace a connection subscribes to in order to receive it (`orders`).
+    pub namespace: &'static str,
+    /// One line on what happened.
+    pub description: &'static str,
+    /// The roles allowed to see it; [`RoleMask::ALL`] for `all`.
+    pub roles: RoleMask,
+    /// The payload field (wire name) naming the user who owns the event, if any. Roles that see only
+    /// their own events receive the event only when this field equals their user id.
+    pub owner_field: Option<&'static str>,
+    /// The payload field (wire name) that, when present, narrows the roles to those listed.
+    pub target_roles_field: Option<&'static str>,
+}
+
+/// A typed event payload. Implemented by `#[derive(Event)]` from `omnicast-macros`; the generated
+/// catalog derives it for every payload struct.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The event's type, namespace, roles, owner and targeting.
+    const DESCRIPTOR: EventDescriptor;
+
+    /// The owner's user id, for events with an owner field.
+    fn owner(&self) -> Option<&str>;
+
+    /// The roles the payload itself targets (`targetRoles`), when it names any.
+    fn target_roles(&self) -> Option<RoleMask>;
+
+    /// Recomputes derived fields (`difference = newStock - oldStock`, ...), so no emitter can send
+    /// values that disagree with the fields they derive from. Called before every serialization.
+    fn finalize(&mut self) {}
+}
+
+/// An event ready for delivery: its payload serialized once, plus what filtering needs.
+#[derive(Debug, Clone)]
+pub struct OutgoingEvent {
+    /// The event type.
+    pub descriptor: &'static EventDescriptor,
+    /// The payload as JSON, serialized once and shared by every recipient.
+    pub data: Box<RawValue>,
+    /// The owner's user id (see [`EventDescriptor::owner_field`]).
+    pub owner: Option<String>,
+    /// The roles named by the payload's target-roles field, when present.
+    pub target_roles: Option<RoleMask>,
+    /// Milliseconds since the Unix epoch; the server sets it when the emitter did not.
+    pub timestamp: Option<u64>,
+    /// The emitter's targeting options.
+    pub options: EmitOptions,
+}
+
+impl OutgoingEvent {
+    /// Finalizes and serializes a typed payload.
+    pub fn new<E: Event>(mut payload: E, options: EmitOptions) -> Self {
+        payload.finalize();
+        let data = serde_json::value::to_raw_value(&payload)
+            .expect("generated payloads contain only JSON-representable values");
+        OutgoingEvent {
+            descriptor: &E::DESCRIPTOR,
+            owner: payload.owner().map(str::to_owned),
+            target_roles: payload.target_roles(),
+            data,
+            timestamp: None,
+            options,
+        }
+    }
+
+    /// The roles that may receive this event: the event's roles, narrowed by the payload's target
+    /// roles and by the emitter's `roles` option. Nothing here can widen the event's roles.
+    pub fn allowed_roles(&self) -> RoleMask {
+        let mut allowed = self.descriptor.roles;
+        if let Some(target) = self.target_roles {
+            allowed = allowed & target;
+        }
+        if let Some(roles) = self.options.roles {
+            allowed = allowed & roles;
+        }
+        allowed
+    }
+
+    /// The namespace whose subscribers are addressed: the emitter's `namespace` option, or the
+    /// event's own namespace.
+    pub fn namespace(&self) -> &'static str {
+        self.options.namespace.unwrap_or(self.descriptor.namespace)
+    }
+}
+
+/// The change from `old` to `new` in percent, rounded to two decimals (`3000 -> 2500` is `-16.67`).
+///
+/// From zero the change is undefined; it is reported as `0.0` rather than an infinity, which JSON
+/// cannot carry.
+pub fn percent_change(old: f64, new: f64) -> f64 {
+    if old == 0.0 {
+        return 0.0;
+    }
+    ((new - old) / old * 10_000.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_change;
+
+    #[test]
+    fn percent_change_rounds_to_two_decimals() {
+        assert_eq!(percent_change(3000.0, 2500.0), -16.67);
+        assert_eq!(percent_change(100.0, 150.0), 50.0);
+        assert_eq!(percent_change(0.0, 10.0), 0.0);
+        assert_eq!(percent_change(3.0, 4.0), 33.33);
+    }
+}

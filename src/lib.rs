@@ -1,0 +1,35 @@
+//! omnicast: typed, permission-aware real-time events generated from `events.yaml`.
+//!
+//! Everything below the re-exports is generated at build time (see `build.rs`): the [`Role`],
+//! [`Namespace`] and value enums, one `...Payload` struct per event, the [`CATALOG`] permission
+//! table, and the typed [`Events`] emitters.
+//!
+//! ```
+//! use omnicast::{Events, OrderStatusChangedPayload, OrderStatus, Role};
+//! # use omnicast::runtime::{EventSink, OutgoingEvent};
+//! # struct Print;
+//! # impl EventSink for Print { type Output = (); fn publish(&self, e: OutgoingEvent) { println!("{}", e.data); } }
+//! let events = Events::new(Print);
+//! events
+//!     .order_status_changed(OrderStatusChangedPayload {
+//!         order_id: "ORD-001".into(),
+//!         customer_id: "CUST-123".into(),
+//!         customer_name: "John Doe".into(),
+//!         old_status: OrderStatus::Pending,
+//!         new_status: OrderStatus::Processing,
+//!         timestamp: 1_700_000_100_000,
+//!     })
+//!     .to_roles([Role::Admin, Role::Customer])
+//!     .send();
+//! ```
+
+pub mod docs;
+
+pub use omnicast_runtime as runtime;
+
+mod generated {
+    #![allow(missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
+}
+
+pub use generated::*;
