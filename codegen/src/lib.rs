@@ -39,11 +39,7 @@ pub fn load(path: &Path) -> Result<Catalog, Diagnostics> {
 pub fn load_str(file: &str, source: &str) -> Result<Catalog, Diagnostics> {
     let raw = raw::parse(source).map_err(|err| {
         let location = err.location().map(|l| (l.line(), l.column()));
-        let mut message = err.to_string();
-        // serde_yaml appends the position, which the diagnostic already shows.
-        if let Some(at) = message.rfind(" at line ") {
-            message.truncate(at);
-        }
+        let message = strip_position(&err.to_string());
         Diagnostics(vec![Diagnostic {
             file: file.to_owned(),
             location,
@@ -54,6 +50,23 @@ pub fn load_str(file: &str, source: &str) -> Result<Catalog, Diagnostics> {
         }])
     })?;
     validate::validate(file, source, raw)
+}
+
+/// serde_yaml writes the position into its messages (`... at line 3 column 5, while ...`); the
+/// diagnostic shows it already.
+fn strip_position(message: &str) -> String {
+    let Some(start) = message.find(" at line ") else {
+        return message.to_owned();
+    };
+    let rest = &message[start..];
+    let end = rest
+        .find(" column ")
+        .map(|c| {
+            let digits = rest[c + 8..].find(|ch: char| !ch.is_ascii_digit()).unwrap_or(rest.len() - c - 8);
+            c + 8 + digits
+        })
+        .unwrap_or(rest.len());
+    format!("{}{}", &message[..start], &rest[end..])
 }
 
 /// Writes `contents` to `path` unless it already holds exactly that, so mtimes only move on change.

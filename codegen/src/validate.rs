@@ -246,11 +246,7 @@ fn events(cx: &mut Context<'_>, raw: &RawCatalog, roles: &[Role], enums: &[Enum]
                 cx.error(
                     at,
                     "event names must be `namespace:action` in snake_case",
-                    Some(format!(
-                        "like `{}:{}`",
-                        ns_name.trim_end_matches('s'),
-                        names::snake(name.rsplit(':').next().unwrap_or(name))
-                    )),
+                    event_name_suggestion(name).map(|s| format!("did you mean `{s}`?")),
                 );
             }
             if let Some(first_ns) = seen.insert(name.clone(), ns_name.clone())
@@ -277,6 +273,19 @@ fn events(cx: &mut Context<'_>, raw: &RawCatalog, roles: &[Role], enums: &[Enum]
         }
     }
     out
+}
+
+/// `OrderCreated` or `order-created` -> `order:created`, when that is a valid name.
+fn event_name_suggestion(name: &str) -> Option<String> {
+    let snake = names::snake(&name.replace(['-', '.', ' '], "_"));
+    let candidate = if snake.contains(':') {
+        snake
+    } else {
+        snake.replacen('_', ":", 1)
+    };
+    let valid = matches!(candidate.split_once(':'),
+        Some((prefix, action)) if is_snake(prefix) && is_snake(action));
+    valid.then_some(candidate)
 }
 
 fn event(
@@ -374,10 +383,13 @@ fn event(
         }
     };
     let fields_path = sub("fields");
+    let errors_before = cx.diagnostics.len();
     let fields = match raw_fields {
         Some(raw_fields) => fields(cx, at, &fields_path, raw_fields, enums),
         None => Vec::new(),
     };
+    // An example cannot be checked against fields that failed to validate.
+    let fields_ok = raw_fields.is_some() && cx.diagnostics.len() == errors_before;
 
     // Owner and target roles.
     let owner = raw.owner.as_ref().map(|owner| {
@@ -459,7 +471,7 @@ fn event(
                 path: &example_path,
                 ..at
             };
-            if raw_fields.is_some() {
+            if fields_ok {
                 let mut problems = Vec::new();
                 check_payload(example, &fields, roles, enums, &mut problems);
                 for problem in problems {

@@ -66,25 +66,60 @@ impl fmt::Debug for EventEntry {
 }
 
 fn decode_as<E: Event>(data: &str, options: EmitOptions) -> Result<OutgoingEvent, DecodeError> {
+    // serde also reads structs from JSON arrays (by position); a payload is always an object.
+    if !data.trim_start().starts_with('{') {
+        return Err(DecodeError::InvalidData {
+            path: "data".to_owned(),
+            message: "expected an object of payload fields".to_owned(),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_str(data);
     let payload: E = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = err.path().to_string();
         DecodeError::InvalidData {
-            path: if path == "." {
-                "data".to_owned()
-            } else {
-                format!("data.{path}")
-            },
-            message: err.into_inner().to_string(),
+            path: json_path(err.path()),
+            message: without_position(err.into_inner()),
         }
     })?;
     deserializer
         .end()
         .map_err(|err| DecodeError::InvalidData {
             path: "data".to_owned(),
-            message: err.to_string(),
+            message: without_position(err),
         })?;
     Ok(OutgoingEvent::new(payload, options))
+}
+
+/// `data.targetRoles[1]`: the path from the request's `data`.
+fn json_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::from("data");
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                out.push('.');
+                out.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                out.push('.');
+                out.push_str(variant);
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    out
+}
+
+/// serde_json's message without its " at line 1 column 25" suffix: the position is within `data`,
+/// not the request a publisher sent, so it would only mislead.
+fn without_position(err: serde_json::Error) -> String {
+    let mut message = err.to_string();
+    if err.line() > 0
+        && let Some(at) = message.rfind(" at line ")
+    {
+        message.truncate(at);
+    }
+    message
 }
 
 fn schema_of<E: JsonSchema>() -> schemars::Schema {

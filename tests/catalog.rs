@@ -1,0 +1,302 @@
+//! The compiled catalog against events.yaml: every example decodes into its generated struct and
+//! validates against its JSON Schema, the derive's descriptors agree with the YAML model, decode
+//! errors carry JSON paths, and the typed emitters hand ready events to a sink.
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use omnicast::runtime::{DecodeError, EmitOptions, EventSink, OutgoingEvent, RoleMask};
+use omnicast::{
+    CATALOG, Events, InventoryUpdatedPayload, Namespace, OrderCreatedPayload, OrderStatus,
+    ProductPriceChangedPayload, Role, Severity, StockChangeReason, SystemNotificationPayload,
+};
+use omnicast_codegen::model::Audience;
+use serde_json::{Value, json};
+
+fn model() -> omnicast_codegen::Catalog {
+    omnicast_codegen::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("events.yaml"))
+        .unwrap_or_else(|d| panic!("{d}"))
+}
+
+fn raw(value: &Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(value).unwrap()
+}
+
+#[test]
+fn every_example_decodes_and_validates_against_its_schema() {
+    let model = model();
+    let docs = omnicast::docs::files();
+    let envelope: Value =
+        serde_json::from_str(&docs[Path::new("schemas/envelope.json")]).unwrap();
+    for event in &model.events {
+        let entry = CATALOG.event(&event.name).expect("compiled catalog has the event");
+        let decoded = CATALOG
+            .decode(&event.name, &raw(&event.example), EmitOptions::default())
+            .unwrap_or_else(|e| panic!("{}: example does not decode: {e}", event.name));
+        // Computed fields are recomputed, so the delivered data equals the (consistent) example.
+        let data: Value = serde_json::from_str(decoded.data.get()).unwrap();
+        assert!(
+            numerically_equal(&data, &event.example),
+            "{}: decoded data {data} differs from the example {}",
+            event.name,
+            event.example
+        );
+
+        let schema = entry.schema().to_value();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&event.example).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: example fails its schema: {errors:?}", event.name);
+
+        // The envelope schema refers to the per-event files; inline the one this event needs
+        // (its `$defs` move to the root, where its `#/$defs/...` references point).
+        let mut envelope = envelope.clone();
+        envelope["$defs"] = schema.get("$defs").cloned().unwrap_or(json!({}));
+        let variants = envelope["oneOf"].as_array_mut().unwrap();
+        for variant in variants.iter_mut() {
+            let stem = omnicast::docs::schema_stem(variant["properties"]["type"]["const"].as_str().unwrap());
+            variant["properties"]["data"] = if stem == omnicast::docs::schema_stem(&event.name) {
+                schema.clone()
+            } else {
+                json!(false)
+            };
+        }
+        let message = json!({
+            "type": event.name, "namespace": event.namespace, "data": event.example,
+            "timestamp": 1_700_000_000_000u64, "id": "evt-1"
+        });
+        let validator = jsonschema::validator_for(&envelope).unwrap();
+        assert!(validator.is_valid(&message), "{}: envelope fails envelope.json", event.name);
+    }
+}
+
+/// JSON equality where `1500` and `1500.0` are the same number (`number` fields are `f64`).
+fn numerically_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| numerically_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| numerically_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn schemas_reject_what_serde_rejects() {
+    let entry = CATALOG.event("order:created").unwrap();
+    let validator = jsonschema::validator_for(&entry.schema().to_value()).unwrap();
+    let good = json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": 1.5, "status": "pending", "channel": "web"});
+    assert!(validator.is_valid(&good));
+    for bad in [
+        json!({"orderId": "O"}),
+        json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": "1", "status": "pending", "channel": "web"}),
+        json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": 1, "status": "lost", "channel": "web"}),
+        json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": 1, "status": "pending", "channel": "web", "extra": 1}),
+    ] {
+        assert!(!validator.is_valid(&bad), "schema accepts {bad}");
+        assert!(CATALOG.decode("order:created", &raw(&bad), EmitOptions::default()).is_err(), "decoder accepts {bad}");
+    }
+}
+
+#[test]
+fn descriptors_agree_with_the_yaml_model() {
+    let model = model();
+    let names: Vec<&str> = CATALOG.roles.iter().map(|r| r.name).collect();
+    let model_names: Vec<&str> = model.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, model_names);
+    assert_eq!(CATALOG.events.len(), model.events.len());
+    for (entry, event) in CATALOG.events.iter().zip(&model.events) {
+        let d = entry.descriptor;
+        assert_eq!(d.name, event.name);
+        assert_eq!(d.namespace, event.namespace);
+        assert_eq!(d.description, event.description);
+        assert_eq!(d.owner_field, event.owner.as_deref(), "{}", event.name);
+        assert_eq!(d.target_roles_field, event.target_roles.as_deref(), "{}", event.name);
+        let expected = match &event.audience {
+            Audience::All => RoleMask::ALL,
+            Audience::Roles(roles) => roles.iter().map(|&i| RoleMask::single(i as u32)).collect(),
+        };
+        assert_eq!(d.roles, expected, "{}", event.name);
+    }
+}
+
+/// The seed's quick-reference table, transcribed by hand: the independent check that events.yaml
+/// says what the reference says.
+#[test]
+fn roles_match_the_seed_reference_table() {
+    let seed: &[(&str, &str, &str)] = &[
+        ("order:created", "orders", "admin, manager, staff"),
+        ("order:updated", "orders", "admin, manager, staff"),
+        ("order:status_changed", "orders", "admin, manager, staff, customer*"),
+        ("order:deleted", "orders", "admin, manager"),
+        ("customer:activity", "customers", "admin, manager, staff"),
+        ("customer:viewing_product", "customers", "admin, manager"),
+        ("customer:added_to_cart", "customers", "admin, manager"),
+        ("customer:online", "customers", "admin, manager, staff"),
+        ("customer:offline", "customers", "admin, manager, staff"),
+        ("inventory:updated", "inventory", "admin, manager, staff"),
+        ("inventory:low_stock", "inventory", "admin, manager, staff"),
+        ("inventory:out_of_stock", "inventory", "admin, manager, staff"),
+        ("inventory:restocked", "inventory", "admin, manager, staff"),
+        ("product:price_changed", "products", "all"),
+        ("product:created", "products", "admin, manager, staff"),
+        ("product:updated", "products", "admin, manager, staff"),
+        ("product:deleted", "products", "admin, manager"),
+        ("payment:received", "payments", "admin, manager, customer*"),
+        ("payment:failed", "payments", "admin, manager, customer*"),
+        ("payment:refunded", "payments", "admin, manager, customer*"),
+        ("system:notification", "system", "targetRoles"),
+        ("system:alert", "system", "targetRoles"),
+        ("system:maintenance", "system", "all"),
+    ];
+    assert_eq!(CATALOG.events.len(), seed.len());
+    for (entry, (name, namespace, roles)) in CATALOG.events.iter().zip(seed) {
+        let d = entry.descriptor;
+        assert_eq!((d.name, d.namespace), (*name, *namespace));
+        match *roles {
+            "all" => assert_eq!((d.roles, d.target_roles_field), (RoleMask::ALL, None), "{name}"),
+            "targetRoles" => {
+                assert_eq!((d.roles, d.target_roles_field), (RoleMask::ALL, Some("targetRoles")), "{name}")
+            }
+            list => {
+                let mut mask = RoleMask::EMPTY;
+                for role in list.split(", ") {
+                    let own = role.ends_with('*');
+                    let role = role.trim_end_matches('*');
+                    mask = mask | CATALOG.role(role).unwrap();
+                    if own {
+                        assert_eq!(d.owner_field, Some("customerId"), "{name}");
+                    }
+                }
+                assert_eq!(d.roles, mask, "{name}");
+            }
+        }
+    }
+    assert_eq!(CATALOG.own_events_only(), Role::Customer.mask());
+}
+
+#[test]
+fn decode_errors_name_the_json_path() {
+    let cases = [
+        ("order:created", json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": "lots", "status": "pending", "channel": "web"}), "data.total"),
+        ("system:notification", json!({"title": "t", "message": "m", "severity": "info", "targetRoles": ["admin", "root"]}), "data.targetRoles[1]"),
+        ("order:deleted", json!({"orderId": "O", "surprise": true}), "data.surprise"),
+        ("order:deleted", json!(["O", null]), "data"),
+    ];
+    for (name, data, path) in cases {
+        match CATALOG.decode(name, &raw(&data), EmitOptions::default()) {
+            Err(DecodeError::InvalidData { path: got, message }) => {
+                assert_eq!(got, path, "{name} {data}: {message}");
+                assert!(!message.is_empty() && !message.contains(" at line "), "{message}");
+            }
+            other => panic!("{name} {data}: expected InvalidData, got {other:?}"),
+        }
+    }
+    let err = CATALOG.decode("order:craeted", &raw(&json!({})), EmitOptions::default()).unwrap_err();
+    assert_eq!(err.to_string(), "unknown event type `order:craeted`; did you mean `order:created`?");
+    let err = CATALOG.decode("nope", &raw(&json!({})), EmitOptions::default()).unwrap_err();
+    assert_eq!(err.to_string(), "unknown event type `nope`");
+}
+
+#[test]
+fn computed_fields_are_recomputed_on_every_path() {
+    let payload = InventoryUpdatedPayload::new("P".into(), "Phones".into(), "SKU".into(), 50, 49, Some(StockChangeReason::Sale));
+    assert_eq!(payload.difference(), -1);
+
+    // A publisher's inconsistent value is replaced, a missing one filled in.
+    for data in [
+        json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": 10, "newStock": 25, "difference": 999}),
+        json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": 10, "newStock": 25}),
+    ] {
+        let event = CATALOG.decode("inventory:updated", &raw(&data), EmitOptions::default()).unwrap();
+        let sent: Value = serde_json::from_str(event.data.get()).unwrap();
+        assert_eq!(sent["difference"], 15);
+    }
+    let price = ProductPriceChangedPayload::new("P".into(), "N".into(), "S".into(), 3000.0, 2500.0);
+    assert_eq!(price.change_percentage(), -16.67);
+}
+
+/// A sink that keeps what it is given.
+#[derive(Default)]
+struct Collect(RefCell<Vec<OutgoingEvent>>);
+
+impl EventSink for Collect {
+    type Output = usize;
+    fn publish(&self, event: OutgoingEvent) -> usize {
+        let mut events = self.0.borrow_mut();
+        events.push(event);
+        events.len()
+    }
+}
+
+#[test]
+fn typed_emitters_hand_ready_events_to_the_sink() {
+    let events = Events::new(Collect::default());
+    let order = OrderCreatedPayload {
+        order_id: "ORD-001".into(),
+        customer_id: "CUST-123".into(),
+        customer_name: "John Doe".into(),
+        total: 1500.0,
+        status: OrderStatus::Pending,
+        channel: "online".into(),
+    };
+    let n = events
+        .order_created(order)
+        .to_roles([Role::Admin, Role::Manager])
+        .to_users(["u1", "u2"])
+        .exclude_users(["u3"])
+        .exclude_sessions(["s1"])
+        .in_namespace(Namespace::System)
+        .at(1_700_000_000_000)
+        .send();
+    assert_eq!(n, 1);
+    let notice = SystemNotificationPayload {
+        title: "t".into(),
+        message: "m".into(),
+        severity: Severity::Warning,
+        target_roles: Some(vec![Role::Admin, Role::Customer]),
+        action_url: None,
+    };
+    events.system_notification(notice).send();
+
+    let sent = events.sink().0.borrow();
+    let first = &sent[0];
+    assert_eq!(first.descriptor.name, "order:created");
+    assert_eq!(first.owner.as_deref(), Some("CUST-123"));
+    assert_eq!(first.timestamp, Some(1_700_000_000_000));
+    assert_eq!(
+        first.options,
+        EmitOptions {
+            roles: Some(Role::Admin.mask() | Role::Manager.mask()),
+            user_ids: Some(vec!["u1".into(), "u2".into()]),
+            exclude_user_ids: vec!["u3".into()],
+            exclude_session_ids: vec!["s1".into()],
+            namespace: Some("system"),
+        }
+    );
+    assert_eq!(first.namespace(), "system");
+    let data: Value = serde_json::from_str(first.data.get()).unwrap();
+    assert_eq!(data["orderId"], "ORD-001");
+    assert_eq!(data["status"], "pending");
+
+    let second = &sent[1];
+    assert_eq!(second.target_roles, Some(Role::Admin.mask() | Role::Customer.mask()));
+    assert_eq!(second.allowed_roles(), Role::Admin.mask() | Role::Customer.mask());
+    assert_eq!(second.timestamp, None);
+    assert_eq!(second.namespace(), "system");
+    let data: Value = serde_json::from_str(second.data.get()).unwrap();
+    assert!(data.get("actionUrl").is_none(), "absent optional fields are omitted: {data}");
+}
+
+#[test]
+fn options_never_widen_the_event_roles() {
+    // `roles: [customer]` on an admin/manager/staff event leaves nobody.
+    let events = Events::new(Collect::default());
+    events
+        .order_deleted(omnicast::OrderDeletedPayload { order_id: "O".into(), reason: None })
+        .to_roles([Role::Customer])
+        .send();
+    assert!(events.sink().0.borrow()[0].allowed_roles().is_empty());
+}
