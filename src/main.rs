@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "omnicast", version, about = "Schema-driven, permission-aware real-time events")]
+#[command(
+    name = "omnicast",
+    version,
+    about = "Schema-driven, permission-aware real-time events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

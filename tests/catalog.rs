@@ -26,10 +26,11 @@ fn raw(value: &Value) -> Box<serde_json::value::RawValue> {
 fn every_example_decodes_and_validates_against_its_schema() {
     let model = model();
     let docs = omnicast::docs::files();
-    let envelope: Value =
-        serde_json::from_str(&docs[Path::new("schemas/envelope.json")]).unwrap();
+    let envelope: Value = serde_json::from_str(&docs[Path::new("schemas/envelope.json")]).unwrap();
     for event in &model.events {
-        let entry = CATALOG.event(&event.name).expect("compiled catalog has the event");
+        let entry = CATALOG
+            .event(&event.name)
+            .expect("compiled catalog has the event");
         let decoded = CATALOG
             .decode(&event.name, &raw(&event.example), EmitOptions::default())
             .unwrap_or_else(|e| panic!("{}: example does not decode: {e}", event.name));
@@ -44,8 +45,15 @@ fn every_example_decodes_and_validates_against_its_schema() {
 
         let schema = entry.schema().to_value();
         let validator = jsonschema::validator_for(&schema).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&event.example).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{}: example fails its schema: {errors:?}", event.name);
+        let errors: Vec<String> = validator
+            .iter_errors(&event.example)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{}: example fails its schema: {errors:?}",
+            event.name
+        );
 
         // The envelope schema refers to the per-event files; inline the one this event needs
         // (its `$defs` move to the root, where its `#/$defs/...` references point).
@@ -53,7 +61,9 @@ fn every_example_decodes_and_validates_against_its_schema() {
         envelope["$defs"] = schema.get("$defs").cloned().unwrap_or(json!({}));
         let variants = envelope["oneOf"].as_array_mut().unwrap();
         for variant in variants.iter_mut() {
-            let stem = omnicast::docs::schema_stem(variant["properties"]["type"]["const"].as_str().unwrap());
+            let stem = omnicast::docs::schema_stem(
+                variant["properties"]["type"]["const"].as_str().unwrap(),
+            );
             variant["properties"]["data"] = if stem == omnicast::docs::schema_stem(&event.name) {
                 schema.clone()
             } else {
@@ -65,7 +75,11 @@ fn every_example_decodes_and_validates_against_its_schema() {
             "timestamp": 1_700_000_000_000u64, "id": "evt-1"
         });
         let validator = jsonschema::validator_for(&envelope).unwrap();
-        assert!(validator.is_valid(&message), "{}: envelope fails envelope.json", event.name);
+        assert!(
+            validator.is_valid(&message),
+            "{}: envelope fails envelope.json",
+            event.name
+        );
     }
 }
 
@@ -77,7 +91,9 @@ fn numerically_equal(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| numerically_equal(x, y))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| numerically_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| numerically_equal(v, w)))
         }
         _ => a == b,
     }
@@ -96,7 +112,12 @@ fn schemas_reject_what_serde_rejects() {
         json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": 1, "status": "pending", "channel": "web", "extra": 1}),
     ] {
         assert!(!validator.is_valid(&bad), "schema accepts {bad}");
-        assert!(CATALOG.decode("order:created", &raw(&bad), EmitOptions::default()).is_err(), "decoder accepts {bad}");
+        assert!(
+            CATALOG
+                .decode("order:created", &raw(&bad), EmitOptions::default())
+                .is_err(),
+            "decoder accepts {bad}"
+        );
     }
 }
 
@@ -113,7 +134,12 @@ fn descriptors_agree_with_the_yaml_model() {
         assert_eq!(d.namespace, event.namespace);
         assert_eq!(d.description, event.description);
         assert_eq!(d.owner_field, event.owner.as_deref(), "{}", event.name);
-        assert_eq!(d.target_roles_field, event.target_roles.as_deref(), "{}", event.name);
+        assert_eq!(
+            d.target_roles_field,
+            event.target_roles.as_deref(),
+            "{}",
+            event.name
+        );
         let expected = match &event.audience {
             Audience::All => RoleMask::ALL,
             Audience::Roles(roles) => roles.iter().map(|&i| RoleMask::single(i as u32)).collect(),
@@ -129,7 +155,11 @@ fn roles_match_the_seed_reference_table() {
     let seed: &[(&str, &str, &str)] = &[
         ("order:created", "orders", "admin, manager, staff"),
         ("order:updated", "orders", "admin, manager, staff"),
-        ("order:status_changed", "orders", "admin, manager, staff, customer*"),
+        (
+            "order:status_changed",
+            "orders",
+            "admin, manager, staff, customer*",
+        ),
         ("order:deleted", "orders", "admin, manager"),
         ("customer:activity", "customers", "admin, manager, staff"),
         ("customer:viewing_product", "customers", "admin, manager"),
@@ -138,7 +168,11 @@ fn roles_match_the_seed_reference_table() {
         ("customer:offline", "customers", "admin, manager, staff"),
         ("inventory:updated", "inventory", "admin, manager, staff"),
         ("inventory:low_stock", "inventory", "admin, manager, staff"),
-        ("inventory:out_of_stock", "inventory", "admin, manager, staff"),
+        (
+            "inventory:out_of_stock",
+            "inventory",
+            "admin, manager, staff",
+        ),
         ("inventory:restocked", "inventory", "admin, manager, staff"),
         ("product:price_changed", "products", "all"),
         ("product:created", "products", "admin, manager, staff"),
@@ -156,9 +190,17 @@ fn roles_match_the_seed_reference_table() {
         let d = entry.descriptor;
         assert_eq!((d.name, d.namespace), (*name, *namespace));
         match *roles {
-            "all" => assert_eq!((d.roles, d.target_roles_field), (RoleMask::ALL, None), "{name}"),
+            "all" => assert_eq!(
+                (d.roles, d.target_roles_field),
+                (RoleMask::ALL, None),
+                "{name}"
+            ),
             "targetRoles" => {
-                assert_eq!((d.roles, d.target_roles_field), (RoleMask::ALL, Some("targetRoles")), "{name}")
+                assert_eq!(
+                    (d.roles, d.target_roles_field),
+                    (RoleMask::ALL, Some("targetRoles")),
+                    "{name}"
+                )
             }
             list => {
                 let mut mask = RoleMask::EMPTY;
@@ -180,29 +222,58 @@ fn roles_match_the_seed_reference_table() {
 #[test]
 fn decode_errors_name_the_json_path() {
     let cases = [
-        ("order:created", json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": "lots", "status": "pending", "channel": "web"}), "data.total"),
-        ("system:notification", json!({"title": "t", "message": "m", "severity": "info", "targetRoles": ["admin", "root"]}), "data.targetRoles[1]"),
-        ("order:deleted", json!({"orderId": "O", "surprise": true}), "data.surprise"),
+        (
+            "order:created",
+            json!({"orderId": "O", "customerId": "C", "customerName": "N", "total": "lots", "status": "pending", "channel": "web"}),
+            "data.total",
+        ),
+        (
+            "system:notification",
+            json!({"title": "t", "message": "m", "severity": "info", "targetRoles": ["admin", "root"]}),
+            "data.targetRoles[1]",
+        ),
+        (
+            "order:deleted",
+            json!({"orderId": "O", "surprise": true}),
+            "data.surprise",
+        ),
         ("order:deleted", json!(["O", null]), "data"),
     ];
     for (name, data, path) in cases {
         match CATALOG.decode(name, &raw(&data), EmitOptions::default()) {
             Err(DecodeError::InvalidData { path: got, message }) => {
                 assert_eq!(got, path, "{name} {data}: {message}");
-                assert!(!message.is_empty() && !message.contains(" at line "), "{message}");
+                assert!(
+                    !message.is_empty() && !message.contains(" at line "),
+                    "{message}"
+                );
             }
             other => panic!("{name} {data}: expected InvalidData, got {other:?}"),
         }
     }
-    let err = CATALOG.decode("order:craeted", &raw(&json!({})), EmitOptions::default()).unwrap_err();
-    assert_eq!(err.to_string(), "unknown event type `order:craeted`; did you mean `order:created`?");
-    let err = CATALOG.decode("nope", &raw(&json!({})), EmitOptions::default()).unwrap_err();
+    let err = CATALOG
+        .decode("order:craeted", &raw(&json!({})), EmitOptions::default())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown event type `order:craeted`; did you mean `order:created`?"
+    );
+    let err = CATALOG
+        .decode("nope", &raw(&json!({})), EmitOptions::default())
+        .unwrap_err();
     assert_eq!(err.to_string(), "unknown event type `nope`");
 }
 
 #[test]
 fn computed_fields_are_recomputed_on_every_path() {
-    let payload = InventoryUpdatedPayload::new("P".into(), "Phones".into(), "SKU".into(), 50, 49, Some(StockChangeReason::Sale));
+    let payload = InventoryUpdatedPayload::new(
+        "P".into(),
+        "Phones".into(),
+        "SKU".into(),
+        50,
+        49,
+        Some(StockChangeReason::Sale),
+    );
     assert_eq!(payload.difference(), -1);
 
     // A publisher's inconsistent value is replaced, a missing one filled in.
@@ -210,7 +281,9 @@ fn computed_fields_are_recomputed_on_every_path() {
         json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": 10, "newStock": 25, "difference": 999}),
         json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": 10, "newStock": 25}),
     ] {
-        let event = CATALOG.decode("inventory:updated", &raw(&data), EmitOptions::default()).unwrap();
+        let event = CATALOG
+            .decode("inventory:updated", &raw(&data), EmitOptions::default())
+            .unwrap();
         let sent: Value = serde_json::from_str(event.data.get()).unwrap();
         assert_eq!(sent["difference"], 15);
     }
@@ -282,12 +355,21 @@ fn typed_emitters_hand_ready_events_to_the_sink() {
     assert_eq!(data["status"], "pending");
 
     let second = &sent[1];
-    assert_eq!(second.target_roles, Some(Role::Admin.mask() | Role::Customer.mask()));
-    assert_eq!(second.allowed_roles(), Role::Admin.mask() | Role::Customer.mask());
+    assert_eq!(
+        second.target_roles,
+        Some(Role::Admin.mask() | Role::Customer.mask())
+    );
+    assert_eq!(
+        second.allowed_roles(),
+        Role::Admin.mask() | Role::Customer.mask()
+    );
     assert_eq!(second.timestamp, None);
     assert_eq!(second.namespace(), "system");
     let data: Value = serde_json::from_str(second.data.get()).unwrap();
-    assert!(data.get("actionUrl").is_none(), "absent optional fields are omitted: {data}");
+    assert!(
+        data.get("actionUrl").is_none(),
+        "absent optional fields are omitted: {data}"
+    );
 }
 
 #[test]
@@ -295,7 +377,10 @@ fn options_never_widen_the_event_roles() {
     // `roles: [customer]` on an admin/manager/staff event leaves nobody.
     let events = Events::new(Collect::default());
     events
-        .order_deleted(omnicast::OrderDeletedPayload { order_id: "O".into(), reason: None })
+        .order_deleted(omnicast::OrderDeletedPayload {
+            order_id: "O".into(),
+            reason: None,
+        })
         .to_roles([Role::Customer])
         .send();
     assert!(events.sink().0.borrow()[0].allowed_roles().is_empty());

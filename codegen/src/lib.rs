@@ -62,7 +62,9 @@ fn strip_position(message: &str) -> String {
     let end = rest
         .find(" column ")
         .map(|c| {
-            let digits = rest[c + 8..].find(|ch: char| !ch.is_ascii_digit()).unwrap_or(rest.len() - c - 8);
+            let digits = rest[c + 8..]
+                .find(|ch: char| !ch.is_ascii_digit())
+                .unwrap_or(rest.len() - c - 8);
             c + 8 + digits
         })
         .unwrap_or(rest.len());

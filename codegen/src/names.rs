@@ -27,10 +27,12 @@ pub fn snake(name: &str) -> String {
             continue;
         }
         if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             let prev_upper = i > 0 && chars[i - 1].is_uppercase();
-            if !out.is_empty() && !out.ends_with('_') && (prev_lower || (prev_upper && next_lower)) {
+            if !out.is_empty() && !out.ends_with('_') && (prev_lower || (prev_upper && next_lower))
+            {
                 out.push('_');
             }
             out.extend(c.to_lowercase());
@@ -75,12 +77,56 @@ pub fn serde_camel(snake: &str) -> String {
 pub fn is_keyword(name: &str) -> bool {
     matches!(
         name,
-        "as" | "async" | "await" | "break" | "const" | "continue" | "crate" | "dyn" | "else"
-            | "enum" | "extern" | "false" | "fn" | "for" | "gen" | "if" | "impl" | "in" | "let"
-            | "loop" | "match" | "mod" | "move" | "mut" | "pub" | "ref" | "return" | "self"
-            | "Self" | "static" | "struct" | "super" | "trait" | "true" | "type" | "unsafe"
-            | "use" | "where" | "while" | "abstract" | "become" | "box" | "do" | "final"
-            | "macro" | "override" | "priv" | "try" | "typeof" | "unsized" | "virtual"
+        "as" | "async"
+            | "await"
+            | "break"
+            | "const"
+            | "continue"
+            | "crate"
+            | "dyn"
+            | "else"
+            | "enum"
+            | "extern"
+            | "false"
+            | "fn"
+            | "for"
+            | "gen"
+            | "if"
+            | "impl"
+            | "in"
+            | "let"
+            | "loop"
+            | "match"
+            | "mod"
+            | "move"
+            | "mut"
+            | "pub"
+            | "ref"
+            | "return"
+            | "self"
+            | "Self"
+            | "static"
+            | "struct"
+            | "super"
+            | "trait"
+            | "true"
+            | "type"
+            | "unsafe"
+            | "use"
+            | "where"
+            | "while"
+            | "abstract"
+            | "become"
+            | "box"
+            | "do"
+            | "final"
+            | "macro"
+            | "override"
+            | "priv"
+            | "try"
+            | "typeof"
+            | "unsized"
+            | "virtual"
             | "yield"
     )
 }
@@ -116,8 +162,14 @@ mod tests {
         assert_eq!(pascal("checkout_complete"), "CheckoutComplete");
         assert_eq!(pascal("admin"), "Admin");
         assert_eq!(serde_camel("customer_id"), "customerId");
-        assert_eq!(payload_struct("order:status_changed"), "OrderStatusChangedPayload");
-        assert_eq!(emitter_method("customer:added_to_cart"), "customer_added_to_cart");
+        assert_eq!(
+            payload_struct("order:status_changed"),
+            "OrderStatusChangedPayload"
+        );
+        assert_eq!(
+            emitter_method("customer:added_to_cart"),
+            "customer_added_to_cart"
+        );
         assert_eq!(schema_stem("order:created"), "order.created");
     }
 

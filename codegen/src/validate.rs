@@ -14,7 +14,14 @@ use crate::raw::{OrderedMap, RawCatalog, RawEvent, RawField, RawRoles};
 pub const MAX_ROLES: usize = 64;
 
 /// The field types every catalog has, besides `Role` and its enums.
-const BUILTIN_TYPES: [&str; 6] = ["string", "number", "integer", "boolean", "timestamp", "Role"];
+const BUILTIN_TYPES: [&str; 6] = [
+    "string",
+    "number",
+    "integer",
+    "boolean",
+    "timestamp",
+    "Role",
+];
 
 /// Validates a parsed file. `source` is the file's text, used to point at lines.
 pub fn validate(file: &str, source: &str, raw: RawCatalog) -> Result<Catalog, Diagnostics> {
@@ -113,7 +120,10 @@ fn roles(cx: &mut Context<'_>, raw: &OrderedMap<crate::raw::RawRole>) -> Vec<Rol
     if raw.entries.len() > MAX_ROLES {
         cx.error(
             At::path(&["roles"]),
-            format!("{} roles defined; at most {MAX_ROLES} are supported", raw.entries.len()),
+            format!(
+                "{} roles defined; at most {MAX_ROLES} are supported",
+                raw.entries.len()
+            ),
             None,
         );
     }
@@ -162,7 +172,11 @@ fn enums(cx: &mut Context<'_>, raw: &OrderedMap<crate::raw::RawEnum>) -> Vec<Enu
             );
         }
         if def.values.is_empty() {
-            cx.error(At::path(&path), format!("enum `{name}` has no values"), None);
+            cx.error(
+                At::path(&path),
+                format!("enum `{name}` has no values"),
+                None,
+            );
         }
         let mut variants: BTreeMap<String, &str> = BTreeMap::new();
         for value in &def.values {
@@ -196,7 +210,11 @@ fn enums(cx: &mut Context<'_>, raw: &OrderedMap<crate::raw::RawEnum>) -> Vec<Enu
 fn namespaces(cx: &mut Context<'_>, raw: &RawCatalog) -> Vec<Namespace> {
     cx.duplicates(&raw.namespaces, "namespace", &["namespaces"]);
     if raw.namespaces.entries.is_empty() {
-        cx.error(At::path(&["namespaces"]), "the catalog defines no namespaces", None);
+        cx.error(
+            At::path(&["namespaces"]),
+            "the catalog defines no namespaces",
+            None,
+        );
     }
     let mut out = Vec::new();
     for (name, ns) in &raw.namespaces.entries {
@@ -366,11 +384,7 @@ fn event(
             }
         },
         (Some(_), Some(_)) => {
-            cx.error(
-                at,
-                "has both `fields` and `same_fields_as`; keep one",
-                None,
-            );
+            cx.error(at, "has both `fields` and `same_fields_as`; keep one", None);
             raw.fields.as_ref()
         }
         (None, None) => {
@@ -530,7 +544,8 @@ fn fields(
             ..at
         };
         let rust_name = names::snake(name);
-        if !names::is_identifier(&rust_name) || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        if !names::is_identifier(&rust_name) || !name.starts_with(|c: char| c.is_ascii_lowercase())
+        {
             cx.error(
                 field_at,
                 format!("field names must be camelCase identifiers; `{name}` is not"),
@@ -611,9 +626,16 @@ fn parse_type(text: &str, enums: &[Enum]) -> Result<(FieldType, bool), String> {
 type Problem = (String, Option<String>);
 
 /// Parses `a - b` or `percent_change(a, b)` and checks it against the fields.
-fn computed(formula: &str, field: &Field, fields: &[Field], enums: &[Enum]) -> Result<Computed, Problem> {
+fn computed(
+    formula: &str,
+    field: &Field,
+    fields: &[Field],
+    enums: &[Enum],
+) -> Result<Computed, Problem> {
     let formula = formula.trim();
-    let syntax_help = || Some("write `<field> - <field>` or `percent_change(<old field>, <new field>)`".to_owned());
+    let syntax_help = || {
+        Some("write `<field> - <field>` or `percent_change(<old field>, <new field>)`".to_owned())
+    };
     let parsed = if let Some(args) = formula
         .strip_prefix("percent_change(")
         .and_then(|rest| rest.strip_suffix(')'))
@@ -637,7 +659,10 @@ fn computed(formula: &str, field: &Field, fields: &[Field], enums: &[Enum]) -> R
         return Err(("a computed field cannot be optional".into(), None));
     }
     let (operands, result_ok) = match &parsed {
-        Computed::Difference { minuend, subtrahend } => (
+        Computed::Difference {
+            minuend,
+            subtrahend,
+        } => (
             [minuend, subtrahend],
             matches!(field.ty, FieldType::Integer | FieldType::Number),
         ),
@@ -655,14 +680,18 @@ fn computed(formula: &str, field: &Field, fields: &[Field], enums: &[Enum]) -> R
     for operand in operands {
         let Some(other) = fields.iter().find(|f| f.name == *operand) else {
             return Err((
-                format!("formula `{formula}` uses `{operand}`, which is not a field of this payload"),
+                format!(
+                    "formula `{formula}` uses `{operand}`, which is not a field of this payload"
+                ),
                 did_you_mean(operand, fields.iter().map(|f| f.name.as_str())),
             ));
         };
         let numeric = matches!(other.ty, FieldType::Integer | FieldType::Number);
         if !numeric || other.optional || other.name == field.name {
             return Err((
-                format!("formula `{formula}` needs `{operand}` to be a required `number` or `integer` other than this field"),
+                format!(
+                    "formula `{formula}` needs `{operand}` to be a required `number` or `integer` other than this field"
+                ),
                 None,
             ));
         }
@@ -692,7 +721,10 @@ pub(crate) fn check_payload(
     problems: &mut Vec<String>,
 ) {
     let Value::Object(object) = value else {
-        problems.push(format!("expected a mapping of fields, found {}", describe(value)));
+        problems.push(format!(
+            "expected a mapping of fields, found {}",
+            describe(value)
+        ));
         return;
     };
     for key in object.keys() {
@@ -724,7 +756,10 @@ pub(crate) fn check_payload(
 fn evaluate(formula: &Computed, object: &serde_json::Map<String, Value>) -> Option<f64> {
     let get = |name: &str| object.get(name).and_then(Value::as_f64);
     Some(match formula {
-        Computed::Difference { minuend, subtrahend } => get(minuend)? - get(subtrahend)?,
+        Computed::Difference {
+            minuend,
+            subtrahend,
+        } => get(minuend)? - get(subtrahend)?,
         Computed::PercentChange { from, to } => {
             let (old, new) = (get(from)?, get(to)?);
             if old == 0.0 {
@@ -736,7 +771,12 @@ fn evaluate(formula: &Computed, object: &serde_json::Map<String, Value>) -> Opti
     })
 }
 
-fn check_value(value: &Value, ty: &FieldType, roles: &[Role], enums: &[Enum]) -> Result<(), String> {
+fn check_value(
+    value: &Value,
+    ty: &FieldType,
+    roles: &[Role],
+    enums: &[Enum],
+) -> Result<(), String> {
     let ok = match ty {
         FieldType::String => value.is_string(),
         FieldType::Number => value.is_number(),
@@ -854,10 +894,14 @@ impl<'a> Locator<'a> {
 
 fn key_matches(body: &str, key: &str) -> bool {
     let body = body.strip_prefix("- ").unwrap_or(body);
-    [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
-        .iter()
-        .any(|k| {
-            body.strip_prefix(k.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
-        })
+    [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ]
+    .iter()
+    .any(|k| {
+        body.strip_prefix(k.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+    })
 }

@@ -48,7 +48,8 @@ fn every_invalid_catalog_reports_its_snapshot() {
 
 #[test]
 fn the_shipped_catalog_is_valid() {
-    let catalog = omnicast_codegen::load(Path::new("../events.yaml")).unwrap_or_else(|d| panic!("{d}"));
+    let catalog =
+        omnicast_codegen::load(Path::new("../events.yaml")).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(catalog.events.len(), 23);
     assert_eq!(catalog.namespaces.len(), 6);
     let names: Vec<&str> = catalog.roles.iter().map(|r| r.name.as_str()).collect();
@@ -59,5 +60,8 @@ fn the_shipped_catalog_is_valid() {
 fn an_unreadable_file_is_a_diagnostic() {
     let err = omnicast_codegen::load(Path::new("tests/invalid/does-not-exist.yaml")).unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with("error: tests/invalid/does-not-exist.yaml: cannot read the catalog:"), "{text}");
+    assert!(
+        text.starts_with("error: tests/invalid/does-not-exist.yaml: cannot read the catalog:"),
+        "{text}"
+    );
 }

@@ -24,7 +24,8 @@ fn check(path: &str, actual: &str) {
 
 #[test]
 fn rust_output_matches_golden() {
-    let catalog = omnicast_codegen::load(Path::new("tests/fixtures/shop.yaml")).unwrap_or_else(|d| panic!("{d}"));
+    let catalog = omnicast_codegen::load(Path::new("tests/fixtures/shop.yaml"))
+        .unwrap_or_else(|d| panic!("{d}"));
     let rendered = generate::rust::render(&catalog);
     assert!(rendered.starts_with("// @generated"));
     syn::parse_file(&rendered).expect("generated Rust parses");
@@ -33,8 +34,12 @@ fn rust_output_matches_golden() {
 
 #[test]
 fn markdown_output_matches_golden() {
-    let catalog = omnicast_codegen::load(Path::new("tests/fixtures/shop.yaml")).unwrap_or_else(|d| panic!("{d}"));
-    check("tests/fixtures/shop.md", &generate::markdown::render(&catalog));
+    let catalog = omnicast_codegen::load(Path::new("tests/fixtures/shop.yaml"))
+        .unwrap_or_else(|d| panic!("{d}"));
+    check(
+        "tests/fixtures/shop.md",
+        &generate::markdown::render(&catalog),
+    );
 }
 
 #[test]
@@ -42,5 +47,8 @@ fn output_is_deterministic() {
     let a = omnicast_codegen::load(Path::new("../events.yaml")).unwrap_or_else(|d| panic!("{d}"));
     let b = omnicast_codegen::load(Path::new("../events.yaml")).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(generate::rust::render(&a), generate::rust::render(&b));
-    assert_eq!(generate::markdown::render(&a), generate::markdown::render(&b));
+    assert_eq!(
+        generate::markdown::render(&a),
+        generate::markdown::render(&b)
+    );
 }

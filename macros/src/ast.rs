@@ -177,7 +177,9 @@ fn find_field<'f, 'a>(
 /// Whether `ty` is a plain path ending in `last` (`String`, `std::string::String`).
 fn is_path_to(ty: &Type, last: &str) -> bool {
     match ty {
-        Type::Path(p) => p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == last),
+        Type::Path(p) => {
+            p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == last)
+        }
         _ => false,
     }
 }
@@ -242,4 +244,3 @@ impl UnrawString for Ident {
         s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
     }
 }
-

@@ -53,10 +53,15 @@ impl StructAttrs {
                 let key = meta.path.get_ident().map(Ident::to_string);
                 match key.as_deref() {
                     Some("name") => set(&mut out.name, meta.value()?.parse()?, &meta.path, errors),
-                    Some("namespace") => {
-                        set(&mut out.namespace, meta.value()?.parse()?, &meta.path, errors)
+                    Some("namespace") => set(
+                        &mut out.namespace,
+                        meta.value()?.parse()?,
+                        &meta.path,
+                        errors,
+                    ),
+                    Some("owner") => {
+                        set(&mut out.owner, meta.value()?.parse()?, &meta.path, errors)
                     }
-                    Some("owner") => set(&mut out.owner, meta.value()?.parse()?, &meta.path, errors),
                     Some("target_roles") => set(
                         &mut out.target_roles,
                         meta.value()?.parse()?,
@@ -113,7 +118,12 @@ impl FieldAttrs {
         for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
             let result = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("computed") {
-                    set(&mut out.computed, meta.value()?.parse()?, &meta.path, errors);
+                    set(
+                        &mut out.computed,
+                        meta.value()?.parse()?,
+                        &meta.path,
+                        errors,
+                    );
                 } else {
                     if meta.input.peek(Token![=]) {
                         meta.value()?.parse::<Expr>()?;

@@ -1,7 +1,7 @@
 //! `#[derive(Event)]`: turns a payload struct's `#[event(...)]` attributes into an
 //! `omnicast_runtime::Event` impl.
 //!
-//! ```ignore
+//! ```text
 //! /// New order placed
 //! #[derive(Serialize, Deserialize, Event)]
 //! #[serde(rename_all = "camelCase")]

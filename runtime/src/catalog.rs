@@ -80,12 +80,10 @@ fn decode_as<E: Event>(data: &str, options: EmitOptions) -> Result<OutgoingEvent
             message: without_position(err.into_inner()),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|err| DecodeError::InvalidData {
-            path: "data".to_owned(),
-            message: without_position(err),
-        })?;
+    deserializer.end().map_err(|err| DecodeError::InvalidData {
+        path: "data".to_owned(),
+        message: without_position(err),
+    })?;
     Ok(OutgoingEvent::new(payload, options))
 }
 

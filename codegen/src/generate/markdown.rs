@@ -134,7 +134,13 @@ fn roles(catalog: &Catalog, out: &mut String) {
         } else {
             "every event its role is allowed"
         };
-        let _ = writeln!(out, "| `{}` | {} | {} |", role.name, sees, cell(&role.description));
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} |",
+            role.name,
+            sees,
+            cell(&role.description)
+        );
     }
     out.push('\n');
 }
@@ -151,18 +157,34 @@ fn enums(catalog: &Catalog, out: &mut String) {
             .map(|v| format!("`{v}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        let _ = writeln!(out, "| `{}` | {} | {} |", def.name, values, cell(&def.description));
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} |",
+            def.name,
+            values,
+            cell(&def.description)
+        );
     }
     out.push('\n');
 }
 
 fn details(catalog: &Catalog, out: &mut String) {
     out.push_str("## Events\n\n");
-    out.push_str("Every event reaches a client in the envelope `{ type, namespace, data, timestamp, id }` ");
+    out.push_str(
+        "Every event reaches a client in the envelope `{ type, namespace, data, timestamp, id }` ",
+    );
     out.push_str("([schema](schemas/envelope.json)); `data` is the payload below.\n\n");
     for namespace in &catalog.namespaces {
-        let _ = writeln!(out, "### Namespace `{}`\n\n{}\n", namespace.name, namespace.description);
-        for event in catalog.events.iter().filter(|e| e.namespace == namespace.name) {
+        let _ = writeln!(
+            out,
+            "### Namespace `{}`\n\n{}\n",
+            namespace.name, namespace.description
+        );
+        for event in catalog
+            .events
+            .iter()
+            .filter(|e| e.namespace == namespace.name)
+        {
             event_detail(catalog, event, out);
         }
     }
@@ -216,7 +238,10 @@ fn field_description(event: &Event, field: &Field) -> String {
         text.push_str(&s);
     };
     if event.owner.as_deref() == Some(&field.name) {
-        note("Owner: roles that see only their own events receive it when this is their user id.".into());
+        note(
+            "Owner: roles that see only their own events receive it when this is their user id."
+                .into(),
+        );
     }
     if event.target_roles.as_deref() == Some(&field.name) {
         note("When present, only these roles receive the event.".into());
@@ -260,7 +285,9 @@ fn who(catalog: &Catalog, event: &Event) -> String {
         }
     }
     if let Some(target) = &event.target_roles {
-        parts.push(format!("when `{target}` is present, only the roles it lists"));
+        parts.push(format!(
+            "when `{target}` is present, only the roles it lists"
+        ));
     }
     parts.join("; ") + "."
 }

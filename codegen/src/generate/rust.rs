@@ -206,10 +206,12 @@ fn payload(catalog: &Catalog, event: &Event) -> TokenStream {
             quote!(roles(#(Role::#variants),*))
         }
     };
-    let owner = event.field(event.owner.as_deref().unwrap_or_default()).map(|f| {
-        let field = field_ident(f);
-        quote!(, owner = #field)
-    });
+    let owner = event
+        .field(event.owner.as_deref().unwrap_or_default())
+        .map(|f| {
+            let field = field_ident(f);
+            quote!(, owner = #field)
+        });
     let target = event
         .field(event.target_roles.as_deref().unwrap_or_default())
         .map(|f| {
@@ -314,7 +316,10 @@ fn formula_tokens(event: &Event, formula: &Computed) -> TokenStream {
             minuend,
             subtrahend,
         } => {
-            let (a, b) = (field_ident(event.field(minuend).expect("validated")), field_ident(event.field(subtrahend).expect("validated")));
+            let (a, b) = (
+                field_ident(event.field(minuend).expect("validated")),
+                field_ident(event.field(subtrahend).expect("validated")),
+            );
             quote!(self.#a - self.#b)
         }
         Computed::PercentChange { from, to } => {
@@ -327,11 +332,19 @@ fn formula_tokens(event: &Event, formula: &Computed) -> TokenStream {
 /// Payloads with computed fields keep those fields private: they are built with `new`, which
 /// computes them, and read through accessors.
 fn constructor(catalog: &Catalog, event: &Event, struct_name: &Ident) -> Option<TokenStream> {
-    let computed: Vec<&Field> = event.fields.iter().filter(|f| f.computed.is_some()).collect();
+    let computed: Vec<&Field> = event
+        .fields
+        .iter()
+        .filter(|f| f.computed.is_some())
+        .collect();
     if computed.is_empty() {
         return None;
     }
-    let inputs: Vec<&Field> = event.fields.iter().filter(|f| f.computed.is_none()).collect();
+    let inputs: Vec<&Field> = event
+        .fields
+        .iter()
+        .filter(|f| f.computed.is_none())
+        .collect();
     let params = inputs.iter().map(|f| {
         let ident = field_ident(f);
         let ty = rust_type(catalog, &f.ty);

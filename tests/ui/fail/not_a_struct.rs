@@ -1,0 +1,11 @@
+#![allow(unused_imports)] // the derive fails before it uses the role enum
+use omnicast::Role;
+use omnicast_macros::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Event)]
+#[event(name = "order:created", namespace = "orders", roles(Role::Admin))]
+pub enum OrderCreated {
+    Placed,
+}
+fn main() {}

@@ -1,0 +1,12 @@
+#![allow(unused_imports)] // the derive fails before it uses the role enum
+use omnicast::Role;
+use omnicast_macros::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Event)]
+#[event(name = "order:created", namespace = "orders", roles(Role::Customer), owner = customer_id)]
+pub struct OrderCreated {
+    pub order_id: String,
+    pub customer_id: u64,
+}
+fn main() {}
