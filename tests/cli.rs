@@ -20,7 +20,10 @@ fn omnicast(args: &[&str]) -> (bool, String, String) {
 fn check_accepts_the_catalog() {
     let (ok, stdout, _) = omnicast(&["check"]);
     assert!(ok);
-    assert_eq!(stdout, "events.yaml: ok (23 events in 6 namespaces, 4 roles)\n");
+    assert_eq!(
+        stdout,
+        "events.yaml: ok (23 events in 6 namespaces, 4 roles)\n"
+    );
 }
 
 #[test]
@@ -28,10 +31,14 @@ fn check_reports_every_problem_and_fails() {
     let (ok, stdout, stderr) = omnicast(&["check", "codegen/tests/invalid/unknown_type.yaml"]);
     assert!(!ok);
     assert!(stdout.is_empty());
-    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("codegen/tests/invalid/unknown_type.stderr");
+    let snapshot =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("codegen/tests/invalid/unknown_type.stderr");
     let expected = std::fs::read_to_string(snapshot).unwrap();
     // Same messages as the snapshot, with the path as given on the command line.
-    assert_eq!(stderr, expected.replace("tests/invalid/", "codegen/tests/invalid/"));
+    assert_eq!(
+        stderr,
+        expected.replace("tests/invalid/", "codegen/tests/invalid/")
+    );
 }
 
 #[test]
@@ -41,7 +48,10 @@ fn gen_check_reports_drift_without_writing() {
     let out = dir.to_str().unwrap();
     let (ok, stdout, stderr) = omnicast(&["gen", "--check", "--out", out]);
     assert!(!ok);
-    assert!(stdout.contains("out of date: Missing(\"EVENTS.md\")"), "{stdout}");
+    assert!(
+        stdout.contains("out of date: Missing(\"EVENTS.md\")"),
+        "{stdout}"
+    );
     assert!(stderr.contains("run `cargo run -- gen`"), "{stderr}");
     assert!(!dir.exists(), "--check must not write");
 
