@@ -129,6 +129,19 @@ pub enum Computed {
     },
 }
 
+impl std::fmt::Display for Computed {
+    /// The formula as written in events.yaml (`newStock - oldStock`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Computed::Difference {
+                minuend,
+                subtrahend,
+            } => write!(f, "{minuend} - {subtrahend}"),
+            Computed::PercentChange { from, to } => write!(f, "percent_change({from}, {to})"),
+        }
+    }
+}
+
 impl Catalog {
     /// The event's namespace.
     pub fn namespace_of(&self, event: &Event) -> &Namespace {

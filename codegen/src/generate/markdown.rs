@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{Audience, Catalog, Event, Field};
+use crate::model::{Audience, Catalog, Computed, Event, Field};
 use crate::names;
 
 /// The reference document.
@@ -247,16 +247,11 @@ fn field_description(event: &Event, field: &Field) -> String {
         note("When present, only these roles receive the event.".into());
     }
     if let Some(formula) = &field.computed {
-        let formula = match formula {
-            crate::model::Computed::Difference {
-                minuend,
-                subtrahend,
-            } => format!("{minuend} - {subtrahend}"),
-            crate::model::Computed::PercentChange { from, to } => {
-                format!("percent_change({from}, {to}), rounded to two decimals")
-            }
+        let rounding = match formula {
+            Computed::PercentChange { .. } => ", rounded to two decimals",
+            Computed::Difference { .. } => "",
         };
-        note(format!("Computed by omnicast: `{formula}`."));
+        note(format!("Computed by omnicast: `{formula}`{rounding}."));
     }
     text
 }

@@ -234,7 +234,7 @@ fn payload(catalog: &Catalog, event: &Event) -> TokenStream {
             }
             docs.push_str(&format!(
                 "Computed by omnicast: `{}`. Read it with the accessor; any value a publisher sends is replaced.",
-                formula_text(formula)
+                formula
             ));
             let docs = doc(&docs);
             return quote! {
@@ -289,16 +289,6 @@ fn has_float(ty: &FieldType) -> bool {
         FieldType::Number => true,
         FieldType::List(item) => has_float(item),
         _ => false,
-    }
-}
-
-fn formula_text(formula: &Computed) -> String {
-    match formula {
-        Computed::Difference {
-            minuend,
-            subtrahend,
-        } => format!("{minuend} - {subtrahend}"),
-        Computed::PercentChange { from, to } => format!("percent_change({from}, {to})"),
     }
 }
 
@@ -368,7 +358,7 @@ fn constructor(catalog: &Catalog, event: &Event, struct_name: &Ident) -> Option<
         let docs = doc(&format!(
             "`{}`, computed from `{}`.",
             f.name,
-            formula_text(f.computed.as_ref().expect("computed"))
+            f.computed.as_ref().expect("computed")
         ));
         quote! {
             #docs
