@@ -17,7 +17,7 @@ use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::Catalog;
-pub use validate::MAX_ROLES;
+pub use validate::{MAX_NAMESPACES, MAX_ROLES};
 
 /// Reads, parses and validates a catalog file, reporting every problem at once.
 pub fn load(path: &Path) -> Result<Catalog, Diagnostics> {

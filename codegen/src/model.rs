@@ -72,6 +72,39 @@ pub struct Event {
     pub fields: Vec<Field>,
     /// An example payload, checked against the fields.
     pub example: serde_json::Value,
+    /// When the server emits this event by itself (presence).
+    pub server_emits: Option<ServerEmits>,
+}
+
+/// An event the server emits by itself when connections of some roles come and go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerEmits {
+    /// When.
+    pub on: Trigger,
+    /// Whose connections count, as indexes into [`Catalog::roles`].
+    pub roles: Vec<usize>,
+    /// The payload: a value for each field that is set, in field order.
+    pub data: Vec<(String, Binding)>,
+}
+
+/// What makes the server emit an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A user's first connection opens.
+    FirstConnect,
+    /// A user's last connection closes.
+    LastDisconnect,
+}
+
+/// Where a server-emitted field's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Binding {
+    /// `$user_id`: the connecting user's id.
+    UserId,
+    /// `$now`: the current time in ms since the Unix epoch.
+    Now,
+    /// A fixed value.
+    Literal(serde_json::Value),
 }
 
 /// A payload field.

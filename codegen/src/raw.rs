@@ -48,6 +48,16 @@ pub struct RawEvent {
     pub fields: Option<OrderedMap<RawField>>,
     pub same_fields_as: Option<String>,
     pub example: Option<serde_json::Value>,
+    pub server_emits: Option<RawServerEmits>,
+}
+
+/// `server_emits: {on: first_connect, roles: [customer], data: {customerId: $user_id, ...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerEmits {
+    pub on: String,
+    pub roles: Vec<String>,
+    pub data: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// `roles: all` or `roles: [admin, manager]`.

@@ -6,12 +6,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{Audience, Catalog, Computed, Enum, Event, Field, FieldType, Namespace, Role};
+use crate::model::{
+    Audience, Binding, Catalog, Computed, Enum, Event, Field, FieldType, Namespace, Role,
+    ServerEmits, Trigger,
+};
 use crate::names;
-use crate::raw::{OrderedMap, RawCatalog, RawEvent, RawField, RawRoles};
+use crate::raw::{OrderedMap, RawCatalog, RawEvent, RawField, RawRoles, RawServerEmits};
 
 /// The most roles a catalog may define: one bit each in a `u64` mask.
 pub const MAX_ROLES: usize = 64;
+
+/// The most namespaces a catalog may define: a connection's subscriptions are a `u64` mask.
+pub const MAX_NAMESPACES: usize = 64;
 
 /// The field types every catalog has, besides `Role` and its enums.
 const BUILTIN_TYPES: [&str; 6] = [
@@ -504,6 +510,15 @@ fn event(
         }
     };
 
+    let server_emits = raw.server_emits.as_ref().and_then(|emits| {
+        let emits_path = sub("server_emits");
+        let emits_at = At {
+            path: &emits_path,
+            ..at
+        };
+        server_emits(cx, emits_at, emits, &fields, fields_ok, roles, enums)
+    });
+
     Event {
         name: name.to_owned(),
         namespace: ns_name.to_owned(),
@@ -513,7 +528,108 @@ fn event(
         target_roles,
         fields,
         example,
+        server_emits,
     }
+}
+
+fn server_emits(
+    cx: &mut Context<'_>,
+    at: At<'_>,
+    raw: &RawServerEmits,
+    fields: &[Field],
+    fields_ok: bool,
+    roles: &[Role],
+    enums: &[Enum],
+) -> Option<ServerEmits> {
+    let on = match raw.on.as_str() {
+        "first_connect" => Some(Trigger::FirstConnect),
+        "last_disconnect" => Some(Trigger::LastDisconnect),
+        other => {
+            cx.error(
+                at,
+                format!("`server_emits.on` must be `first_connect` or `last_disconnect`, not `{other}`"),
+                did_you_mean(other, ["first_connect", "last_disconnect"]),
+            );
+            None
+        }
+    };
+    let mut role_indexes = Vec::new();
+    for role in &raw.roles {
+        match roles.iter().position(|r| r.name == *role) {
+            Some(i) => role_indexes.push(i),
+            None => cx.error(
+                at,
+                format!("`server_emits.roles`: unknown role `{role}`"),
+                did_you_mean(role, roles.iter().map(|r| r.name.as_str())),
+            ),
+        }
+    }
+    if raw.roles.is_empty() {
+        cx.error(at, "`server_emits.roles` is empty: no connection would trigger it", None);
+    }
+    if !fields_ok {
+        return None;
+    }
+    let mut data = Vec::new();
+    let mut ok = on.is_some();
+    for (key, value) in &raw.data {
+        let Some(field) = fields.iter().find(|f| f.name == *key) else {
+            cx.error(
+                at,
+                format!("`server_emits.data` sets `{key}`, which is not a field of the payload"),
+                did_you_mean(key, fields.iter().map(|f| f.name.as_str())),
+            );
+            ok = false;
+            continue;
+        };
+        let binding = match value.as_str() {
+            Some("$user_id") if field.ty == FieldType::String => Binding::UserId,
+            Some("$now") if field.ty == FieldType::Timestamp => Binding::Now,
+            Some(special @ ("$user_id" | "$now")) => {
+                cx.error(
+                    at,
+                    format!(
+                        "`server_emits.data.{key}`: `{special}` does not fit a `{}` field",
+                        field.ty.display(enums)
+                    ),
+                    None,
+                );
+                ok = false;
+                continue;
+            }
+            _ => match check_value(value, &field.ty, roles, enums) {
+                Ok(()) if !matches!(field.ty, FieldType::List(_)) => Binding::Literal(value.clone()),
+                Ok(()) => {
+                    cx.error(at, format!("`server_emits.data.{key}`: lists cannot be set here"), None);
+                    ok = false;
+                    continue;
+                }
+                Err(message) => {
+                    cx.error(at, format!("`server_emits.data.{key}`: {message}"), None);
+                    ok = false;
+                    continue;
+                }
+            },
+        };
+        data.push((key.clone(), binding));
+    }
+    for field in fields {
+        if !field.optional && field.computed.is_none() && !raw.data.contains_key(&field.name) {
+            cx.error(
+                at,
+                format!("`server_emits.data` does not set the required field `{}`", field.name),
+                Some("use `$user_id`, `$now` or a fixed value".into()),
+            );
+            ok = false;
+        }
+    }
+    // Keep field order, so generated code reads like the struct.
+    data.sort_by_key(|(key, _)| fields.iter().position(|f| f.name == *key));
+    ok.then(|| ServerEmits {
+        on: on.expect("checked"),
+        roles: role_indexes,
+        data,
+    })
 }
 
 fn fields(

@@ -151,15 +151,49 @@ fn did_you_mean(suggestion: &Option<&'static str>) -> String {
         .unwrap_or_default()
 }
 
+/// What makes the server emit an event by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceTrigger {
+    /// A user's first connection (with one of the rule's roles) opens.
+    FirstConnect,
+    /// That user's last such connection closes.
+    LastDisconnect,
+}
+
+/// An event the server emits when connections come and go (`server_emits` in events.yaml).
+#[derive(Clone, Copy)]
+pub struct PresenceRule {
+    /// The event's wire type.
+    pub event: &'static str,
+    /// When.
+    pub on: PresenceTrigger,
+    /// Whose connections count.
+    pub roles: RoleMask,
+    /// Builds the event for a user id at a time (ms since the Unix epoch).
+    pub build: fn(&str, u64) -> OutgoingEvent,
+}
+
+impl fmt::Debug for PresenceRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresenceRule")
+            .field("event", &self.event)
+            .field("on", &self.on)
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
 /// Everything a generated crate knows about its events, as static tables.
 #[derive(Debug)]
 pub struct Catalog {
     /// The roles, in bit order.
     pub roles: &'static [RoleDescriptor],
-    /// The namespaces.
+    /// The namespaces, in bit order (a connection's subscriptions are a bitmask of them).
     pub namespaces: &'static [NamespaceDescriptor],
     /// The events, in catalog order.
     pub events: &'static [EventEntry],
+    /// The events the server emits by itself.
+    pub presence: &'static [PresenceRule],
 }
 
 impl Catalog {
@@ -170,16 +204,39 @@ impl Catalog {
 
     /// The bit of a role, by name.
     pub fn role(&self, name: &str) -> Option<RoleMask> {
-        let index = self.roles.iter().position(|r| r.name == name)?;
-        Some(RoleMask::single(index as u32))
+        self.role_index(name).map(RoleMask::single)
+    }
+
+    /// The index of a role, by name.
+    pub fn role_index(&self, name: &str) -> Option<u32> {
+        self.roles
+            .iter()
+            .position(|r| r.name == name)
+            .map(|i| i as u32)
     }
 
     /// The namespace's canonical `'static` name, if it exists.
     pub fn namespace(&self, name: &str) -> Option<&'static str> {
-        self.namespaces
+        self.namespace_index(name).map(|i| self.namespaces[i].name)
+    }
+
+    /// The namespace's index (its bit in a subscription mask).
+    pub fn namespace_index(&self, name: &str) -> Option<usize> {
+        self.namespaces.iter().position(|n| n.name == name)
+    }
+
+    /// The namespaces in which `role` may receive at least one event, as a bitmask.
+    pub fn namespaces_visible_to(&self, role: RoleMask) -> u64 {
+        self.events
             .iter()
-            .find(|n| n.name == name)
-            .map(|n| n.name)
+            .filter(|e| e.descriptor.roles.intersects(role))
+            .filter_map(|e| self.namespace_index(e.descriptor.namespace))
+            .fold(0, |mask, i| mask | 1 << i)
+    }
+
+    /// Every role the catalog defines, as a mask (unlike [`RoleMask::ALL`], only real roles).
+    pub fn all_roles(&self) -> RoleMask {
+        (0..self.roles.len() as u32).map(RoleMask::single).collect()
     }
 
     /// The roles that see only their own events.

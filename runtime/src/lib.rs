@@ -10,7 +10,10 @@ mod emit;
 mod event;
 mod role;
 
-pub use catalog::{Catalog, DecodeError, EventEntry, NamespaceDescriptor, RoleDescriptor};
+pub use catalog::{
+    Catalog, DecodeError, EventEntry, NamespaceDescriptor, PresenceRule, PresenceTrigger,
+    RoleDescriptor,
+};
 pub use emit::{Emit, EmitOptions, EventSink};
 pub use event::{Event, EventDescriptor, OutgoingEvent, percent_change};
 pub use role::RoleMask;

@@ -216,6 +216,19 @@ fn event_detail(catalog: &Catalog, event: &Event, out: &mut String) {
         out.push('\n');
     }
     let _ = writeln!(out, "**Who receives it:** {}\n", who(catalog, event));
+    if let Some(emits) = &event.server_emits {
+        let roles = emits
+            .roles
+            .iter()
+            .map(|&i| format!("`{}`", catalog.roles[i].name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let when = match emits.on {
+            crate::model::Trigger::FirstConnect => "a user's first connection opens",
+            crate::model::Trigger::LastDisconnect => "a user's last connection closes",
+        };
+        let _ = writeln!(out, "**Emitted by the server** when {when} (roles {roles}).\n");
+    }
     let example = serde_json::json!({
         "type": event.name,
         "namespace": event.namespace,

@@ -4,7 +4,7 @@
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::model::{Audience, Catalog, Computed, Enum, Event, Field, FieldType};
+use crate::model::{Audience, Binding, Catalog, Computed, Enum, Event, Field, FieldType, Trigger};
 use crate::names;
 
 /// The formatted source of the generated catalog module.
@@ -411,14 +411,113 @@ fn table(catalog: &Catalog) -> TokenStream {
         let payload = ident(&names::payload_struct(&e.name));
         quote!(::omnicast_runtime::EventEntry::of::<#payload>())
     });
+    let presence_builders = catalog.events.iter().filter_map(|e| presence_builder(catalog, e));
+    let presence = catalog.events.iter().filter_map(|e| {
+        let emits = e.server_emits.as_ref()?;
+        let name = &e.name;
+        let builder = format_ident!("presence_{}", names::emitter_method(&e.name));
+        let on = match emits.on {
+            Trigger::FirstConnect => quote!(FirstConnect),
+            Trigger::LastDisconnect => quote!(LastDisconnect),
+        };
+        let roles = emits
+            .roles
+            .iter()
+            .map(|&i| ident(&names::pascal(&catalog.roles[i].name)));
+        Some(quote! {
+            ::omnicast_runtime::PresenceRule {
+                event: #name,
+                on: ::omnicast_runtime::PresenceTrigger::#on,
+                roles: ::omnicast_runtime::RoleMask::from_bits(0 #( | Role::#roles.mask().bits())*),
+                build: #builder,
+            }
+        })
+    });
     quote! {
+        #(#presence_builders)*
+
         /// The catalog: roles (in bit order), namespaces and events with their decoders and
         /// schemas. The runtime's permission table.
         pub static CATALOG: ::omnicast_runtime::Catalog = ::omnicast_runtime::Catalog {
             roles: &[#(#roles),*],
             namespaces: &[#(#namespaces),*],
             events: &[#(#events),*],
+            presence: &[#(#presence),*],
         };
+    }
+}
+
+/// The function that builds a server-emitted event from the user id and the time.
+fn presence_builder(catalog: &Catalog, event: &Event) -> Option<TokenStream> {
+    let emits = event.server_emits.as_ref()?;
+    let builder = format_ident!("presence_{}", names::emitter_method(&event.name));
+    let payload = ident(&names::payload_struct(&event.name));
+    let doc = doc(&format!("Builds `{}` as the server emits it.", event.name));
+    let fields = event.fields.iter().filter(|f| f.computed.is_none()).map(|field| {
+        let ident = field_ident(field);
+        let value = emits.data.iter().find(|(k, _)| *k == field.name).map(|(_, b)| match b {
+            Binding::UserId => quote!(::std::borrow::ToOwned::to_owned(user_id)),
+            Binding::Now => quote!(now),
+            Binding::Literal(value) => literal(catalog, &field.ty, value),
+        });
+        match (value, field.optional) {
+            (Some(value), true) => quote!(#ident: ::core::option::Option::Some(#value)),
+            (Some(value), false) => quote!(#ident: #value),
+            (None, _) => quote!(#ident: ::core::option::Option::None),
+        }
+    });
+    let computed = event.fields.iter().filter(|f| f.computed.is_some()).map(|field| {
+        let ident = field_ident(field);
+        quote!(#ident: ::core::default::Default::default())
+    });
+    Some(quote! {
+        #doc
+        fn #builder(user_id: &str, now: u64) -> ::omnicast_runtime::OutgoingEvent {
+            let _ = (user_id, now);
+            ::omnicast_runtime::OutgoingEvent::new(
+                #payload { #(#fields,)* #(#computed,)* },
+                ::core::default::Default::default(),
+            )
+        }
+    })
+}
+
+/// A validated fixed value as a Rust expression of the field's type.
+fn literal(catalog: &Catalog, ty: &FieldType, value: &serde_json::Value) -> TokenStream {
+    match ty {
+        FieldType::String | FieldType::Role | FieldType::Enum(_) => {
+            let text = value.as_str().expect("validated: a string");
+            match ty {
+                FieldType::String => quote!(::std::borrow::ToOwned::to_owned(#text)),
+                FieldType::Role => {
+                    let variant = ident(&names::pascal(text));
+                    quote!(Role::#variant)
+                }
+                FieldType::Enum(i) => {
+                    let name = ident(&catalog.enums[*i].name);
+                    let variant = ident(&names::pascal(text));
+                    quote!(#name::#variant)
+                }
+                _ => unreachable!("matched above"),
+            }
+        }
+        FieldType::Boolean => {
+            let b = value.as_bool().expect("validated: a boolean");
+            quote!(#b)
+        }
+        FieldType::Integer => {
+            let n = value.as_i64().expect("validated: an integer");
+            quote!(#n)
+        }
+        FieldType::Timestamp => {
+            let n = value.as_u64().expect("validated: a timestamp");
+            quote!(#n)
+        }
+        FieldType::Number => {
+            let n = value.as_f64().expect("validated: a number");
+            quote!(#n)
+        }
+        FieldType::List(_) => unreachable!("validated: no list literals"),
     }
 }
 
