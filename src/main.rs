@@ -1,9 +1,14 @@
-//! The omnicast command line: validate the catalog and regenerate its documentation.
+//! The omnicast command line: serve events, mint dev tokens, publish, validate the catalog and
+//! regenerate its documentation.
+
+mod config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use omnicast::CATALOG;
+use omnicast::runtime::{Server, bind, mint_hs256};
 
 #[derive(Parser)]
 #[command(
@@ -18,6 +23,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve WebSocket clients and the publish API (in-memory broker).
+    Serve(config::ServeArgs),
+    /// Mint an HS256 token for a user and role (development and tests).
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// The role, one of the catalog's roles.
+        #[arg(long)]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The server's HS256 secret.
+        #[arg(long, env = "OMNICAST_JWT_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+    /// Publish one event through a running server's publish API.
+    Emit {
+        /// The event type (`order:created`).
+        event: String,
+        /// The payload, as JSON.
+        data: String,
+        /// Broadcast options as JSON (`{"roles": ["admin"], "userIds": ["u1"]}`).
+        #[arg(long)]
+        options: Option<String>,
+        /// The server's base URL.
+        #[arg(long, env = "OMNICAST_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A publish API key.
+        #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
+        api_key: String,
+    },
     /// Validate an events.yaml and print every problem found.
     Check {
         /// The catalog file.
@@ -37,50 +75,227 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Check { catalog } => match omnicast_codegen::load(&catalog) {
-            Ok(model) => {
-                println!(
-                    "{}: ok ({} events in {} namespaces, {} roles)",
-                    catalog.display(),
-                    model.events.len(),
-                    model.namespaces.len(),
-                    model.roles.len()
+        Command::Serve(args) => serve(args),
+        Command::Token {
+            sub,
+            role,
+            ttl,
+            secret,
+        } => {
+            if CATALOG.role(&role).is_none() {
+                let roles: Vec<&str> = CATALOG.roles.iter().map(|r| r.name).collect();
+                eprintln!(
+                    "error: unknown role `{role}`; roles are {}",
+                    roles.join(", ")
                 );
-                ExitCode::SUCCESS
+                return ExitCode::FAILURE;
             }
-            Err(diagnostics) => {
-                eprintln!("{diagnostics}");
+            println!("{}", mint_hs256(secret.as_bytes(), &sub, &role, ttl));
+            ExitCode::SUCCESS
+        }
+        Command::Emit {
+            event,
+            data,
+            options,
+            url,
+            api_key,
+        } => emit(&event, &data, options.as_deref(), &url, &api_key),
+        Command::Check { catalog } => check(&catalog),
+        Command::Gen { out, check } => gen_docs(&out, check),
+    }
+}
+
+fn serve(args: config::ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let resolved = match config::resolve(args) {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    runtime.block_on(async move {
+        let listener = match bind(resolved.bind, resolved.backlog) {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("error: cannot listen on {}: {err}", resolved.bind);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener
+            .local_addr()
+            .expect("a bound socket has an address");
+        let api_key = resolved.server.api_keys[0].clone();
+        let server = match Server::new(&CATALOG, resolved.server) {
+            Ok(server) => server,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print_banner(
+            addr,
+            &resolved.jwt_secret,
+            resolved.generated_secret,
+            &api_key,
+            resolved.generated_api_key,
+        );
+        match server.serve(listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
                 ExitCode::FAILURE
             }
-        },
-        Command::Gen { out, check } => {
-            let result = if check {
-                omnicast::docs::drift(&out)
-            } else {
-                omnicast::docs::write(&out)
-            };
-            match result {
-                Ok(drift) if drift.is_empty() => {
-                    println!("{}: up to date", out.display());
-                    ExitCode::SUCCESS
-                }
-                Ok(drift) => {
-                    let verb = if check { "out of date" } else { "updated" };
-                    for d in &drift {
-                        println!("{verb}: {d:?}");
-                    }
-                    if check {
-                        eprintln!("{} is stale: run `cargo run -- gen`", out.display());
-                        ExitCode::FAILURE
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
-                Err(err) => {
-                    eprintln!("error: {}: {err}", out.display());
-                    ExitCode::FAILURE
-                }
+        }
+    })
+}
+
+fn print_banner(
+    addr: std::net::SocketAddr,
+    secret: &Option<String>,
+    generated_secret: bool,
+    api_key: &str,
+    generated_api_key: bool,
+) {
+    println!("omnicast listening on ws://{addr}/ws (in-memory broker)");
+    if let Some(secret) = secret {
+        if generated_secret {
+            println!("dev JWT secret (generated; set OMNICAST_JWT_SECRET to keep one): {secret}");
+        }
+        println!("mint a token:  cargo run -- token --secret {secret} --sub u1 --role admin");
+    }
+    if generated_api_key {
+        println!("dev API key (generated; set OMNICAST_API_KEY to keep one): {api_key}");
+    }
+    println!(
+        "connect:       ws://{addr}/ws?token=<token>&namespaces=orders,system\n\
+         publish:       cargo run -- emit --url http://{addr} --api-key {api_key} system:maintenance '{{\"message\":\"hello\"}}'\n\
+         or:            curl -X POST http://{addr}/api/events -H 'Authorization: Bearer {api_key}' \
+         -H 'Content-Type: application/json' -d '{{\"type\":\"system:maintenance\",\"data\":{{\"message\":\"hello\"}}}}'"
+    );
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
             }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn emit(event: &str, data: &str, options: Option<&str>, url: &str, api_key: &str) -> ExitCode {
+    let parse = |what: &str, text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| format!("{what} is not JSON: {e}"))
+    };
+    let body = match (
+        parse("the payload", data),
+        options.map(|o| parse("--options", o)).transpose(),
+    ) {
+        (Ok(data), Ok(options)) => {
+            let mut body = serde_json::json!({ "type": event, "data": data });
+            if let Some(options) = options {
+                body["options"] = options;
+            }
+            body
+        }
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let endpoint = format!("{}/api/events", url.trim_end_matches('/'));
+    match agent
+        .post(&endpoint)
+        .header("Authorization", &format!("Bearer {api_key}"))
+        .send_json(&body)
+    {
+        Ok(mut response) => {
+            let status = response.status();
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            if status.is_success() {
+                println!("{text}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: {status}: {text}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {endpoint}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(catalog: &std::path::Path) -> ExitCode {
+    match omnicast_codegen::load(catalog) {
+        Ok(model) => {
+            println!(
+                "{}: ok ({} events in {} namespaces, {} roles)",
+                catalog.display(),
+                model.events.len(),
+                model.namespaces.len(),
+                model.roles.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn gen_docs(out: &std::path::Path, check: bool) -> ExitCode {
+    let result = if check {
+        omnicast::docs::drift(out)
+    } else {
+        omnicast::docs::write(out)
+    };
+    match result {
+        Ok(drift) if drift.is_empty() => {
+            println!("{}: up to date", out.display());
+            ExitCode::SUCCESS
+        }
+        Ok(drift) => {
+            let verb = if check { "out of date" } else { "updated" };
+            for d in &drift {
+                println!("{verb}: {d:?}");
+            }
+            if check {
+                eprintln!("{} is stale: run `cargo run -- gen`", out.display());
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {}: {err}", out.display());
+            ExitCode::FAILURE
         }
     }
 }

@@ -547,7 +547,9 @@ fn server_emits(
         other => {
             cx.error(
                 at,
-                format!("`server_emits.on` must be `first_connect` or `last_disconnect`, not `{other}`"),
+                format!(
+                    "`server_emits.on` must be `first_connect` or `last_disconnect`, not `{other}`"
+                ),
                 did_you_mean(other, ["first_connect", "last_disconnect"]),
             );
             None
@@ -565,7 +567,11 @@ fn server_emits(
         }
     }
     if raw.roles.is_empty() {
-        cx.error(at, "`server_emits.roles` is empty: no connection would trigger it", None);
+        cx.error(
+            at,
+            "`server_emits.roles` is empty: no connection would trigger it",
+            None,
+        );
     }
     if !fields_ok {
         return None;
@@ -598,9 +604,15 @@ fn server_emits(
                 continue;
             }
             _ => match check_value(value, &field.ty, roles, enums) {
-                Ok(()) if !matches!(field.ty, FieldType::List(_)) => Binding::Literal(value.clone()),
+                Ok(()) if !matches!(field.ty, FieldType::List(_)) => {
+                    Binding::Literal(value.clone())
+                }
                 Ok(()) => {
-                    cx.error(at, format!("`server_emits.data.{key}`: lists cannot be set here"), None);
+                    cx.error(
+                        at,
+                        format!("`server_emits.data.{key}`: lists cannot be set here"),
+                        None,
+                    );
                     ok = false;
                     continue;
                 }
@@ -617,7 +629,10 @@ fn server_emits(
         if !field.optional && field.computed.is_none() && !raw.data.contains_key(&field.name) {
             cx.error(
                 at,
-                format!("`server_emits.data` does not set the required field `{}`", field.name),
+                format!(
+                    "`server_emits.data` does not set the required field `{}`",
+                    field.name
+                ),
                 Some("use `$user_id`, `$now` or a fixed value".into()),
             );
             ok = false;

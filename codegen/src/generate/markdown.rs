@@ -227,7 +227,10 @@ fn event_detail(catalog: &Catalog, event: &Event, out: &mut String) {
             crate::model::Trigger::FirstConnect => "a user's first connection opens",
             crate::model::Trigger::LastDisconnect => "a user's last connection closes",
         };
-        let _ = writeln!(out, "**Emitted by the server** when {when} (roles {roles}).\n");
+        let _ = writeln!(
+            out,
+            "**Emitted by the server** when {when} (roles {roles}).\n"
+        );
     }
     let example = serde_json::json!({
         "type": event.name,

@@ -411,7 +411,10 @@ fn table(catalog: &Catalog) -> TokenStream {
         let payload = ident(&names::payload_struct(&e.name));
         quote!(::omnicast_runtime::EventEntry::of::<#payload>())
     });
-    let presence_builders = catalog.events.iter().filter_map(|e| presence_builder(catalog, e));
+    let presence_builders = catalog
+        .events
+        .iter()
+        .filter_map(|e| presence_builder(catalog, e));
     let presence = catalog.events.iter().filter_map(|e| {
         let emits = e.server_emits.as_ref()?;
         let name = &e.name;
@@ -420,15 +423,18 @@ fn table(catalog: &Catalog) -> TokenStream {
             Trigger::FirstConnect => quote!(FirstConnect),
             Trigger::LastDisconnect => quote!(LastDisconnect),
         };
-        let roles = emits
-            .roles
-            .iter()
-            .map(|&i| ident(&names::pascal(&catalog.roles[i].name)));
+        let roles = emits.roles.iter().map(|&i| {
+            let role = ident(&names::pascal(&catalog.roles[i].name));
+            quote!(Role::#role.mask())
+        });
+        let roles = roles
+            .reduce(|all, role| quote!(#all.union(#role)))
+            .unwrap_or_else(|| quote!(::omnicast_runtime::RoleMask::EMPTY));
         Some(quote! {
             ::omnicast_runtime::PresenceRule {
                 event: #name,
                 on: ::omnicast_runtime::PresenceTrigger::#on,
-                roles: ::omnicast_runtime::RoleMask::from_bits(0 #( | Role::#roles.mask().bits())*),
+                roles: #roles,
                 build: #builder,
             }
         })
@@ -453,23 +459,35 @@ fn presence_builder(catalog: &Catalog, event: &Event) -> Option<TokenStream> {
     let builder = format_ident!("presence_{}", names::emitter_method(&event.name));
     let payload = ident(&names::payload_struct(&event.name));
     let doc = doc(&format!("Builds `{}` as the server emits it.", event.name));
-    let fields = event.fields.iter().filter(|f| f.computed.is_none()).map(|field| {
-        let ident = field_ident(field);
-        let value = emits.data.iter().find(|(k, _)| *k == field.name).map(|(_, b)| match b {
-            Binding::UserId => quote!(::std::borrow::ToOwned::to_owned(user_id)),
-            Binding::Now => quote!(now),
-            Binding::Literal(value) => literal(catalog, &field.ty, value),
+    let fields = event
+        .fields
+        .iter()
+        .filter(|f| f.computed.is_none())
+        .map(|field| {
+            let ident = field_ident(field);
+            let value = emits
+                .data
+                .iter()
+                .find(|(k, _)| *k == field.name)
+                .map(|(_, b)| match b {
+                    Binding::UserId => quote!(::std::borrow::ToOwned::to_owned(user_id)),
+                    Binding::Now => quote!(now),
+                    Binding::Literal(value) => literal(catalog, &field.ty, value),
+                });
+            match (value, field.optional) {
+                (Some(value), true) => quote!(#ident: ::core::option::Option::Some(#value)),
+                (Some(value), false) => quote!(#ident: #value),
+                (None, _) => quote!(#ident: ::core::option::Option::None),
+            }
         });
-        match (value, field.optional) {
-            (Some(value), true) => quote!(#ident: ::core::option::Option::Some(#value)),
-            (Some(value), false) => quote!(#ident: #value),
-            (None, _) => quote!(#ident: ::core::option::Option::None),
-        }
-    });
-    let computed = event.fields.iter().filter(|f| f.computed.is_some()).map(|field| {
-        let ident = field_ident(field);
-        quote!(#ident: ::core::default::Default::default())
-    });
+    let computed = event
+        .fields
+        .iter()
+        .filter(|f| f.computed.is_some())
+        .map(|field| {
+            let ident = field_ident(field);
+            quote!(#ident: ::core::default::Default::default())
+        });
     Some(quote! {
         #doc
         fn #builder(user_id: &str, now: u64) -> ::omnicast_runtime::OutgoingEvent {

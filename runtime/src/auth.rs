@@ -1,0 +1,211 @@
+//! Connection authentication: JWTs (HS256 by default, RS256/ES256 public keys by configuration),
+//! verified before the WebSocket upgrade.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value, json};
+
+use crate::catalog::Catalog;
+
+/// The key tokens are verified with.
+#[derive(Clone)]
+pub enum JwtKey {
+    /// A shared HS256 secret.
+    Hs256(Vec<u8>),
+    /// An RS256 public key, PEM.
+    Rs256PublicPem(Vec<u8>),
+    /// An ES256 public key, PEM.
+    Es256PublicPem(Vec<u8>),
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.write_str(match self {
+            JwtKey::Hs256(_) => "JwtKey::Hs256(..)",
+            JwtKey::Rs256PublicPem(_) => "JwtKey::Rs256PublicPem(..)",
+            JwtKey::Es256PublicPem(_) => "JwtKey::Es256PublicPem(..)",
+        })
+    }
+}
+
+/// How tokens are checked.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The verification key (and so the one algorithm accepted).
+    pub key: JwtKey,
+    /// The claim holding the user id.
+    pub user_claim: String,
+    /// The claim holding the role name.
+    pub role_claim: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl JwtConfig {
+    /// HS256 with `sub` and `role` claims and 5 s of leeway.
+    pub fn hs256(secret: impl Into<Vec<u8>>) -> Self {
+        JwtConfig {
+            key: JwtKey::Hs256(secret.into()),
+            user_claim: "sub".into(),
+            role_claim: "role".into(),
+            leeway_secs: 5,
+        }
+    }
+}
+
+/// Who a verified token says the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id (`sub` by default).
+    pub user_id: String,
+    /// The role's index in the catalog.
+    pub role: u32,
+    /// The token's `exp`, seconds since the Unix epoch.
+    pub expires_at: Option<u64>,
+}
+
+/// Why a connection was refused (HTTP 401 with a JSON body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token in `Authorization: Bearer` or the `token` query parameter.
+    #[error("missing token: send `Authorization: Bearer <jwt>` or `?token=<jwt>`")]
+    Missing,
+    /// The token's signature, algorithm or encoding is wrong.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// A required claim is absent or not a string.
+    #[error("token claim `{0}` is missing or not a string")]
+    Claim(String),
+    /// The role claim names no role of the catalog.
+    #[error("unknown role `{0}`")]
+    UnknownRole(String),
+}
+
+impl AuthError {
+    fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_token",
+            AuthError::Invalid(_) => "invalid_token",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::Claim(_) => "invalid_claims",
+            AuthError::UnknownRole(_) => "unknown_role",
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.code(), "message": self.to_string() });
+        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+    }
+}
+
+/// Verifies tokens against one key and maps them onto the catalog's roles.
+pub struct Authenticator {
+    catalog: &'static Catalog,
+    key: DecodingKey,
+    validation: Validation,
+    user_claim: String,
+    role_claim: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load the JWT key: {0}")]
+pub struct KeyError(String);
+
+impl Authenticator {
+    /// Loads the key; a malformed PEM is an error here, not at the first connection.
+    pub fn new(catalog: &'static Catalog, config: &JwtConfig) -> Result<Self, KeyError> {
+        let (key, algorithm) = match &config.key {
+            JwtKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            JwtKey::Rs256PublicPem(pem) => (
+                DecodingKey::from_rsa_pem(pem).map_err(|e| KeyError(e.to_string()))?,
+                Algorithm::RS256,
+            ),
+            JwtKey::Es256PublicPem(pem) => (
+                DecodingKey::from_ec_pem(pem).map_err(|e| KeyError(e.to_string()))?,
+                Algorithm::ES256,
+            ),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = config.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        Ok(Authenticator {
+            catalog,
+            key,
+            validation,
+            user_claim: config.user_claim.clone(),
+            role_claim: config.role_claim.clone(),
+        })
+    }
+
+    /// Checks signature, algorithm, `exp`, `nbf`, the user claim and the role claim.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|err| match err.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::MissingRequiredClaim(claim) => AuthError::Claim(claim.clone()),
+            ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+            ErrorKind::InvalidAlgorithm => AuthError::Invalid(format!(
+                "algorithm not accepted (expected {:?})",
+                self.validation.algorithms
+            )),
+            _ => AuthError::Invalid(err.to_string()),
+        })?;
+        let claims = data.claims;
+        let string = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| AuthError::Claim(name.to_owned()))
+        };
+        let user_id = string(&self.user_claim)?.to_owned();
+        let role_name = string(&self.role_claim)?;
+        let role = self
+            .catalog
+            .role_index(role_name)
+            .ok_or_else(|| AuthError::UnknownRole(role_name.to_owned()))?;
+        Ok(Identity {
+            user_id,
+            role,
+            expires_at: claims.get("exp").and_then(Value::as_u64),
+        })
+    }
+}
+
+/// Mints an HS256 token (`omnicast token`, tests): `sub`, `role`, `iat` and `exp = now + ttl`.
+pub fn mint_hs256(secret: &[u8], user_id: &str, role: &str, ttl_secs: u64) -> String {
+    let now = crate::publication::now_ms() / 1000;
+    let claims = json!({ "sub": user_id, "role": role, "iat": now, "exp": now + ttl_secs });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing cannot fail")
+}

@@ -1,0 +1,324 @@
+//! One WebSocket connection: a writer task that owns the socket's sending half (event frames in
+//! batches, heartbeats, the close frame) and a reader loop for client messages.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::auth::Identity;
+use crate::catalog::PresenceTrigger;
+use crate::hub::{Closer, ConnId, ConnectionInfo};
+use crate::protocol::{ClientMessage, ControlMessage, close};
+use crate::publication::now_ms;
+use crate::role::RoleMask;
+use crate::server::AppState;
+
+/// Frames written before one flush.
+const BATCH: usize = 64;
+/// How long a closing connection waits for the peer's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Control replies (pong, subscribed, errors) a connection may have pending.
+const CONTROL_QUEUE: usize = 64;
+
+pub(crate) async fn run(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    identity: Identity,
+    namespaces: u64,
+) {
+    let session_id = state.sessions.next();
+    let registration = state.hub.register(ConnectionInfo {
+        session_id: session_id.clone(),
+        user_id: identity.user_id.clone(),
+        role: identity.role,
+        namespaces,
+    });
+    let id = registration.id;
+    let closer = registration.closer;
+    if registration.first_of_user {
+        presence(
+            &state,
+            PresenceTrigger::FirstConnect,
+            &identity.user_id,
+            identity.role,
+        );
+    }
+    tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
+
+    let catalog = state.hub.catalog();
+    let (sink, stream) = socket.split();
+    let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let last_seen = Arc::new(AtomicU64::new(now_ms()));
+    let ready = ControlMessage::Ready {
+        session_id: session_id.clone(),
+        user_id: identity.user_id.clone(),
+        role: catalog.roles[identity.role as usize].name.to_owned(),
+        namespaces: names(&state, namespaces),
+    };
+    let _ = control.try_send(ready.to_json().into());
+
+    let expires_at = identity
+        .expires_at
+        .map(|exp| Instant::now() + Duration::from_millis((exp * 1000).saturating_sub(now_ms())));
+    let writer = tokio::spawn(write(
+        sink,
+        registration.outbox,
+        control_rx,
+        closer.clone(),
+        Timers {
+            heartbeat: state.config.heartbeat_interval,
+            idle_timeout: state.config.idle_timeout,
+            expires_at,
+            last_seen: last_seen.clone(),
+        },
+    ));
+    read(stream, &state, id, &closer, &control, &last_seen).await;
+    drop(control);
+    // The writer ends once it has sent the close frame; it cannot outlive the grace period.
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+
+    if let Some(gone) = state.hub.unregister(id)
+        && gone.last_of_user
+    {
+        presence(
+            &state,
+            PresenceTrigger::LastDisconnect,
+            &gone.user_id,
+            gone.role,
+        );
+    }
+    tracing::debug!(session = %session_id, reason = ?closer.reason(), "disconnected");
+}
+
+/// Emits the catalog's presence events for this trigger and role.
+fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32) {
+    for rule in state.hub.catalog().presence {
+        if rule.on == trigger
+            && rule.roles.contains(RoleMask::single(role))
+            && let Err(err) = state.publisher.publish((rule.build)(user_id, now_ms()))
+        {
+            tracing::warn!(event = rule.event, %err, "presence event not published");
+        }
+    }
+}
+
+fn names(state: &AppState, mask: u64) -> Vec<String> {
+    state
+        .hub
+        .catalog()
+        .namespaces
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| n.name.to_owned())
+        .collect()
+}
+
+struct Timers {
+    heartbeat: Duration,
+    idle_timeout: Duration,
+    expires_at: Option<Instant>,
+    last_seen: Arc<AtomicU64>,
+}
+
+/// Owns the sending half: control replies first, then event frames in batches with one flush each;
+/// pings on every heartbeat; the close frame when the connection is asked to close.
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut outbox: mpsc::Receiver<Utf8Bytes>,
+    mut control: mpsc::Receiver<Utf8Bytes>,
+    closer: Arc<Closer>,
+    timers: Timers,
+) {
+    let mut heartbeat =
+        tokio::time::interval_at(Instant::now() + timers.heartbeat, timers.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let expiry = async {
+        match timers.expires_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    let reason = loop {
+        let result = tokio::select! {
+            biased;
+            reason = closer.closed() => break reason,
+            () = &mut expiry => break close::TOKEN_EXPIRED,
+            Some(frame) = control.recv() => sink.send(Message::Text(frame)).await,
+            Some(frame) = outbox.recv() => {
+                let mut result = sink.feed(Message::Text(frame)).await;
+                for _ in 1..BATCH {
+                    let Ok(frame) = outbox.try_recv() else { break };
+                    if result.is_err() {
+                        break;
+                    }
+                    result = sink.feed(Message::Text(frame)).await;
+                }
+                match result {
+                    Ok(()) => sink.flush().await,
+                    err => err,
+                }
+            }
+            _ = heartbeat.tick() => {
+                let idle = now_ms().saturating_sub(timers.last_seen.load(Ordering::Relaxed));
+                if idle > timers.idle_timeout.as_millis() as u64 {
+                    break close::IDLE_TIMEOUT;
+                }
+                sink.send(Message::Ping(Default::default())).await
+            }
+        };
+        if result.is_err() {
+            // The socket is gone; nothing more can be written.
+            closer.close(close::PROTOCOL_ERROR);
+            return;
+        }
+    };
+    // First reason wins: if another close was already under way, that one is sent.
+    closer.close(reason);
+    let reason = closer.reason().unwrap_or(reason);
+    if reason == close::NORMAL {
+        // The client started the close; the library answers it. Just complete the handshake.
+        let _ = sink.close().await;
+        return;
+    }
+    let frame = CloseFrame {
+        code: reason.code,
+        reason: reason.reason.into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// Reads client messages until the client closes, the socket fails, or the connection is asked
+/// to close (then keeps reading, for at most the grace period, until the peer's close arrives).
+async fn read(
+    mut stream: SplitStream<WebSocket>,
+    state: &AppState,
+    id: ConnId,
+    closer: &Closer,
+    control: &mpsc::Sender<Utf8Bytes>,
+    last_seen: &AtomicU64,
+) {
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = closer.closed() => break,
+            message = stream.next() => message,
+        };
+        last_seen.store(now_ms(), Ordering::Relaxed);
+        let reply = match message {
+            None => {
+                closer.close(close::NORMAL);
+                return;
+            }
+            Some(Err(err)) => {
+                let too_big = is_capacity_error(&err);
+                closer.close(if too_big {
+                    close::MESSAGE_TOO_BIG
+                } else {
+                    close::PROTOCOL_ERROR
+                });
+                tracing::debug!(%err, "read failed");
+                break;
+            }
+            Some(Ok(Message::Text(text))) => handle(state, id, &text),
+            Some(Ok(Message::Binary(_))) => Some(ControlMessage::error(
+                "binary_not_supported",
+                "binary frames are not supported; send JSON text",
+            )),
+            Some(Ok(Message::Close(_))) => {
+                closer.close(close::NORMAL);
+                break;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+        };
+        if let Some(reply) = reply
+            && control.try_send(reply.to_json().into()).is_err()
+        {
+            // The client sends faster than it reads its replies.
+            closer.close(close::SLOW_CONSUMER);
+        }
+    }
+    // Drain until the peer's close frame (or the end of the stream), so the handshake completes.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                // Keep polling: the library sends its queued reply while the stream is read.
+                continue;
+            }
+        }
+    })
+    .await;
+}
+
+fn is_capacity_error(err: &axum::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Message too big")
+}
+
+/// Handles one text message; returns the reply.
+fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
+    let message: ClientMessage = match serde_json::from_str(text) {
+        Ok(message) => message,
+        Err(err) if err.is_syntax() || err.is_eof() => {
+            return Some(ControlMessage::error("invalid_json", err.to_string()));
+        }
+        Err(err) => {
+            return Some(ControlMessage::error(
+                "invalid_message",
+                format!(
+                    "{err}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"ping\", ...}}"
+                ),
+            ));
+        }
+    };
+    let catalog = state.hub.catalog();
+    match message {
+        ClientMessage::Ping { id } => Some(ControlMessage::Pong { id }),
+        ClientMessage::Subscribe { namespaces } => {
+            let mask = match mask_of(catalog, &namespaces) {
+                Ok(mask) => mask,
+                Err(reply) => return Some(reply),
+            };
+            let current = state.hub.namespaces(id).unwrap_or(0);
+            let now = state.hub.set_namespaces(id, current | mask).unwrap_or(0);
+            Some(ControlMessage::Subscribed {
+                namespaces: names(state, now),
+            })
+        }
+        ClientMessage::Unsubscribe { namespaces } => {
+            let mask = match mask_of(catalog, &namespaces) {
+                Ok(mask) => mask,
+                Err(reply) => return Some(reply),
+            };
+            let current = state.hub.namespaces(id).unwrap_or(0);
+            let now = state.hub.set_namespaces(id, current & !mask).unwrap_or(0);
+            Some(ControlMessage::Unsubscribed {
+                namespaces: names(state, now),
+            })
+        }
+    }
+}
+
+fn mask_of(
+    catalog: &crate::catalog::Catalog,
+    namespaces: &[String],
+) -> Result<u64, ControlMessage> {
+    namespaces.iter().try_fold(0u64, |mask, name| {
+        catalog
+            .namespace_index(name)
+            .map(|i| mask | 1 << i)
+            .ok_or_else(|| {
+                ControlMessage::error("unknown_namespace", format!("unknown namespace `{name}`"))
+            })
+    })
+}

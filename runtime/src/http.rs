@@ -1,0 +1,258 @@
+//! `POST /api/events`: untyped publishers (other languages, curl) go through the catalog's
+//! decoder and then the same [`Publisher`](crate::Publisher) as typed emitters.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::catalog::{Catalog, DecodeError};
+use crate::emit::EmitOptions;
+use crate::event::OutgoingEvent;
+use crate::role::RoleMask;
+use crate::server::AppState;
+
+/// An HTTP error with the JSON body `{error, message, path?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Where in the request, when known (`data.total`, `[2].options.roles[0]`).
+    pub path: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            path: None,
+        }
+    }
+
+    fn at(mut self, path: String) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    /// Puts a batch position in front of the path (`[2].data.total`).
+    fn prefixed(mut self, prefix: &str) -> Self {
+        if prefix.is_empty() {
+            return self;
+        }
+        self.path = Some(match self.path {
+            Some(path) => format!("{prefix}.{path}"),
+            None => prefix.to_owned(),
+        });
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if let Some(path) = self.path {
+            body["path"] = Value::String(path);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    data: Box<RawValue>,
+    #[serde(default)]
+    options: Option<RequestOptions>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RequestOptions {
+    roles: Option<Vec<String>>,
+    user_ids: Option<Vec<String>>,
+    #[serde(default)]
+    exclude_user_ids: Vec<String>,
+    #[serde(default)]
+    exclude_session_ids: Vec<String>,
+    namespace: Option<String>,
+}
+
+/// Whether `headers` carry one of `keys` as a bearer token; compared in constant time.
+pub(crate) fn has_api_key(headers: &HeaderMap, keys: &[String]) -> bool {
+    let Some(given) = bearer(headers) else {
+        return false;
+    };
+    // Every key is compared, so timing does not tell which one (or how much of one) matched.
+    keys.iter().fold(false, |found, key| {
+        found | bool::from(key.as_bytes().ct_eq(given.as_bytes()))
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// `POST /api/events`: one event `{type, data, options?, timestamp?}` or a JSON array of them.
+/// A batch is all or nothing: every event is checked before any is published.
+pub(crate) async fn publish(
+    State(state): State<std::sync::Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !has_api_key(&headers, &state.config.api_keys) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a valid API key as `Authorization: Bearer <key>`",
+        )
+        .into_response();
+    }
+    match prepare(state.hub.catalog(), &body) {
+        Ok((events, batch)) => {
+            let mut ids = Vec::with_capacity(events.len());
+            for event in events {
+                match state.publisher.publish(event) {
+                    Ok(id) => ids.push(id),
+                    Err(err) => {
+                        return ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "broker_unavailable",
+                            err.to_string(),
+                        )
+                        .into_response();
+                    }
+                }
+            }
+            let body = if batch {
+                json!({ "ids": ids })
+            } else {
+                json!({ "id": ids[0] })
+            };
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Parses and decodes a request body into ready events; `true` when it was a batch.
+fn prepare(catalog: &'static Catalog, body: &[u8]) -> Result<(Vec<OutgoingEvent>, bool), ApiError> {
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let requests: Vec<PublishRequest> = if batch {
+        serde_json::from_slice(body)
+    } else {
+        serde_json::from_slice(body).map(|one| vec![one])
+    }
+    .map_err(|err| {
+        let code = if err.is_data() {
+            "invalid_request"
+        } else {
+            "malformed_json"
+        };
+        let shape =
+            "expected {\"type\", \"data\", \"options\"?, \"timestamp\"?} or an array of them";
+        ApiError::new(StatusCode::BAD_REQUEST, code, format!("{err}; {shape}"))
+    })?;
+    if requests.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the batch is empty",
+        ));
+    }
+    let events = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let prefix = if batch {
+                format!("[{i}]")
+            } else {
+                String::new()
+            };
+            decode(catalog, request).map_err(|err| err.prefixed(&prefix))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((events, batch))
+}
+
+fn decode(catalog: &'static Catalog, request: PublishRequest) -> Result<OutgoingEvent, ApiError> {
+    let options = match request.options {
+        Some(options) => resolve_options(catalog, options)?,
+        None => EmitOptions::default(),
+    };
+    let mut event = catalog
+        .decode(&request.kind, &request.data, options)
+        .map_err(|err| match err {
+            DecodeError::UnknownType { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unknown_type", err.to_string())
+                    .at("type".into())
+            }
+            DecodeError::InvalidData { path, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_data", message).at(path)
+            }
+        })?;
+    event.timestamp = request.timestamp;
+    Ok(event)
+}
+
+fn resolve_options(
+    catalog: &'static Catalog,
+    options: RequestOptions,
+) -> Result<EmitOptions, ApiError> {
+    let invalid = |path: String, message: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_options", message).at(path)
+    };
+    let roles = match options.roles {
+        None => None,
+        Some(names) => {
+            let mut mask = RoleMask::EMPTY;
+            for (i, name) in names.iter().enumerate() {
+                let role = catalog.role(name).ok_or_else(|| {
+                    let known: Vec<&str> = catalog.roles.iter().map(|r| r.name).collect();
+                    invalid(
+                        format!("options.roles[{i}]"),
+                        format!("unknown role `{name}`; roles are {}", known.join(", ")),
+                    )
+                })?;
+                mask = mask | role;
+            }
+            Some(mask)
+        }
+    };
+    let namespace = match options.namespace {
+        None => None,
+        Some(name) => Some(catalog.namespace(&name).ok_or_else(|| {
+            invalid(
+                "options.namespace".into(),
+                format!("unknown namespace `{name}`"),
+            )
+        })?),
+    };
+    Ok(EmitOptions {
+        roles,
+        user_ids: options.user_ids,
+        exclude_user_ids: options.exclude_user_ids,
+        exclude_session_ids: options.exclude_session_ids,
+        namespace,
+    })
+}

@@ -1,0 +1,137 @@
+//! The wire protocol's messages and close codes. Control messages carry a `type` without a colon
+//! (`ready`, `error` ...); events always carry `namespace:action` and a `namespace`, so the two can
+//! never be confused.
+
+use serde::{Deserialize, Serialize};
+
+/// Why and how the server closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    /// The WebSocket close code.
+    pub code: u16,
+    /// A short reason sent with it.
+    pub reason: &'static str,
+}
+
+/// The close codes the server uses.
+pub mod close {
+    use super::CloseReason;
+
+    /// The client closed; the server answers in kind.
+    pub const NORMAL: CloseReason = CloseReason {
+        code: 1000,
+        reason: "bye",
+    };
+    /// The server is shutting down; reconnect later.
+    pub const GOING_AWAY: CloseReason = CloseReason {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    /// A frame or message was larger than the configured limit.
+    pub const MESSAGE_TOO_BIG: CloseReason = CloseReason {
+        code: 1009,
+        reason: "message too big",
+    };
+    /// The connection broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: CloseReason = CloseReason {
+        code: 1002,
+        reason: "protocol error",
+    };
+    /// The token's `exp` passed; reconnect with a fresh token.
+    pub const TOKEN_EXPIRED: CloseReason = CloseReason {
+        code: 4001,
+        reason: "token expired",
+    };
+    /// Nothing (not even a pong) arrived within the idle timeout.
+    pub const IDLE_TIMEOUT: CloseReason = CloseReason {
+        code: 4002,
+        reason: "idle timeout",
+    };
+    /// The connection's outbound queue filled up: it did not read fast enough.
+    pub const SLOW_CONSUMER: CloseReason = CloseReason {
+        code: 4008,
+        reason: "slow consumer",
+    };
+}
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Add namespaces to the subscription.
+    Subscribe {
+        /// Namespace names.
+        namespaces: Vec<String>,
+    },
+    /// Remove namespaces from the subscription.
+    Unsubscribe {
+        /// Namespace names.
+        namespaces: Vec<String>,
+    },
+    /// Ask for a `pong` (an application-level keepalive).
+    Ping {
+        /// Echoed back in the pong.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+}
+
+/// What the server sends besides events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ControlMessage {
+    /// Sent once, first, when the connection is set up.
+    Ready {
+        /// This connection's session id.
+        session_id: String,
+        /// The token's subject.
+        user_id: String,
+        /// The token's role.
+        role: String,
+        /// The namespaces subscribed to.
+        namespaces: Vec<String>,
+    },
+    /// The subscription after a `subscribe`.
+    Subscribed {
+        /// All namespaces now subscribed to.
+        namespaces: Vec<String>,
+    },
+    /// The subscription after an `unsubscribe`.
+    Unsubscribed {
+        /// All namespaces now subscribed to.
+        namespaces: Vec<String>,
+    },
+    /// The answer to a `ping`.
+    Pong {
+        /// The ping's id, if it had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    /// A client message could not be handled; the connection stays open.
+    Error {
+        /// A stable code: `invalid_json`, `invalid_message`, `unknown_namespace`,
+        /// `binary_not_supported`.
+        code: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl ControlMessage {
+    /// An `error` control message.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ControlMessage::Error {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The message as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("control messages serialize")
+    }
+}

@@ -1,0 +1,85 @@
+//! A published event: id and timestamp fixed, the client envelope serialized once.
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::event::OutgoingEvent;
+
+/// An event on its way to the hub(s): routing facts plus the frame every recipient gets.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The event's unique id.
+    pub id: String,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// Descriptor, owner, target roles and options: what filtering reads.
+    pub event: OutgoingEvent,
+    /// `{type, namespace, data, timestamp, id}` as JSON text, shared by every recipient.
+    pub frame: Utf8Bytes,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    namespace: &'a str,
+    data: &'a RawValue,
+    timestamp: u64,
+    id: &'a str,
+}
+
+impl Publication {
+    /// Fixes the id and the timestamp (the emitter's, or `now_ms`) and serializes the envelope.
+    pub fn new(event: OutgoingEvent, id: String, now_ms: u64) -> Self {
+        let timestamp = event.timestamp.unwrap_or(now_ms);
+        let envelope = Envelope {
+            kind: event.descriptor.name,
+            namespace: event.descriptor.namespace,
+            data: &event.data,
+            timestamp,
+            id: &id,
+        };
+        let frame =
+            serde_json::to_string(&envelope).expect("an envelope of JSON values serializes");
+        Publication {
+            id,
+            timestamp,
+            event,
+            frame: frame.into(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Unique ids: a random per-process prefix and a counter, so ids from several nodes never clash.
+#[derive(Debug)]
+pub struct IdGenerator {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl IdGenerator {
+    /// A generator whose ids start with `kind` (`evt`, `ses`).
+    pub fn new(kind: &str) -> Self {
+        let mut seed = [0u8; 6];
+        getrandom::fill(&mut seed).expect("the OS provides randomness");
+        let prefix = seed.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        IdGenerator {
+            prefix: format!("{kind}_{prefix}"),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// The next id (`evt_3fa1c09b22e4_1f`).
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}_{n:x}", self.prefix)
+    }
+}

@@ -1,0 +1,272 @@
+//! The HTTP side: `GET /ws` (authenticated upgrade), `POST /api/events`, `GET /healthz`, and
+//! serving with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::auth::{AuthError, Authenticator, JwtConfig, KeyError};
+use crate::broker::{Broker, InMemoryBroker};
+use crate::catalog::Catalog;
+use crate::connection;
+use crate::http::{self, ApiError};
+use crate::hub::Hub;
+use crate::protocol::close;
+use crate::publication::IdGenerator;
+use crate::publish::Publisher;
+use crate::role::RoleMask;
+
+/// Everything the server can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How connection tokens are verified.
+    pub jwt: JwtConfig,
+    /// Keys accepted by the publish API (`Authorization: Bearer <key>`).
+    pub api_keys: Vec<String>,
+    /// The largest client message (and frame) accepted; larger ones close the connection (1009).
+    pub max_message_bytes: usize,
+    /// The largest publish request body accepted (413 above).
+    pub max_publish_bytes: usize,
+    /// Frames a connection may have queued before it is closed as a slow consumer (4008).
+    pub queue_capacity: usize,
+    /// How often the server pings each connection.
+    pub heartbeat_interval: Duration,
+    /// A connection from which nothing (not even a pong) arrives for this long is closed (4002).
+    pub idle_timeout: Duration,
+    /// Browser origins allowed to connect; empty allows any. Requests without `Origin`
+    /// (non-browser clients) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// How long shutdown waits for connections to finish their close handshake.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for one machine: 64 KiB messages, 1 MiB publish bodies, 1024-frame queues,
+    /// 30 s heartbeats, 75 s idle timeout, any origin, 5 s shutdown grace.
+    pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
+        ServerConfig {
+            jwt,
+            api_keys,
+            max_message_bytes: 64 * 1024,
+            max_publish_bytes: 1024 * 1024,
+            queue_capacity: 1024,
+            heartbeat_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            allowed_origins: Vec::new(),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Shared by every request and connection.
+pub(crate) struct AppState {
+    pub(crate) config: ServerConfig,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) publisher: Publisher,
+    pub(crate) auth: Authenticator,
+    pub(crate) sessions: IdGenerator,
+    pub(crate) shutting_down: AtomicBool,
+}
+
+/// An omnicast server for one catalog.
+#[derive(Clone)]
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("hub", &self.state.hub)
+            .finish()
+    }
+}
+
+impl Server {
+    /// A single-node server: its hub behind the in-memory broker.
+    pub fn new(catalog: &'static Catalog, config: ServerConfig) -> Result<Self, KeyError> {
+        let hub = Arc::new(Hub::new(catalog, config.queue_capacity));
+        let broker = Arc::new(InMemoryBroker::new(hub.clone()));
+        Self::with_broker(hub, broker, config)
+    }
+
+    /// A server whose publications go through `broker` (which must deliver into `hub`, here or
+    /// on every node).
+    pub fn with_broker(
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        config: ServerConfig,
+    ) -> Result<Self, KeyError> {
+        let auth = Authenticator::new(hub.catalog(), &config.jwt)?;
+        Ok(Server {
+            state: Arc::new(AppState {
+                config,
+                publisher: Publisher::new(broker),
+                hub,
+                auth,
+                sessions: IdGenerator::new("ses"),
+                shutting_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The hub holding this node's connections.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.state.hub
+    }
+
+    /// The publish path, for typed emitters: `Events::new(server.publisher())`.
+    pub fn publisher(&self) -> Publisher {
+        self.state.publisher.clone()
+    }
+
+    /// The routes: `GET /ws`, `POST /api/events`, `GET /healthz`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/ws", get(upgrade))
+            .route("/api/events", post(http::publish))
+            .route("/healthz", get(health))
+            .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight publishes finish,
+    /// closes every WebSocket with 1001 and waits (up to the configured grace) for them to end.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let signal = async move {
+            shutdown.await;
+            state.shutting_down.store(true, Ordering::SeqCst);
+            state.hub.close_all(close::GOING_AWAY);
+            tracing::info!("shutting down: closing connections");
+        };
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(signal)
+            .await?;
+        let grace = self.state.config.shutdown_timeout;
+        if tokio::time::timeout(grace, self.state.hub.emptied())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.state.hub.stats().connections,
+                "connections still open after the shutdown grace period"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A listener with a deep accept backlog, so bursts of connections are not refused.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+#[derive(Deserialize)]
+struct ConnectParams {
+    token: Option<String>,
+    namespaces: Option<String>,
+}
+
+async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<ConnectParams>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "shutting_down",
+            message: "the server is shutting down".into(),
+            path: None,
+        }
+        .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !state.config.allowed_origins.is_empty()
+        && !state
+            .config
+            .allowed_origins
+            .iter()
+            .any(|allowed| origin.as_bytes() == allowed.as_bytes())
+    {
+        let body =
+            json!({ "error": "origin_not_allowed", "message": "this origin may not connect" });
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
+    let token = http::bearer(&headers).or(params.token.as_deref());
+    let identity = match token {
+        None => return AuthError::Missing.into_response(),
+        Some(token) => match state.auth.verify(token) {
+            Ok(identity) => identity,
+            Err(err) => return err.into_response(),
+        },
+    };
+    let catalog = state.hub.catalog();
+    let namespaces = match params.namespaces.as_deref().filter(|s| !s.is_empty()) {
+        None => catalog.namespaces_visible_to(RoleMask::single(identity.role)),
+        Some(list) => {
+            let mut mask = 0u64;
+            for name in list.split(',').map(str::trim) {
+                match catalog.namespace_index(name) {
+                    Some(i) => mask |= 1 << i,
+                    None => {
+                        let body = json!({
+                            "error": "unknown_namespace",
+                            "message": format!("unknown namespace `{name}`"),
+                        });
+                        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+                    }
+                }
+            }
+            mask
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let body = json!({ "error": "not_websocket", "message": rejection.body_text() });
+            return (rejection.status(), Json(body)).into_response();
+        }
+    };
+    let limit = state.config.max_message_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| connection::run(socket, state, identity, namespaces))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let status = if state.shutting_down.load(Ordering::SeqCst) {
+        "shutting_down"
+    } else {
+        "ok"
+    };
+    Json(json!({ "status": status, "stats": state.hub.stats() })).into_response()
+}

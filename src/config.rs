@@ -1,0 +1,182 @@
+//! `omnicast serve` configuration: flags, then environment, then a config file, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use omnicast::runtime::{JwtConfig, JwtKey, ServerConfig};
+use serde::Deserialize;
+
+/// Flags (each also readable from its `OMNICAST_*` environment variable).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A YAML config file with the same settings (snake_case keys).
+    #[arg(long, env = "OMNICAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "OMNICAST_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// HS256 secret for connection tokens [default: generated and printed].
+    #[arg(long, env = "OMNICAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Verify tokens with this RS256 public key (PEM file) instead of a secret.
+    #[arg(long, env = "OMNICAST_JWT_RS256_PUBLIC_KEY")]
+    pub jwt_rs256_public_key: Option<PathBuf>,
+    /// Verify tokens with this ES256 public key (PEM file) instead of a secret.
+    #[arg(long, env = "OMNICAST_JWT_ES256_PUBLIC_KEY")]
+    pub jwt_es256_public_key: Option<PathBuf>,
+    /// The token claim holding the user id [default: sub].
+    #[arg(long, env = "OMNICAST_USER_CLAIM")]
+    pub user_claim: Option<String>,
+    /// The token claim holding the role [default: role].
+    #[arg(long, env = "OMNICAST_ROLE_CLAIM")]
+    pub role_claim: Option<String>,
+    /// Publish API keys, comma-separated [default: one generated and printed].
+    #[arg(
+        long,
+        env = "OMNICAST_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_key: Option<Vec<String>>,
+    /// Largest client message in bytes; larger ones close the connection with 1009 [default: 65536].
+    #[arg(long, env = "OMNICAST_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Frames queued per connection before it is closed as a slow consumer [default: 1024].
+    #[arg(long, env = "OMNICAST_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Seconds between heartbeat pings [default: 30].
+    #[arg(long, env = "OMNICAST_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// Seconds without any frame from a client before it is closed [default: 75].
+    #[arg(long, env = "OMNICAST_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Browser origins allowed to connect, comma-separated [default: any].
+    #[arg(long, env = "OMNICAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Listen backlog for connection bursts [default: 4096].
+    #[arg(long, env = "OMNICAST_BACKLOG")]
+    pub backlog: Option<u32>,
+}
+
+/// The config file: the same settings, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    bind: Option<SocketAddr>,
+    jwt_secret: Option<String>,
+    jwt_rs256_public_key: Option<PathBuf>,
+    jwt_es256_public_key: Option<PathBuf>,
+    user_claim: Option<String>,
+    role_claim: Option<String>,
+    api_keys: Option<Vec<String>>,
+    max_message_bytes: Option<usize>,
+    queue_capacity: Option<usize>,
+    heartbeat_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    allowed_origins: Option<Vec<String>>,
+    backlog: Option<u32>,
+}
+
+impl FileConfig {
+    /// Reads a config file; every problem is an error naming the file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// The resolved settings, and what was generated for development.
+pub struct Resolved {
+    pub bind: SocketAddr,
+    pub backlog: u32,
+    pub server: ServerConfig,
+    /// The HS256 secret, when one is used (to print how to mint tokens).
+    pub jwt_secret: Option<String>,
+    pub generated_secret: bool,
+    pub generated_api_key: bool,
+}
+
+/// Flags and environment over the file over the defaults.
+pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let rs256 = args.jwt_rs256_public_key.or(file.jwt_rs256_public_key);
+    let es256 = args.jwt_es256_public_key.or(file.jwt_es256_public_key);
+    let secret = args.jwt_secret.or(file.jwt_secret);
+    let read_pem =
+        |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let (key, jwt_secret, generated_secret) = match (rs256, es256) {
+        (Some(_), Some(_)) => {
+            return Err("give either an RS256 or an ES256 public key, not both".into());
+        }
+        (Some(path), None) => (JwtKey::Rs256PublicPem(read_pem(&path)?), None, false),
+        (None, Some(path)) => (JwtKey::Es256PublicPem(read_pem(&path)?), None, false),
+        (None, None) => {
+            let (secret, generated) = match secret {
+                Some(secret) if secret.len() < 16 => {
+                    return Err("the JWT secret must be at least 16 bytes".into());
+                }
+                Some(secret) => (secret, false),
+                None => (random_hex(32), true),
+            };
+            (
+                JwtKey::Hs256(secret.clone().into_bytes()),
+                Some(secret),
+                generated,
+            )
+        }
+    };
+    let mut jwt = JwtConfig::hs256(Vec::new());
+    jwt.key = key;
+    if let Some(claim) = args.user_claim.or(file.user_claim) {
+        jwt.user_claim = claim;
+    }
+    if let Some(claim) = args.role_claim.or(file.role_claim) {
+        jwt.role_claim = claim;
+    }
+    let (api_keys, generated_api_key) = match args.api_key.or(file.api_keys) {
+        Some(keys) if keys.iter().any(|k| k.len() < 16) => {
+            return Err("API keys must be at least 16 characters".into());
+        }
+        Some(keys) if !keys.is_empty() => (keys, false),
+        _ => (vec![random_hex(24)], true),
+    };
+    let mut server = ServerConfig::new(jwt, api_keys);
+    if let Some(bytes) = args.max_message_bytes.or(file.max_message_bytes) {
+        server.max_message_bytes = bytes;
+    }
+    if let Some(capacity) = args.queue_capacity.or(file.queue_capacity) {
+        server.queue_capacity = capacity;
+    }
+    if let Some(secs) = args.heartbeat_secs.or(file.heartbeat_secs) {
+        server.heartbeat_interval = Duration::from_secs(secs.max(1));
+    }
+    if let Some(secs) = args.idle_timeout_secs.or(file.idle_timeout_secs) {
+        server.idle_timeout = Duration::from_secs(secs.max(1));
+    }
+    if let Some(origins) = args.allowed_origins.or(file.allowed_origins) {
+        server.allowed_origins = origins;
+    }
+    Ok(Resolved {
+        bind: args
+            .bind
+            .or(file.bind)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        backlog: args.backlog.or(file.backlog).unwrap_or(4096),
+        server,
+        jwt_secret,
+        generated_secret,
+        generated_api_key,
+    })
+}
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).expect("the OS provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
