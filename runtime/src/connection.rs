@@ -23,8 +23,6 @@ use crate::server::AppState;
 const BATCH: usize = 64;
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Control replies (pong, subscribed, errors) a connection may have pending.
-const CONTROL_QUEUE: usize = 64;
 
 pub(crate) async fn run(
     socket: WebSocket,
@@ -53,7 +51,7 @@ pub(crate) async fn run(
 
     let catalog = state.hub.catalog();
     let (sink, stream) = socket.split();
-    let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let control = registration.sender;
     let last_seen = Arc::new(AtomicU64::new(now_ms()));
     let ready = ControlMessage::Ready {
         session_id: session_id.clone(),
@@ -69,7 +67,6 @@ pub(crate) async fn run(
     let writer = tokio::spawn(write(
         sink,
         registration.outbox,
-        control_rx,
         closer.clone(),
         Timers {
             heartbeat: state.config.heartbeat_interval,
@@ -127,12 +124,11 @@ struct Timers {
     last_seen: Arc<AtomicU64>,
 }
 
-/// Owns the sending half: control replies first, then event frames in batches with one flush each;
-/// pings on every heartbeat; the close frame when the connection is asked to close.
+/// Owns the sending half: queued frames (events and replies, in order) in batches with one flush
+/// each; pings on every heartbeat; the close frame when the connection is asked to close.
 async fn write(
     mut sink: SplitSink<WebSocket, Message>,
     mut outbox: mpsc::Receiver<Utf8Bytes>,
-    mut control: mpsc::Receiver<Utf8Bytes>,
     closer: Arc<Closer>,
     timers: Timers,
 ) {
@@ -151,7 +147,6 @@ async fn write(
             biased;
             reason = closer.closed() => break reason,
             () = &mut expiry => break close::TOKEN_EXPIRED,
-            Some(frame) = control.recv() => sink.send(Message::Text(frame)).await,
             Some(frame) = outbox.recv() => {
                 let mut result = sink.feed(Message::Text(frame)).await;
                 for _ in 1..BATCH {

@@ -79,6 +79,9 @@ pub struct Registration {
     pub id: ConnId,
     /// The connection's outbound queue: event frames to write.
     pub outbox: mpsc::Receiver<Utf8Bytes>,
+    /// A sender into that same queue, for the connection's own replies, so that replies and
+    /// events reach the client in the order they were queued.
+    pub sender: mpsc::Sender<Utf8Bytes>,
     /// Where the hub (or anyone) asks the connection to close.
     pub closer: Arc<Closer>,
     /// Whether this is the user's only connection with this role on this hub.
@@ -201,7 +204,7 @@ impl Hub {
             session_id: info.session_id.into(),
             user_id: user_id.clone(),
             role: info.role,
-            tx,
+            tx: tx.clone(),
             closer: closer.clone(),
         });
         let namespaces = info.namespaces & self.namespace_mask();
@@ -216,6 +219,7 @@ impl Hub {
         Registration {
             id,
             outbox,
+            sender: tx,
             closer,
             first_of_user,
         }

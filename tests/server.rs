@@ -1,0 +1,845 @@
+//! The server through its public interface: real WebSocket clients and a real HTTP client against
+//! a real server on a loopback port.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use omnicast::runtime::protocol::close;
+use serde_json::{Value, json};
+use support::{Ended, TestServer, marker, refused};
+
+fn examples() -> Vec<(String, Value)> {
+    let model = omnicast_codegen::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("events.yaml"))
+        .unwrap_or_else(|d| panic!("{d}"));
+    model
+        .events
+        .into_iter()
+        .map(|e| (e.name, e.example))
+        .collect()
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every row of the seed's quick-reference table, for each role: exactly who receives each
+/// event's example. The expectations are transcribed from the seed, not computed.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_event_reaches_exactly_the_roles_of_the_reference_table() {
+    let server = TestServer::start().await;
+    // Customers first: their presence events must not reach the staff clients of this test.
+    let mut clients = vec![
+        ("cust123", server.connect("CUST-123", "customer", &[]).await),
+        ("cust999", server.connect("CUST-999", "customer", &[]).await),
+        ("admin", server.connect("admin-1", "admin", &[]).await),
+        ("manager", server.connect("manager-1", "manager", &[]).await),
+        ("staff", server.connect("staff-1", "staff", &[]).await),
+    ];
+    let staff = ["admin", "manager", "staff"];
+    let managers = ["admin", "manager"];
+    let everyone = ["admin", "manager", "staff", "cust123", "cust999"];
+    let expected: BTreeMap<&str, &[&str]> = [
+        ("order:created", &staff[..]),
+        ("order:updated", &staff[..]),
+        (
+            "order:status_changed",
+            &["admin", "manager", "staff", "cust123"][..],
+        ),
+        ("order:deleted", &managers[..]),
+        ("customer:activity", &staff[..]),
+        ("customer:viewing_product", &managers[..]),
+        ("customer:added_to_cart", &managers[..]),
+        ("customer:online", &staff[..]),
+        ("customer:offline", &staff[..]),
+        ("inventory:updated", &staff[..]),
+        ("inventory:low_stock", &staff[..]),
+        ("inventory:out_of_stock", &staff[..]),
+        ("inventory:restocked", &staff[..]),
+        ("product:price_changed", &everyone[..]),
+        ("product:created", &staff[..]),
+        ("product:updated", &staff[..]),
+        ("product:deleted", &managers[..]),
+        ("payment:received", &["admin", "manager", "cust123"][..]),
+        ("payment:failed", &["admin", "manager", "cust123"][..]),
+        ("payment:refunded", &["admin", "manager", "cust123"][..]),
+        // The examples target [admin, manager] and [admin, manager, staff].
+        ("system:notification", &managers[..]),
+        ("system:alert", &staff[..]),
+        ("system:maintenance", &everyone[..]),
+    ]
+    .into_iter()
+    .collect();
+    let examples = examples();
+    assert_eq!(examples.len(), expected.len());
+    for (kind, data) in &examples {
+        server.publish(kind, data.clone(), Value::Null).await;
+    }
+    marker(&server, "end").await;
+    for (name, client) in &mut clients {
+        let received = types(&client.events_until("end").await);
+        let wanted: Vec<String> = examples
+            .iter()
+            .filter(|(kind, _)| expected[kind.as_str()].contains(name))
+            .map(|(kind, _)| kind.clone())
+            .collect();
+        assert_eq!(received, wanted, "{name} received the wrong events");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envelopes_look_like_the_reference() {
+    let server = TestServer::start().await;
+    let mut admin = server.connect("a", "admin", &["orders"]).await;
+    let (_, data) = examples()
+        .into_iter()
+        .find(|(k, _)| k == "order:created")
+        .unwrap();
+    let id = server.publish("order:created", data, Value::Null).await;
+    let event = admin.next_json().await;
+    assert_eq!(event["type"], "order:created");
+    assert_eq!(event["namespace"], "orders");
+    assert_eq!(event["data"]["orderId"], "ORD-001");
+    assert_eq!(event["data"]["total"], 1500.0);
+    assert_eq!(event["id"], id);
+    assert!(event["timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+    let keys: BTreeSet<&str> = event
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["type", "namespace", "data", "timestamp", "id"])
+    );
+
+    // A timestamp given by the publisher is kept.
+    let mut admin = server.connect("a", "admin", &["system"]).await;
+    let body = json!({"type": "system:maintenance", "data": {"message": "m"}, "timestamp": 1_600_000_000_000u64});
+    let (status, _) = server.post(Some(support::API_KEY), body.to_string()).await;
+    assert_eq!(status, 202);
+    assert_eq!(admin.next_json().await["timestamp"], 1_600_000_000_000u64);
+}
+
+fn status_changed(customer: &str) -> Value {
+    json!({"orderId": "O", "customerId": customer, "customerName": "N",
+           "oldStatus": "pending", "newStatus": "shipped", "timestamp": 1})
+}
+
+fn payment(customer: &str) -> Value {
+    json!({"paymentId": "P", "orderId": "O", "customerId": customer, "amount": 5, "method": "card", "status": "success"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn customers_receive_only_their_own_orders_and_payments() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect("alice", "customer", &[]).await;
+    let mut alice_again = server.connect("alice", "customer", &[]).await;
+    let mut bob = server.connect("bob", "customer", &[]).await;
+    for customer in ["alice", "bob", "carol"] {
+        server
+            .publish(
+                "order:status_changed",
+                status_changed(customer),
+                Value::Null,
+            )
+            .await;
+        server
+            .publish("payment:received", payment(customer), Value::Null)
+            .await;
+    }
+    // Options cannot help a customer see someone else's event.
+    server
+        .publish(
+            "payment:received",
+            payment("carol"),
+            json!({"userIds": ["alice", "bob"]}),
+        )
+        .await;
+    server
+        .publish(
+            "order:status_changed",
+            status_changed("carol"),
+            json!({"roles": ["customer"]}),
+        )
+        .await;
+    marker(&server, "end").await;
+    for (who, client) in [
+        ("alice", &mut alice),
+        ("alice", &mut alice_again),
+        ("bob", &mut bob),
+    ] {
+        let events = client.events_until("end").await;
+        assert_eq!(
+            types(&events),
+            ["order:status_changed", "payment:received"],
+            "{who}"
+        );
+        assert!(
+            events.iter().all(|e| e["data"]["customerId"] == who),
+            "{who}: {events:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_roles_narrow_system_events() {
+    let server = TestServer::start().await;
+    let mut staff = server.connect("s", "staff", &["system"]).await;
+    let mut customer = server.connect("c", "customer", &["system"]).await;
+    let notice = |targets: Value| {
+        let mut data = json!({"title": "t", "message": "m", "severity": "info"});
+        if !targets.is_null() {
+            data["targetRoles"] = targets;
+        }
+        data
+    };
+    server
+        .publish("system:notification", notice(Value::Null), Value::Null)
+        .await;
+    server
+        .publish("system:notification", notice(json!(["staff"])), Value::Null)
+        .await;
+    server
+        .publish("system:alert", notice(json!(["customer"])), Value::Null)
+        .await;
+    server
+        .publish("system:alert", notice(json!([])), Value::Null)
+        .await;
+    // `roles` narrows targetRoles further, never widens it.
+    server
+        .publish(
+            "system:alert",
+            notice(json!(["staff"])),
+            json!({"roles": ["staff", "customer"]}),
+        )
+        .await;
+    server
+        .publish(
+            "system:alert",
+            notice(json!(["staff"])),
+            json!({"roles": ["customer"]}),
+        )
+        .await;
+    marker(&server, "end").await;
+    assert_eq!(
+        types(&staff.events_until("end").await),
+        ["system:notification", "system:notification", "system:alert"]
+    );
+    assert_eq!(
+        types(&customer.events_until("end").await),
+        ["system:notification", "system:alert"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emitter_options_narrow_and_exclude_but_never_widen() {
+    let server = TestServer::start().await;
+    let mut admin = server
+        .connect("admin-1", "admin", &["orders", "products", "system"])
+        .await;
+    let mut admin_two = server
+        .connect("admin-2", "admin", &["orders", "products", "system"])
+        .await;
+    let mut manager = server
+        .connect("manager-1", "manager", &["orders", "products", "system"])
+        .await;
+    let mut customer = server
+        .connect("cust-1", "customer", &["orders", "products", "system"])
+        .await;
+    let mut orders_only = server
+        .connect("manager-2", "manager", &["orders", "system"])
+        .await;
+    let order = json!({"orderId": "O", "customerId": "cust-1", "customerName": "N", "total": 1, "status": "pending", "channel": "web"});
+    let product = json!({"productId": "P", "productName": "N", "sku": "S", "changedFields": []});
+    let session = admin_two.session_id.clone();
+
+    server
+        .publish(
+            "order:created",
+            order.clone(),
+            json!({"roles": ["manager"]}),
+        )
+        .await; // 1: manager
+    server
+        .publish(
+            "order:created",
+            order.clone(),
+            json!({"userIds": ["admin-2", "cust-1"]}),
+        )
+        .await; // 2: admin-2
+    server
+        .publish(
+            "product:updated",
+            product.clone(),
+            json!({"excludeUserIds": ["admin-1"]}),
+        )
+        .await; // 3: admin-2, manager
+    server
+        .publish(
+            "product:updated",
+            product.clone(),
+            json!({"excludeSessionIds": [session]}),
+        )
+        .await; // 4: admin-1, manager
+    server
+        .publish(
+            "order:created",
+            order.clone(),
+            json!({"roles": ["customer"]}),
+        )
+        .await; // nobody
+    server
+        .publish(
+            "order:deleted",
+            json!({"orderId": "O"}),
+            json!({"userIds": ["cust-1"]}),
+        )
+        .await; // nobody
+    // `namespace` addresses another namespace's subscribers; roles still apply.
+    server
+        .publish(
+            "order:deleted",
+            json!({"orderId": "5"}),
+            json!({"namespace": "products"}),
+        )
+        .await; // 5: admins, manager
+    marker(&server, "end").await;
+
+    let ids = |events: Vec<Value>| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["type"].as_str().unwrap(),
+                    e["data"]["orderId"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids(admin.events_until("end").await),
+        ["product:updated/-", "order:deleted/5"]
+    );
+    assert_eq!(
+        ids(admin_two.events_until("end").await),
+        ["order:created/O", "product:updated/-", "order:deleted/5"]
+    );
+    assert_eq!(
+        ids(manager.events_until("end").await),
+        [
+            "order:created/O",
+            "product:updated/-",
+            "product:updated/-",
+            "order:deleted/5"
+        ]
+    );
+    assert_eq!(
+        ids(customer.events_until("end").await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(orders_only.events_until("end").await),
+        ["order:created/O"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_change_at_runtime() {
+    let server = TestServer::start().await;
+    let mut admin = server.connect("a", "admin", &["system"]).await;
+    let deleted = json!({"productId": "P"});
+
+    server
+        .publish("product:deleted", deleted.clone(), Value::Null)
+        .await; // not subscribed
+    admin
+        .send_json(json!({"type": "subscribe", "namespaces": ["products"]}))
+        .await;
+    assert_eq!(
+        admin.next_json().await,
+        json!({"type": "subscribed", "namespaces": ["products", "system"]})
+    );
+    server
+        .publish("product:deleted", json!({"productId": "seen"}), Value::Null)
+        .await;
+    admin
+        .send_json(json!({"type": "unsubscribe", "namespaces": ["products"]}))
+        .await;
+    let unsubscribed = loop {
+        let message = admin.next_json().await;
+        if message["type"] == "unsubscribed" {
+            break message;
+        }
+        assert_eq!(message["data"]["productId"], "seen");
+    };
+    assert_eq!(unsubscribed["namespaces"], json!(["system"]));
+    server
+        .publish("product:deleted", deleted, Value::Null)
+        .await; // unsubscribed again
+    marker(&server, "end").await;
+    assert!(admin.events_until("end").await.is_empty());
+
+    admin
+        .send_json(json!({"type": "subscribe", "namespaces": ["orders", "nope"]}))
+        .await;
+    let error = admin.next_json().await;
+    assert_eq!(
+        (error["type"].as_str(), error["code"].as_str()),
+        (Some("error"), Some("unknown_namespace"))
+    );
+
+    let (status, body) = refused(
+        &server.ws_url(&format!(
+            "token={}&namespaces=orders,nope",
+            server.token("a", "admin")
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unknown_namespace"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_subscription_is_every_namespace_the_role_may_see() {
+    let server = TestServer::start().await;
+    let mut admin = server.connect("a", "admin", &[]).await;
+    admin
+        .send_json(json!({"type": "subscribe", "namespaces": []}))
+        .await;
+    assert_eq!(
+        admin.next_json().await["namespaces"],
+        json!([
+            "orders",
+            "customers",
+            "inventory",
+            "products",
+            "payments",
+            "system"
+        ])
+    );
+    let mut customer = server.connect("c", "customer", &[]).await;
+    customer
+        .send_json(json!({"type": "subscribe", "namespaces": []}))
+        .await;
+    assert_eq!(
+        customer.next_json().await["namespaces"],
+        json!(["orders", "products", "payments", "system"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tokens_are_refused_before_the_upgrade() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let server = TestServer::start().await;
+    let now = omnicast::runtime::now_ms() / 1000;
+    let sign = |claims: Value, secret: &str| {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let good = json!({"sub": "u", "role": "admin", "exp": now + 60});
+    let unsigned = {
+        let part = |v: Value| base64url(v.to_string().as_bytes());
+        format!(
+            "{}.{}.",
+            part(json!({"alg": "none", "typ": "JWT"})),
+            part(good.clone())
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("malformed", "not-a-jwt".into(), "invalid_token"),
+        (
+            "bad signature",
+            sign(good.clone(), "another-secret-0123456789"),
+            "invalid_token",
+        ),
+        ("alg none", unsigned, "invalid_token"),
+        (
+            "expired",
+            sign(
+                json!({"sub": "u", "role": "admin", "exp": now - 120}),
+                support::SECRET,
+            ),
+            "token_expired",
+        ),
+        (
+            "not yet valid",
+            sign(
+                json!({"sub": "u", "role": "admin", "exp": now + 600, "nbf": now + 300}),
+                support::SECRET,
+            ),
+            "token_not_yet_valid",
+        ),
+        (
+            "no exp",
+            sign(json!({"sub": "u", "role": "admin"}), support::SECRET),
+            "invalid_claims",
+        ),
+        (
+            "no sub",
+            sign(json!({"role": "admin", "exp": now + 60}), support::SECRET),
+            "invalid_claims",
+        ),
+        (
+            "role not a string",
+            sign(
+                json!({"sub": "u", "role": 3, "exp": now + 60}),
+                support::SECRET,
+            ),
+            "invalid_claims",
+        ),
+        (
+            "unknown role",
+            sign(
+                json!({"sub": "u", "role": "root", "exp": now + 60}),
+                support::SECRET,
+            ),
+            "unknown_role",
+        ),
+    ];
+    for (what, token, code) in cases {
+        let (status, body) = refused(&server.ws_url(&format!("token={token}")), &[]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some(code)),
+            "{what}: {body}"
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        let header = format!("Bearer {token}");
+        let (status, _) = refused(&server.ws_url(""), &[("Authorization", &header)]).await;
+        assert_eq!(status, 401, "{what} in the header");
+    }
+    let (status, body) = refused(&server.ws_url(""), &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing_token"))
+    );
+
+    // The same token is accepted in the header and in the query.
+    let token = sign(good, support::SECRET);
+    let header = format!("Bearer {token}");
+    support::Client::open(&server.ws_url(""), &[("Authorization", &header)])
+        .await
+        .expect("header token");
+    support::Client::open(&server.ws_url(&format!("token={token}")), &[])
+        .await
+        .expect("query token");
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_frames_get_errors_and_the_connection_lives_on() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("a", "admin", &[]).await;
+    let cases = [
+        ("{not json", "invalid_json"),
+        (r#"{"type": "dance"}"#, "invalid_message"),
+        (r#"{"type": "subscribe"}"#, "invalid_message"),
+        (
+            r#"{"type": "subscribe", "namespaces": "orders"}"#,
+            "invalid_message",
+        ),
+        (r#"{"type": "ping", "extra": 1}"#, "invalid_message"),
+        ("[]", "invalid_message"),
+    ];
+    for (frame, code) in cases {
+        client.send_text(frame).await;
+        let reply = client.next_json().await;
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{frame}: {reply}"
+        );
+    }
+    client.send_binary(vec![1, 2, 3]).await;
+    let reply = client.next_json().await;
+    assert_eq!(reply["code"], "binary_not_supported");
+    client.send_json(json!({"type": "ping", "id": 7})).await;
+    assert_eq!(client.next_json().await, json!({"type": "pong", "id": 7}));
+
+    // Over the limit (64 KiB by default): closed with 1009.
+    client.send_text(&"x".repeat(70 * 1024)).await;
+    assert_eq!(
+        client.ended().await,
+        Ended::Closed(close::MESSAGE_TOO_BIG.code)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_publish_api_explains_every_error() {
+    let server = TestServer::start().await;
+    let good = json!({"type": "product:deleted", "data": {"productId": "P"}}).to_string();
+    let cases: Vec<(Option<&str>, String, u16, &str, Option<&str>)> = vec![
+        (None, good.clone(), 401, "unauthorized", None),
+        (Some("wrong-key-0123456789"), good.clone(), 401, "unauthorized", None),
+        (Some(support::API_KEY), "{\"type\": ".into(), 400, "malformed_json", None),
+        (Some(support::API_KEY), json!({"data": {}}).to_string(), 400, "invalid_request", None),
+        (Some(support::API_KEY), json!({"type": "product:deleted", "data": {}, "extra": 1}).to_string(), 400, "invalid_request", None),
+        (Some(support::API_KEY), json!({"type": "product:delted", "data": {}}).to_string(), 400, "unknown_type", Some("type")),
+        (Some(support::API_KEY), json!({"type": "product:deleted", "data": {"productId": 5}}).to_string(), 422, "invalid_data", Some("data.productId")),
+        (Some(support::API_KEY), json!({"type": "product:deleted", "data": {}}).to_string(), 422, "invalid_data", Some("data")),
+        (Some(support::API_KEY), json!({"type": "product:deleted", "data": {"productId": "P", "x": 1}}).to_string(), 422, "invalid_data", Some("data.x")),
+        (Some(support::API_KEY), json!({"type": "product:deleted", "data": {"productId": "P"}, "options": {"roles": ["root"]}}).to_string(), 422, "invalid_options", Some("options.roles[0]")),
+        (Some(support::API_KEY), json!({"type": "product:deleted", "data": {"productId": "P"}, "options": {"namespace": "nope"}}).to_string(), 422, "invalid_options", Some("options.namespace")),
+        (Some(support::API_KEY), json!({"type": "product:deleted", "data": {"productId": "P"}, "options": {"colour": 1}}).to_string(), 400, "invalid_request", None),
+        (Some(support::API_KEY), json!([{"type": "product:deleted", "data": {"productId": "P"}}, {"type": "product:deleted", "data": {"productId": 1}}]).to_string(), 422, "invalid_data", Some("[1].data.productId")),
+        (Some(support::API_KEY), "[]".into(), 400, "invalid_request", None),
+    ];
+    let mut admin = server.connect("a", "admin", &["products", "system"]).await;
+    for (key, body, status, code, path) in cases {
+        let (got, reply) = server.post(key, body.clone()).await;
+        assert_eq!(
+            (got, reply["error"].as_str()),
+            (status, Some(code)),
+            "{body}: {reply}"
+        );
+        assert_eq!(reply["path"].as_str(), path, "{body}: {reply}");
+        assert!(
+            reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    // Too large a body: 413.
+    let huge =
+        json!({"type": "system:maintenance", "data": {"message": "x".repeat(2 * 1024 * 1024)}})
+            .to_string();
+    assert_eq!(server.post(Some(support::API_KEY), huge).await.0, 413);
+
+    // Nothing above was published, not even the valid half of the rejected batch.
+    marker(&server, "end").await;
+    assert!(admin.events_until("end").await.is_empty());
+
+    // Both keys work; a batch returns its ids in order.
+    let (status, reply) = server.post(Some("second-key-0123456789"), good).await;
+    assert_eq!(status, 202, "{reply}");
+    assert!(reply["id"].as_str().is_some());
+    let batch = json!([
+        {"type": "product:deleted", "data": {"productId": "1"}},
+        {"type": "product:deleted", "data": {"productId": "2"}, "options": {"roles": ["admin"]}},
+    ]);
+    let (status, reply) = server.post(Some(support::API_KEY), batch.to_string()).await;
+    assert_eq!(status, 202, "{reply}");
+    let ids = reply["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2);
+    let received: Vec<Value> = vec![
+        admin.next_json().await,
+        admin.next_json().await,
+        admin.next_json().await,
+    ];
+    assert_eq!(received[1]["data"]["productId"], "1");
+    assert_eq!(received[2]["data"]["productId"], "2");
+    assert_eq!(received[1]["id"], ids[0]);
+    assert_eq!(received[2]["id"], ids[1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_consumer_is_closed_while_a_fast_one_keeps_receiving() {
+    let mut config = support::config();
+    config.queue_capacity = 16;
+    let server = TestServer::with(config).await;
+    let mut fast = server.connect("fast", "admin", &["system"]).await;
+    let mut slow = server.connect("slow", "admin", &["system"]).await;
+    let events = omnicast::Events::new(server.server.publisher());
+    let maintenance = |message: String| omnicast::SystemMaintenancePayload {
+        message,
+        scheduled_at: None,
+        duration: None,
+    };
+    // The fast client acknowledges each event, and the next is only sent then: it never falls
+    // behind, while the slow one reads nothing until its queue overflows.
+    let (ack, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let fast_reader = tokio::spawn(async move {
+        loop {
+            let event = fast.next_json().await;
+            let done = event["data"]["message"] == "stop";
+            ack.send(()).unwrap();
+            if done {
+                return;
+            }
+        }
+    });
+    let big = "x".repeat(32 * 1024);
+    let mut sent = 0;
+    while server.server.hub().stats().slow_consumers_closed == 0 {
+        // Bounded: the slow client's socket buffers fill after a few megabytes.
+        assert!(sent < 20_000, "the slow consumer was never closed");
+        events
+            .system_maintenance(maintenance(big.clone()))
+            .send()
+            .unwrap();
+        tokio::time::timeout(support::WAIT, acks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        sent += 1;
+    }
+    // The fast client keeps receiving after the slow one is gone.
+    for message in ["after", "stop"] {
+        events
+            .system_maintenance(maintenance(message.into()))
+            .send()
+            .unwrap();
+        tokio::time::timeout(support::WAIT, acks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    tokio::time::timeout(support::WAIT, fast_reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        sent > 16,
+        "closed after {sent} events: sooner than its queue allows"
+    );
+    assert_eq!(slow.ended().await, Ended::Closed(close::SLOW_CONSUMER.code));
+    let stats = server.server.hub().stats();
+    assert_eq!(stats.slow_consumers_closed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_closes_every_client_with_going_away() {
+    let server = TestServer::start().await;
+    let mut one = server.connect("a", "admin", &[]).await;
+    let mut two = server.connect("c", "customer", &[]).await;
+    let hub = server.server.hub().clone();
+    let shutdown = tokio::spawn(server.shutdown());
+    assert_eq!(one.ended().await, Ended::Closed(close::GOING_AWAY.code));
+    assert_eq!(two.ended().await, Ended::Closed(close::GOING_AWAY.code));
+    tokio::time::timeout(support::WAIT, shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hub.stats().connections, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_events_follow_a_customers_first_and_last_connection() {
+    let server = TestServer::start().await;
+    let mut admin = server.connect("a", "admin", &["customers", "system"]).await;
+    let first = server.connect("cust-7", "customer", &[]).await;
+    let second = server.connect("cust-7", "customer", &[]).await;
+    let online = admin.next_json().await;
+    assert_eq!(online["type"], "customer:online");
+    assert_eq!(online["data"]["customerId"], "cust-7");
+    assert_eq!(online["data"]["isOnline"], true);
+    drop(first);
+    // Wait until the server saw the first close, then close the last one.
+    support::wait_until(|| server.server.hub().stats().connections == 2).await;
+    drop(second);
+    let offline = admin.next_json().await;
+    assert_eq!(offline["type"], "customer:offline");
+    assert_eq!(offline["data"]["customerId"], "cust-7");
+    assert_eq!(offline["data"]["isOnline"], false);
+    // Staff roles do not trigger presence.
+    let other_admin = server.connect("b", "admin", &[]).await;
+    drop(other_admin);
+    marker(&server, "end").await;
+    assert!(admin.events_until("end").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_closes_the_connection() {
+    let server = TestServer::start().await;
+    let token = omnicast::runtime::mint_hs256(support::SECRET.as_bytes(), "u", "admin", 1);
+    let mut client = support::Client::open(&server.ws_url(&format!("token={token}")), &[])
+        .await
+        .unwrap();
+    assert_eq!(client.next_json().await["type"], "ready");
+    assert_eq!(
+        client.ended().await,
+        Ended::Closed(close::TOKEN_EXPIRED.code)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_client_is_closed_after_the_idle_timeout() {
+    let mut config = support::config();
+    config.heartbeat_interval = std::time::Duration::from_millis(200);
+    config.idle_timeout = std::time::Duration::from_millis(600);
+    let server = TestServer::with(config).await;
+    let mut responsive = server.connect("r", "admin", &["system"]).await;
+    // A raw client that completes the handshake and then never answers a ping.
+    let mut silent = support::RawClient::connect(server.addr, &server.token("s", "admin")).await;
+    let reading = async {
+        loop {
+            let _ = responsive.next_json().await;
+        }
+    };
+    let code = tokio::select! {
+        code = silent.close_code() => code,
+        () = reading => unreachable!(),
+    };
+    assert_eq!(code, close::IDLE_TIMEOUT.code);
+    // The responsive client, which answered every ping, is still served.
+    responsive.send_json(json!({"type": "ping"})).await;
+    assert_eq!(responsive.next_json().await, json!({"type": "pong"}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_origin_allowlist_refuses_other_browsers() {
+    let mut config = support::config();
+    config.allowed_origins = vec!["https://shop.example".into()];
+    let server = TestServer::with(config).await;
+    let url = server.ws_url(&format!("token={}", server.token("a", "admin")));
+    let (status, body) = refused(&url, &[("Origin", "https://evil.example")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
+    support::Client::open(&url, &[("Origin", "https://shop.example")])
+        .await
+        .expect("allowed origin");
+    support::Client::open(&url, &[])
+        .await
+        .expect("non-browser clients send no Origin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_health_check_reports_counters() {
+    let server = TestServer::start().await;
+    let _client = server.connect("a", "admin", &[]).await;
+    let url = format!("http://{}/healthz", server.addr);
+    let body: Value = tokio::task::spawn_blocking(move || {
+        ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["stats"]["connections"], 1);
+}

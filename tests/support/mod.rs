@@ -1,0 +1,342 @@
+//! A real server on a loopback port and real WebSocket and HTTP clients, for integration tests.
+//! Every wait is bounded: a test that would hang fails after `WAIT` instead.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use omnicast::CATALOG;
+use omnicast::runtime::{JwtConfig, Server, ServerConfig, bind, mint_hs256};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single expected thing may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+pub const API_KEY: &str = "test-api-key-0123456789";
+
+pub fn config() -> ServerConfig {
+    ServerConfig::new(
+        JwtConfig::hs256(SECRET),
+        vec![API_KEY.to_owned(), "second-key-0123456789".to_owned()],
+    )
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: Server,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(config()).await
+    }
+
+    pub async fn with(config: ServerConfig) -> Self {
+        let server = Server::new(&CATALOG, config).expect("server config is valid");
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1024).expect("bind loopback");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.clone().serve(listener, async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            server,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn token(&self, user: &str, role: &str) -> String {
+        mint_hs256(SECRET.as_bytes(), user, role, 3600)
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws?{query}", self.addr)
+    }
+
+    /// Connects as `user` with `role`; `namespaces` empty means the default. Waits for `ready`.
+    pub async fn connect(&self, user: &str, role: &str, namespaces: &[&str]) -> Client {
+        let mut query = format!("token={}", self.token(user, role));
+        if !namespaces.is_empty() {
+            query.push_str(&format!("&namespaces={}", namespaces.join(",")));
+        }
+        let mut client = Client::open(&self.ws_url(&query), &[])
+            .await
+            .expect("connection accepted");
+        let ready = client.next_json().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        client.session_id = ready["sessionId"].as_str().unwrap().to_owned();
+        client.user = user.to_owned();
+        client
+    }
+
+    /// `POST /api/events` with `key`; returns the status and the JSON body.
+    pub async fn post(&self, key: Option<&str>, body: String) -> (u16, Value) {
+        let url = format!("http://{}/api/events", self.addr);
+        let key = key.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut request = agent.post(&url).header("Content-Type", "application/json");
+            if let Some(key) = key {
+                request = request.header("Authorization", &format!("Bearer {key}"));
+            }
+            let mut response = request.send(body).expect("the server answers");
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Publishes one event through the API and expects 202.
+    pub async fn publish(&self, kind: &str, data: Value, options: Value) -> String {
+        let mut body = json!({ "type": kind, "data": data });
+        if !options.is_null() {
+            body["options"] = options;
+        }
+        let (status, reply) = self.post(Some(API_KEY), body.to_string()).await;
+        assert_eq!(status, 202, "{kind}: {reply}");
+        reply["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Triggers graceful shutdown and waits for `serve` to return.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("shutdown finishes")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub session_id: String,
+    pub user: String,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed(u16),
+    ClosedWithoutFrame,
+}
+
+impl Client {
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> Result<Client, tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client {
+            ws,
+            session_id: String::new(),
+            user: String::new(),
+        })
+    }
+
+    /// The next text message as JSON.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message arrives in time")
+                .expect("the connection is open")
+                .expect("the frame is valid");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(&text).expect("server sends JSON");
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The types of the events received until (and without) the `system:maintenance` whose
+    /// message is `marker`.
+    pub async fn events_until(&mut self, marker: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let message = self.next_json().await;
+            if message["type"] == "system:maintenance" && message["data"]["message"] == marker {
+                return events;
+            }
+            events.push(message);
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("the server closes in time");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Ended::Closed(u16::from(frame.code));
+                }
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                    return Ended::ClosedWithoutFrame;
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+/// Publishes a `system:maintenance` marker that every connection subscribed to `system` receives
+/// after everything published before it: the way to wait for "nothing else arrives".
+pub async fn marker(server: &TestServer, text: &str) {
+    server
+        .publish(
+            "system:maintenance",
+            json!({ "message": text }),
+            Value::Null,
+        )
+        .await;
+}
+
+/// Waits until `condition` holds, checking every few milliseconds; fails after `WAIT`.
+/// For conditions only the server can see (a connection it has dropped).
+pub async fn wait_until(condition: impl Fn() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the condition holds in time");
+}
+
+/// The error body of a refused upgrade.
+pub async fn refused(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    match Client::open(url, headers).await {
+        Ok(_) => panic!("{url}: the connection was accepted"),
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response.body().clone().unwrap_or_default();
+            (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        }
+        Err(other) => panic!("{url}: expected an HTTP refusal, got {other}"),
+    }
+}
+
+/// A client speaking just enough WebSocket by hand to misbehave: it completes the handshake and
+/// then only reads, never answering pings or closes.
+pub struct RawClient {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr, token: &str) -> RawClient {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buffer = Vec::new();
+        let end = loop {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "the server hung up during the handshake");
+            buffer.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        assert!(
+            buffer.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&buffer)
+        );
+        buffer.drain(..end);
+        RawClient { stream, buffer }
+    }
+
+    /// Reads frames until a close frame arrives and returns its code.
+    pub async fn close_code(&mut self) -> u16 {
+        use tokio::io::AsyncReadExt;
+        loop {
+            // Server frames are unmasked: opcode, 7-bit length (or 16/64-bit extended), payload.
+            if self.buffer.len() >= 2 {
+                let opcode = self.buffer[0] & 0x0f;
+                let (len, header) = match self.buffer[1] & 0x7f {
+                    126 if self.buffer.len() >= 4 => (
+                        u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize,
+                        4,
+                    ),
+                    127 if self.buffer.len() >= 10 => (
+                        u64::from_be_bytes(self.buffer[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    n @ 0..=125 => (n as usize, 2),
+                    _ => (usize::MAX, 0),
+                };
+                if len != usize::MAX && self.buffer.len() >= header + len {
+                    let payload: Vec<u8> = self.buffer.drain(..header + len).skip(header).collect();
+                    if opcode == 0x8 {
+                        return u16::from_be_bytes([payload[0], payload[1]]);
+                    }
+                    continue;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "the connection ended without a close frame");
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
