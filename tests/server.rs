@@ -599,7 +599,9 @@ async fn bad_frames_get_errors_and_the_connection_lives_on() {
 async fn the_publish_api_explains_every_error() {
     let server = TestServer::start().await;
     let good = json!({"type": "product:deleted", "data": {"productId": "P"}}).to_string();
-    let cases: Vec<(Option<&str>, String, u16, &str, Option<&str>)> = vec![
+    // (API key, body, expected status, error code, path)
+    type Case<'a> = (Option<&'a str>, String, u16, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (None, good.clone(), 401, "unauthorized", None),
         (Some("wrong-key-0123456789"), good.clone(), 401, "unauthorized", None),
         (Some(support::API_KEY), "{\"type\": ".into(), 400, "malformed_json", None),
