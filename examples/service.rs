@@ -1,0 +1,49 @@
+//! A Rust service that links omnicast: it runs the server in-process and emits typed events
+//! through the generated emitters, on the same publish path as the HTTP API.
+//!
+//! `cargo run --example service`, then connect with the printed token, e.g.
+//! `websocat "ws://127.0.0.1:8090/ws?token=..."`. Ctrl-C stops it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use omnicast::runtime::{JwtConfig, Server, ServerConfig, bind, mint_hs256};
+use omnicast::{CATALOG, Events, InventoryUpdatedPayload, Role, StockChangeReason};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let secret = "example-secret-change-me-0123456789";
+    let config = ServerConfig::new(JwtConfig::hs256(secret), vec!["example-api-key-0123456789".into()]);
+    let server = Server::new(&CATALOG, config)?;
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 8090)), 1024)?;
+    println!("ws://{}/ws?token={}", listener.local_addr()?, mint_hs256(secret.as_bytes(), "staff-1", "staff", 3600));
+
+    // Typed emitters over the server's publisher: compile-time checked payloads.
+    let events = Events::new(server.publisher());
+    tokio::spawn(async move {
+        let mut stock = 50;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let payload = InventoryUpdatedPayload::new(
+                "PROD-456".into(),
+                "Wireless Headphones".into(),
+                "WH-001".into(),
+                stock,
+                stock - 1,
+                Some(StockChangeReason::Sale),
+            );
+            stock -= 1;
+            match events.inventory_updated(payload).to_roles([Role::Admin, Role::Staff]).send() {
+                Ok(id) => println!("emitted inventory:updated {id} (difference computed: -1)"),
+                Err(err) => eprintln!("emit failed: {err}"),
+            }
+        }
+    });
+
+    server
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
