@@ -13,10 +13,17 @@ use omnicast::{CATALOG, Events, InventoryUpdatedPayload, Role, StockChangeReason
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = "example-secret-change-me-0123456789";
-    let config = ServerConfig::new(JwtConfig::hs256(secret), vec!["example-api-key-0123456789".into()]);
+    let config = ServerConfig::new(
+        JwtConfig::hs256(secret),
+        vec!["example-api-key-0123456789".into()],
+    );
     let server = Server::new(&CATALOG, config)?;
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 8090)), 1024)?;
-    println!("ws://{}/ws?token={}", listener.local_addr()?, mint_hs256(secret.as_bytes(), "staff-1", "staff", 3600));
+    println!(
+        "ws://{}/ws?token={}",
+        listener.local_addr()?,
+        mint_hs256(secret.as_bytes(), "staff-1", "staff", 3600)
+    );
 
     // Typed emitters over the server's publisher: compile-time checked payloads.
     let events = Events::new(server.publisher());
@@ -33,7 +40,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(StockChangeReason::Sale),
             );
             stock -= 1;
-            match events.inventory_updated(payload).to_roles([Role::Admin, Role::Staff]).send() {
+            match events
+                .inventory_updated(payload)
+                .to_roles([Role::Admin, Role::Staff])
+                .send()
+            {
                 Ok(id) => println!("emitted inventory:updated {id} (difference computed: -1)"),
                 Err(err) => eprintln!("emit failed: {err}"),
             }

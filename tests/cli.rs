@@ -61,3 +61,120 @@ fn gen_check_reports_drift_without_writing() {
     assert!(ok, "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `omnicast serve` on its defaults (but an ephemeral port): the banner's secret and API key work
+/// for a real client, `omnicast emit` publishes, and SIGTERM stops it cleanly.
+#[test]
+fn serve_on_defaults_then_token_emit_and_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    /// Kills the server if the test fails before stopping it.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_omnicast"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env_remove("OMNICAST_JWT_SECRET")
+            .env_remove("OMNICAST_API_KEY")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    while banner.len() < 7 {
+        banner.push(lines.next().expect("the banner").unwrap());
+    }
+    let find = |prefix: &str| {
+        banner
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {banner:#?}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let listening = banner
+        .iter()
+        .find(|l| l.starts_with("omnicast listening on ws://"))
+        .expect("the address");
+    let addr = listening["omnicast listening on ws://".len()..]
+        .split("/ws")
+        .next()
+        .unwrap()
+        .to_owned();
+    let secret = find("dev JWT secret");
+    let api_key = find("dev API key");
+    assert!(banner.iter().any(|l| l.contains("(in-memory broker)")));
+
+    let (ok, token, _) = omnicast(&[
+        "token", "--secret", &secret, "--sub", "u1", "--role", "admin",
+    ]);
+    assert!(ok);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use futures_util::StreamExt;
+        let url = format!("ws://{addr}/ws?token={}&namespaces=system", token.trim());
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the minted token works");
+        let ready = ws.next().await.unwrap().unwrap();
+        assert!(ready.to_text().unwrap().contains("\"ready\""));
+
+        let url = format!("http://{addr}");
+        let (ok, stdout, stderr) = omnicast(&[
+            "emit",
+            "--url",
+            &url,
+            "--api-key",
+            &api_key,
+            "system:maintenance",
+            r#"{"message":"hello"}"#,
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("\"id\""), "{stdout}");
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(event.to_text().unwrap().contains("\"hello\""), "{event:?}");
+
+        let (ok, _, stderr) = omnicast(&[
+            "emit",
+            "--url",
+            &url,
+            "--api-key",
+            &api_key,
+            "system:maintenance",
+            r#"{"msg":"x"}"#,
+        ]);
+        assert!(!ok);
+        assert!(
+            stderr.contains("422") && stderr.contains("data.msg"),
+            "{stderr}"
+        );
+    });
+
+    let (ok, _, stderr) = omnicast(&[
+        "token", "--secret", &secret, "--sub", "u1", "--role", "admn",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown role `admn`"), "{stderr}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.0.wait().unwrap();
+    assert!(exit.success(), "serve exited with {exit:?} after SIGTERM");
+}

@@ -19,7 +19,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 static MODEL: LazyLock<Model> = LazyLock::new(|| {
-    omnicast_codegen::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("events.yaml")).unwrap_or_else(|d| panic!("{d}"))
+    omnicast_codegen::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("events.yaml"))
+        .unwrap_or_else(|d| panic!("{d}"))
 });
 
 const USERS: [&str; 5] = ["u0", "u1", "u2", "u3", "u4"];
@@ -54,13 +55,24 @@ fn subset(n: usize) -> impl Strategy<Value = Vec<usize>> {
 
 fn conn() -> impl Strategy<Value = Conn> {
     let (roles, namespaces) = (MODEL.roles.len(), MODEL.namespaces.len());
-    (0..USERS.len(), 0..roles, subset(namespaces)).prop_map(|(user, role, namespaces)| Conn { user, role, namespaces })
+    (0..USERS.len(), 0..roles, subset(namespaces)).prop_map(|(user, role, namespaces)| Conn {
+        user,
+        role,
+        namespaces,
+    })
 }
 
 fn event(connections: usize) -> impl Strategy<Value = Ev> {
-    let (roles, namespaces, events) = (MODEL.roles.len(), MODEL.namespaces.len(), MODEL.events.len());
+    let (roles, namespaces, events) = (
+        MODEL.roles.len(),
+        MODEL.namespaces.len(),
+        MODEL.events.len(),
+    );
     let user_ids = proptest::option::of(proptest::collection::vec(
-        prop_oneof![(0..USERS.len()).prop_map(|u| USERS[u].to_owned()), Just("nobody".to_owned())],
+        prop_oneof![
+            (0..USERS.len()).prop_map(|u| USERS[u].to_owned()),
+            Just("nobody".to_owned())
+        ],
         0..4,
     ));
     let options = (
@@ -70,16 +82,27 @@ fn event(connections: usize) -> impl Strategy<Value = Ev> {
         subset(connections),
         proptest::option::weighted(0.2, 0..namespaces),
     )
-        .prop_map(|(roles, user_ids, exclude_users, exclude_sessions, namespace)| Options {
-            roles,
-            user_ids,
-            exclude_users,
-            exclude_sessions,
-            namespace,
-        });
-    (0..events, 0..USERS.len(), proptest::option::of(subset(roles)), options).prop_map(
-        |(event, owner, target_roles, options)| Ev { event, owner, target_roles, options },
+        .prop_map(
+            |(roles, user_ids, exclude_users, exclude_sessions, namespace)| Options {
+                roles,
+                user_ids,
+                exclude_users,
+                exclude_sessions,
+                namespace,
+            },
+        );
+    (
+        0..events,
+        0..USERS.len(),
+        proptest::option::of(subset(roles)),
+        options,
     )
+        .prop_map(|(event, owner, target_roles, options)| Ev {
+            event,
+            owner,
+            target_roles,
+            options,
+        })
 }
 
 fn scenario() -> impl Strategy<Value = (Vec<Conn>, Vec<Ev>)> {
@@ -99,7 +122,11 @@ fn oracle(index: usize, c: &Conn, e: &Ev) -> bool {
     let role = &MODEL.roles[c.role];
     let namespace = match e.options.namespace {
         Some(ns) => ns,
-        None => MODEL.namespaces.iter().position(|n| n.name == event.namespace).unwrap(),
+        None => MODEL
+            .namespaces
+            .iter()
+            .position(|n| n.name == event.namespace)
+            .unwrap(),
     };
     // 1. subscribed to the addressed namespace
     let subscribed = c.namespaces.contains(&namespace);
@@ -108,13 +135,18 @@ fn oracle(index: usize, c: &Conn, e: &Ev) -> bool {
         Audience::All => true,
         Audience::Roles(roles) => roles.contains(&c.role),
     };
-    let targeted = event.target_roles.is_none() || e.target_roles.as_ref().is_none_or(|t| t.contains(&c.role));
+    let targeted =
+        event.target_roles.is_none() || e.target_roles.as_ref().is_none_or(|t| t.contains(&c.role));
     // 3. roles limited to their own events see only events they own
     let owns = !role.own_events_only || event.owner.is_none() || e.owner == c.user;
     // 4. the emitter's options narrow and exclude
     let narrowed = e.options.roles.as_ref().is_none_or(|r| r.contains(&c.role))
-        && e.options.user_ids.as_ref().is_none_or(|u| u.iter().any(|u| u == USERS[c.user]));
-    let excluded = e.options.exclude_users.contains(&c.user) || e.options.exclude_sessions.contains(&index);
+        && e.options
+            .user_ids
+            .as_ref()
+            .is_none_or(|u| u.iter().any(|u| u == USERS[c.user]));
+    let excluded =
+        e.options.exclude_users.contains(&c.user) || e.options.exclude_sessions.contains(&index);
     subscribed && role_allowed && targeted && owns && narrowed && !excluded
 }
 
@@ -127,18 +159,47 @@ fn request(e: &Ev) -> (String, Value, EmitOptions, Value) {
     }
     if let Some(field) = &event.target_roles {
         match &e.target_roles {
-            Some(roles) => data[field] = json!(roles.iter().map(|&r| MODEL.roles[r].name.clone()).collect::<Vec<_>>()),
+            Some(roles) => {
+                data[field] = json!(
+                    roles
+                        .iter()
+                        .map(|&r| MODEL.roles[r].name.clone())
+                        .collect::<Vec<_>>()
+                )
+            }
             None => {
                 data.as_object_mut().unwrap().remove(field);
             }
         }
     }
-    let role_names = |roles: &[usize]| roles.iter().map(|&r| MODEL.roles[r].name.clone()).collect::<Vec<_>>();
-    let exclude_users: Vec<String> = e.options.exclude_users.iter().map(|&u| USERS[u].to_owned()).collect();
-    let exclude_sessions: Vec<String> = e.options.exclude_sessions.iter().map(|&s| session(s)).collect();
-    let namespace = e.options.namespace.map(|n| MODEL.namespaces[n].name.clone());
+    let role_names = |roles: &[usize]| {
+        roles
+            .iter()
+            .map(|&r| MODEL.roles[r].name.clone())
+            .collect::<Vec<_>>()
+    };
+    let exclude_users: Vec<String> = e
+        .options
+        .exclude_users
+        .iter()
+        .map(|&u| USERS[u].to_owned())
+        .collect();
+    let exclude_sessions: Vec<String> = e
+        .options
+        .exclude_sessions
+        .iter()
+        .map(|&s| session(s))
+        .collect();
+    let namespace = e
+        .options
+        .namespace
+        .map(|n| MODEL.namespaces[n].name.clone());
     let options = EmitOptions {
-        roles: e.options.roles.as_ref().map(|r| r.iter().map(|&r| RoleMask::single(r as u32)).collect()),
+        roles: e
+            .options
+            .roles
+            .as_ref()
+            .map(|r| r.iter().map(|&r| RoleMask::single(r as u32)).collect()),
         user_ids: e.options.user_ids.clone(),
         exclude_user_ids: exclude_users.clone(),
         exclude_session_ids: exclude_sessions.clone(),
@@ -206,8 +267,15 @@ proptest! {
 fn a_real_server_delivers_exactly_what_the_rules_allow() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = Arc::new(runtime.block_on(support::TestServer::start()));
-    let system = MODEL.namespaces.iter().position(|n| n.name == "system").unwrap();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 40, ..ProptestConfig::default() });
+    let system = MODEL
+        .namespaces
+        .iter()
+        .position(|n| n.name == "system")
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 40,
+        ..ProptestConfig::default()
+    });
     runner
         .run(&scenario(), |(mut conns, events)| {
             // Every client hears the end marker on `system`.
@@ -219,14 +287,28 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
             runtime.block_on(async {
                 let mut clients = Vec::new();
                 for c in &conns {
-                    let names: Vec<&str> = c.namespaces.iter().map(|&n| MODEL.namespaces[n].name.as_str()).collect();
-                    clients.push(server.connect(USERS[c.user], &MODEL.roles[c.role].name, &names).await);
+                    let names: Vec<&str> = c
+                        .namespaces
+                        .iter()
+                        .map(|&n| MODEL.namespaces[n].name.as_str())
+                        .collect();
+                    clients.push(
+                        server
+                            .connect(USERS[c.user], &MODEL.roles[c.role].name, &names)
+                            .await,
+                    );
                 }
                 let sessions: Vec<String> = clients.iter().map(|c| c.session_id.clone()).collect();
                 let mut ids = Vec::new();
                 for e in &events {
                     let (kind, data, _, mut options) = request(e);
-                    options["excludeSessionIds"] = json!(e.options.exclude_sessions.iter().map(|&s| sessions[s].clone()).collect::<Vec<_>>());
+                    options["excludeSessionIds"] = json!(
+                        e.options
+                            .exclude_sessions
+                            .iter()
+                            .map(|&s| sessions[s].clone())
+                            .collect::<Vec<_>>()
+                    );
                     ids.push(server.publish(&kind, data, options).await);
                 }
                 support::marker(&server, "end").await;
@@ -238,8 +320,12 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
                         .map(|e| e["id"].as_str().unwrap().to_owned())
                         .filter(|id| ids.contains(id)) // presence events are not part of the case
                         .collect();
-                    let want: Vec<String> =
-                        events.iter().zip(&ids).filter(|(e, _)| oracle(i, c, e)).map(|(_, id)| id.clone()).collect();
+                    let want: Vec<String> = events
+                        .iter()
+                        .zip(&ids)
+                        .filter(|(e, _)| oracle(i, c, e))
+                        .map(|(_, id)| id.clone())
+                        .collect();
                     prop_assert_eq!(&got, &want, "connection {} {:?}", i, c);
                 }
                 Ok(())

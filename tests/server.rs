@@ -845,3 +845,53 @@ async fn the_health_check_reports_counters() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["stats"]["connections"], 1);
 }
+
+/// Test-only key pairs (tests/fixtures, generated with openssl): public-key tokens are accepted,
+/// and a token signed any other way (HS256 with the public key as secret, the other curve) is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn rs256_and_es256_public_keys_verify_tokens() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use omnicast::runtime::JwtKey;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let read = |name: &str| std::fs::read(fixtures.join(name)).unwrap();
+    let claims =
+        json!({"sub": "u", "role": "staff", "exp": omnicast::runtime::now_ms() / 1000 + 60});
+    for (algorithm, public, private) in [
+        (Algorithm::ES256, "es256-public.pem", "es256-private.pem"),
+        (Algorithm::RS256, "rs256-public.pem", "rs256-private.pem"),
+    ] {
+        let mut config = support::config();
+        config.jwt.key = match algorithm {
+            Algorithm::ES256 => JwtKey::Es256PublicPem(read(public)),
+            _ => JwtKey::Rs256PublicPem(read(public)),
+        };
+        let server = TestServer::with(config).await;
+        let key = match algorithm {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&read(private)).unwrap(),
+            _ => EncodingKey::from_rsa_pem(&read(private)).unwrap(),
+        };
+        let token = encode(&Header::new(algorithm), &claims, &key).unwrap();
+        let mut client = support::Client::open(&server.ws_url(&format!("token={token}")), &[])
+            .await
+            .expect("signed token");
+        assert_eq!(client.next_json().await["role"], "staff");
+
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&read(public)),
+        )
+        .unwrap();
+        let (status, body) = refused(&server.ws_url(&format!("token={confused}")), &[]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_token")),
+            "{algorithm:?}: {body}"
+        );
+        let hs = omnicast::runtime::mint_hs256(support::SECRET.as_bytes(), "u", "staff", 60);
+        assert_eq!(
+            refused(&server.ws_url(&format!("token={hs}")), &[]).await.0,
+            401
+        );
+    }
+}
