@@ -488,10 +488,21 @@ fn presence_builder(catalog: &Catalog, event: &Event) -> Option<TokenStream> {
             let ident = field_ident(field);
             quote!(#ident: ::core::default::Default::default())
         });
+    // Parameters a payload does not use are named `_...`, as a person would.
+    let uses = |wanted: &Binding| emits.data.iter().any(|(_, b)| b == wanted);
+    let user_id = if uses(&Binding::UserId) {
+        format_ident!("user_id")
+    } else {
+        format_ident!("_user_id")
+    };
+    let now = if uses(&Binding::Now) {
+        format_ident!("now")
+    } else {
+        format_ident!("_now")
+    };
     Some(quote! {
         #doc
-        fn #builder(user_id: &str, now: u64) -> ::omnicast_runtime::OutgoingEvent {
-            let _ = (user_id, now);
+        fn #builder(#user_id: &str, #now: u64) -> ::omnicast_runtime::OutgoingEvent {
             ::omnicast_runtime::OutgoingEvent::new(
                 #payload { #(#fields,)* #(#computed,)* },
                 ::core::default::Default::default(),
