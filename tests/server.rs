@@ -895,3 +895,40 @@ async fn rs256_and_es256_public_keys_verify_tokens() {
         );
     }
 }
+
+/// A client that stops reading for good is not kept forever: once its queue overflows it is
+/// closed, and its connection is torn down after the close grace period even though it never
+/// takes the close frame.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_reads_again_is_torn_down() {
+    let mut config = support::config();
+    config.queue_capacity = 16;
+    let server = TestServer::with(config).await;
+    let mut stuck = support::RawClient::connect(server.addr, &server.token("stuck", "admin")).await;
+    let hub = server.server.hub().clone();
+    support::wait_until(|| hub.stats().connections == 1).await;
+    let events = omnicast::Events::new(server.server.publisher());
+    let big = "x".repeat(32 * 1024);
+    let mut sent = 0;
+    while hub.stats().slow_consumers_closed == 0 {
+        assert!(sent < 20_000, "the stuck client was never closed");
+        let payload = omnicast::SystemMaintenancePayload {
+            message: big.clone(),
+            scheduled_at: None,
+            duration: None,
+        };
+        events.system_maintenance(payload).send().unwrap();
+        sent += 1;
+        tokio::task::yield_now().await;
+    }
+    // Teardown takes the close grace period (5 s), since the client never answers.
+    tokio::time::timeout(support::WAIT * 2, async {
+        while hub.stats().connections > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the stuck connection is torn down");
+    // And the socket is really closed: reading what was buffered ends in end-of-stream.
+    stuck.read_to_end().await;
+}

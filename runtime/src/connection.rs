@@ -143,31 +143,45 @@ async fn write(
     };
     tokio::pin!(expiry);
     let reason = loop {
-        let result = tokio::select! {
+        enum Step {
+            Frame(Utf8Bytes),
+            Ping,
+        }
+        let step = tokio::select! {
             biased;
             reason = closer.closed() => break reason,
             () = &mut expiry => break close::TOKEN_EXPIRED,
-            Some(frame) = outbox.recv() => {
-                let mut result = sink.feed(Message::Text(frame)).await;
-                for _ in 1..BATCH {
-                    let Ok(frame) = outbox.try_recv() else { break };
-                    if result.is_err() {
-                        break;
-                    }
-                    result = sink.feed(Message::Text(frame)).await;
-                }
-                match result {
-                    Ok(()) => sink.flush().await,
-                    err => err,
-                }
-            }
+            frame = outbox.recv() => match frame {
+                Some(frame) => Step::Frame(frame),
+                None => break close::NORMAL,
+            },
             _ = heartbeat.tick() => {
                 let idle = now_ms().saturating_sub(timers.last_seen.load(Ordering::Relaxed));
                 if idle > timers.idle_timeout.as_millis() as u64 {
                     break close::IDLE_TIMEOUT;
                 }
-                sink.send(Message::Ping(Default::default())).await
+                Step::Ping
             }
+        };
+        let write = async {
+            match step {
+                Step::Ping => sink.send(Message::Ping(Default::default())).await,
+                Step::Frame(first) => {
+                    sink.feed(Message::Text(first)).await?;
+                    for _ in 1..BATCH {
+                        let Ok(frame) = outbox.try_recv() else { break };
+                        sink.feed(Message::Text(frame)).await?;
+                    }
+                    sink.flush().await
+                }
+            }
+        };
+        // A write waits while the client is not reading; a close request (a full queue, above
+        // all) must not wait behind it.
+        let result = tokio::select! {
+            biased;
+            reason = closer.closed() => break reason,
+            result = write => result,
         };
         if result.is_err() {
             // The socket is gone; nothing more can be written.
@@ -178,17 +192,19 @@ async fn write(
     // First reason wins: if another close was already under way, that one is sent.
     closer.close(reason);
     let reason = closer.reason().unwrap_or(reason);
-    if reason == close::NORMAL {
-        // The client started the close; the library answers it. Just complete the handshake.
+    // A client that never reads again cannot take the close frame: give up after the grace period.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if reason != close::NORMAL {
+            let frame = CloseFrame {
+                code: reason.code,
+                reason: reason.reason.into(),
+            };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        // For a client-initiated close the library has answered already; this completes it.
         let _ = sink.close().await;
-        return;
-    }
-    let frame = CloseFrame {
-        code: reason.code,
-        reason: reason.reason.into(),
-    };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-    let _ = sink.close().await;
+    })
+    .await;
 }
 
 /// Reads client messages until the client closes, the socket fails, or the connection is asked

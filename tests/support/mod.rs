@@ -339,4 +339,17 @@ impl RawClient {
             self.buffer.extend_from_slice(&chunk[..n]);
         }
     }
+
+    /// Reads (and discards) until the server closes the TCP connection.
+    pub async fn read_to_end(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => continue,
+                Err(_) => panic!("the server kept the connection open"),
+            }
+        }
+    }
 }
