@@ -1,6 +1,7 @@
 //! The omnicast command line: serve events, mint dev tokens, publish, validate the catalog and
 //! regenerate its documentation.
 
+mod bench;
 mod config;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ enum Command {
         #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
         api_key: String,
     },
+    /// Run the fan-out benchmark against omnicast and its peers (see the README).
+    Bench(bench::BenchArgs),
     /// Validate an events.yaml and print every problem found.
     Check {
         /// The catalog file.
@@ -100,6 +103,13 @@ fn main() -> ExitCode {
             url,
             api_key,
         } => emit(&event, &data, options.as_deref(), &url, &api_key),
+        Command::Bench(args) => match bench::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { catalog } => check(&catalog),
         Command::Gen { out, check } => gen_docs(&out, check),
     }

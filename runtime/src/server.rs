@@ -30,6 +30,11 @@ use crate::publication::IdGenerator;
 use crate::publish::Publisher;
 use crate::role::RoleMask;
 
+/// Bytes read from a socket at a time, preallocated per connection.
+const READ_BUFFER: usize = 1024;
+/// Bytes buffered before a write reaches the socket (a flush writes sooner).
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -257,7 +262,11 @@ async fn upgrade(
         }
     };
     let limit = state.config.max_message_bytes;
-    ws.max_message_size(limit)
+    // Clients send little; a small read buffer (tungstenite preallocates 128 KiB by default)
+    // keeps idle connections cheap. Writes go out at 16 KiB or at each batch's flush.
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| connection::run(socket, state, identity, namespaces))
 }

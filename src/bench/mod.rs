@@ -1,0 +1,727 @@
+//! `omnicast bench`: the fan-out benchmark. Starts each target server (omnicast and the peers) as
+//! its own process pinned to one core, drives it from this process with real WebSocket clients
+//! and the publish API, and reports throughput, latency, memory and CPU, median over several runs.
+
+mod client;
+mod target;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use omnicast::runtime::mint_hs256;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use client::{Check, Socket, Tally};
+pub use target::Kind;
+use target::Target;
+
+/// `omnicast bench` options.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Servers to measure.
+    #[arg(long, value_delimiter = ',', default_value = "omnicast,ws,socketio")]
+    targets: Vec<Kind>,
+    /// Scenarios to run (default: all): fanout-1k, fixed-1k, fanout-10k, idle-10k, targeted-1k,
+    /// targeted-10k, mixed-10k.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Runs per cell; the report gives the median and the spread.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The core the servers are pinned to (`taskset`); pin the load tool elsewhere.
+    #[arg(long, default_value_t = 0)]
+    server_core: usize,
+    /// Do not pin the servers.
+    #[arg(long)]
+    no_pin: bool,
+    /// Where the peers' scripts are (npm-installed).
+    #[arg(long, default_value = "bench/peers")]
+    peers: PathBuf,
+    /// Divide every client and event count by 10 (a quick smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// Every client receives every event, published as fast as the publish API takes them.
+    Fanout { events: usize },
+    /// Events at a fixed rate, for latency and CPU per delivery.
+    Fixed { per_second: usize, seconds: usize },
+    /// Connections that only sit there: memory per connection.
+    Idle,
+    /// Each customer receives only its own `payment:received`.
+    Targeted,
+    /// All roles, a stream of the catalog's events, every delivery checked.
+    Mixed { events: usize },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    clients: usize,
+    load: Load,
+}
+
+const SCENARIOS: [Scenario; 7] = [
+    Scenario {
+        name: "fanout-1k",
+        clients: 1_000,
+        load: Load::Fanout { events: 1_000 },
+    },
+    Scenario {
+        name: "fixed-1k",
+        clients: 1_000,
+        load: Load::Fixed {
+            per_second: 100,
+            seconds: 10,
+        },
+    },
+    Scenario {
+        name: "fanout-10k",
+        clients: 10_000,
+        load: Load::Fanout { events: 100 },
+    },
+    Scenario {
+        name: "idle-10k",
+        clients: 10_000,
+        load: Load::Idle,
+    },
+    Scenario {
+        name: "targeted-1k",
+        clients: 1_000,
+        load: Load::Targeted,
+    },
+    Scenario {
+        name: "targeted-10k",
+        clients: 10_000,
+        load: Load::Targeted,
+    },
+    Scenario {
+        name: "mixed-10k",
+        clients: 10_000,
+        load: Load::Mixed { events: 200 },
+    },
+];
+
+/// What one run measured. Latencies in microseconds.
+#[derive(Debug, Default, Clone)]
+struct Metrics {
+    connected: f64,
+    failed: f64,
+    connect_ms: f64,
+    deliveries_per_s: f64,
+    events_per_s: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    lost: f64,
+    wrong: f64,
+    rss_per_conn: f64,
+    cpu_us_per_delivery: f64,
+}
+
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let scenarios: Vec<Scenario> = SCENARIOS
+        .iter()
+        .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s.name))
+        .map(|s| {
+            let mut s = *s;
+            if args.quick {
+                s.clients = (s.clients / 10).max(1);
+                s.load = match s.load {
+                    Load::Fanout { events } => Load::Fanout {
+                        events: (events / 10).max(1),
+                    },
+                    Load::Fixed { per_second, .. } => Load::Fixed {
+                        per_second,
+                        seconds: 2,
+                    },
+                    Load::Mixed { events } => Load::Mixed {
+                        events: (events / 10).max(1),
+                    },
+                    other => other,
+                };
+            }
+            s
+        })
+        .collect();
+    if scenarios.is_empty() {
+        return Err("no scenario matches --scenarios".into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let core = (!args.no_pin).then_some(args.server_core);
+    let mut results: BTreeMap<(usize, usize), Vec<Metrics>> = BTreeMap::new();
+    let mut port = 9100;
+    for (si, scenario) in scenarios.iter().enumerate() {
+        for (ti, &kind) in args.targets.iter().enumerate() {
+            if matches!(scenario.load, Load::Targeted | Load::Mixed { .. }) && !kind.filters() {
+                continue;
+            }
+            for run in 0..args.runs {
+                port += 1;
+                eprint!(
+                    "{} on {} (run {}/{}) ... ",
+                    scenario.name,
+                    kind.name(),
+                    run + 1,
+                    args.runs
+                );
+                let target = Target::start(kind, port, core, &args.peers)?;
+                let metrics = runtime.block_on(measure(&target, scenario))?;
+                eprintln!(
+                    "{:.0} deliveries/s, p99 {:.1} ms, lost {}, wrong {}",
+                    metrics.deliveries_per_s,
+                    metrics.p99 / 1000.0,
+                    metrics.lost,
+                    metrics.wrong
+                );
+                results.entry((si, ti)).or_default().push(metrics);
+            }
+        }
+    }
+    let report = report(&scenarios, &args.targets, &results, args.runs);
+    println!("{report}");
+    if let Some(out) = args.out {
+        std::fs::write(&out, &report).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    Ok(())
+}
+
+struct Clients {
+    sockets: Vec<(usize, Socket)>,
+    failed: usize,
+    elapsed: Duration,
+}
+
+/// Opens `n` connections, 256 handshakes in flight; `who(i)` gives user, role and namespaces.
+async fn open(
+    target: &Target,
+    n: usize,
+    who: impl Fn(usize) -> (String, &'static str, &'static str),
+) -> Clients {
+    let started = Instant::now();
+    let results: Vec<(usize, Result<Socket, String>)> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (user, role, namespaces) = who(i);
+            let token = mint_hs256(target::SECRET.as_bytes(), &user, role, 3600);
+            let (kind, addr) = (target.kind, target.addr);
+            async move { (i, client::connect(kind, addr, &token, namespaces).await) }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut sockets = Vec::with_capacity(n);
+    let mut failed = 0;
+    for (i, result) in results {
+        match result {
+            Ok(socket) => sockets.push((i, socket)),
+            Err(err) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("connection {i} failed: {err}");
+                }
+            }
+        }
+    }
+    Clients {
+        sockets,
+        failed,
+        elapsed,
+    }
+}
+
+struct Running {
+    received: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
+}
+
+fn start_draining(
+    kind: Kind,
+    clients: Vec<(usize, Socket)>,
+    stamp: &'static str,
+    check: impl Fn(usize) -> Option<Check>,
+) -> Running {
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop, stopped) = watch::channel(false);
+    let tasks = clients
+        .into_iter()
+        .map(|(i, socket)| {
+            tokio::spawn(client::drain(
+                socket,
+                kind,
+                stamp,
+                received.clone(),
+                check(i),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    Running {
+        received,
+        stop,
+        tasks,
+    }
+}
+
+impl Running {
+    /// Waits until `expected` deliveries arrived (or `limit` passed); returns when the last came.
+    async fn until(&self, expected: u64, started: Instant, limit: Duration) -> Duration {
+        let mut last = (0, started.elapsed());
+        while started.elapsed() < limit {
+            let now = self.received.load(Ordering::Relaxed);
+            if now != last.0 {
+                last = (now, started.elapsed());
+            }
+            if now >= expected {
+                break;
+            }
+            // Nothing new for 3 s after publishing ended: the rest is lost.
+            if started.elapsed() - last.1 > Duration::from_secs(3) && now > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        last.1
+    }
+
+    async fn finish(self) -> Vec<Tally> {
+        let _ = self.stop.send(true);
+        let mut tallies = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks {
+            tallies.push(task.await.unwrap_or_default());
+        }
+        tallies
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn maintenance() -> Value {
+    json!({ "type": "system:maintenance", "data": { "message": "bench", "scheduledAt": now_us() } })
+}
+
+async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String> {
+    let n = scenario.clients;
+    let mut metrics = Metrics::default();
+    let rss_before = target.rss();
+    let clients = match scenario.load {
+        Load::Targeted => open(target, n, |i| (format!("cust-{i}"), "customer", "payments")).await,
+        Load::Mixed { .. } => {
+            // Customers first: their presence events then reach nobody and do not blur the count.
+            let roles = ["admin", "manager", "staff", "customer"];
+            let mut customers = open(target, n / 4, |i| {
+                (format!("u{}", i * 4 + 3), "customer", "")
+            })
+            .await;
+            let others = open(target, n - n / 4, |i| {
+                let i = i + i / 3; // skip every fourth index: those are the customers
+                (format!("u{i}"), roles[i % 4], "")
+            })
+            .await;
+            customers
+                .sockets
+                .iter_mut()
+                .for_each(|(i, _)| *i = *i * 4 + 3);
+            let mut sockets = customers.sockets;
+            sockets.extend(others.sockets.into_iter().map(|(i, s)| (i + i / 3, s)));
+            Clients {
+                sockets,
+                failed: customers.failed + others.failed,
+                elapsed: customers.elapsed + others.elapsed,
+            }
+        }
+        _ => open(target, n, |i| (format!("admin-{i}"), "admin", "system")).await,
+    };
+    metrics.connected = clients.sockets.len() as f64;
+    metrics.failed = clients.failed as f64;
+    metrics.connect_ms = clients.elapsed.as_secs_f64() * 1000.0;
+    let connected = clients.sockets.len() as u64;
+    let agent = agent();
+
+    let tallies = match scenario.load {
+        Load::Idle => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            metrics.rss_per_conn =
+                target.rss().saturating_sub(rss_before) as f64 / connected.max(1) as f64;
+            drop(clients);
+            Vec::new()
+        }
+        Load::Fanout { events } => {
+            let running = start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None);
+            let started = Instant::now();
+            for chunk in (0..events).collect::<Vec<_>>().chunks(20) {
+                let batch: Vec<Value> = chunk.iter().map(|_| maintenance()).collect();
+                let agent = agent.clone();
+                let addr_target = (target.kind, target.addr);
+                tokio::task::spawn_blocking(move || post_to(addr_target, &agent, &batch))
+                    .await
+                    .unwrap()?;
+            }
+            let elapsed = running
+                .until(connected * events as u64, started, Duration::from_secs(120))
+                .await;
+            let tallies = running.finish().await;
+            let received: u64 = tallies.iter().map(|t| t.received).sum();
+            metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
+            metrics.events_per_s = events as f64 / elapsed.as_secs_f64();
+            metrics.lost = (connected * events as u64).saturating_sub(received) as f64;
+            tallies
+        }
+        Load::Fixed {
+            per_second,
+            seconds,
+        } => {
+            let running = start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None);
+            let total = per_second * seconds;
+            let cpu_before = target.cpu_seconds();
+            let started = Instant::now();
+            let addr_target = (target.kind, target.addr);
+            let publisher = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                for i in 0..total {
+                    let due = started + Duration::from_secs_f64(i as f64 / per_second as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    post_to(addr_target, &agent, &[maintenance()])?;
+                }
+                Ok(())
+            });
+            let elapsed = running
+                .until(
+                    connected * total as u64,
+                    started,
+                    Duration::from_secs(seconds as u64 + 60),
+                )
+                .await;
+            publisher.await.unwrap()?;
+            let cpu = target.cpu_seconds() - cpu_before;
+            let tallies = running.finish().await;
+            let received: u64 = tallies.iter().map(|t| t.received).sum();
+            metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
+            metrics.events_per_s = total as f64 / elapsed.as_secs_f64();
+            metrics.lost = (connected * total as u64).saturating_sub(received) as f64;
+            metrics.cpu_us_per_delivery = cpu * 1e6 / received.max(1) as f64;
+            tallies
+        }
+        Load::Targeted => {
+            let running = start_draining(target.kind, clients.sockets, "\"amount\"", |_| None);
+            let started = Instant::now();
+            for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+                let batch: Vec<Value> = chunk
+                    .iter()
+                    .map(|i| {
+                        json!({"type": "payment:received", "data": {
+                            "paymentId": format!("PAY-{i}"), "orderId": format!("ORD-{i}"), "customerId": format!("cust-{i}"),
+                            "amount": now_us(), "method": "card", "status": "success"}})
+                    })
+                    .collect();
+                let agent = agent.clone();
+                let addr_target = (target.kind, target.addr);
+                tokio::task::spawn_blocking(move || post_to(addr_target, &agent, &batch))
+                    .await
+                    .unwrap()?;
+            }
+            let elapsed = running
+                .until(connected, started, Duration::from_secs(120))
+                .await;
+            let tallies = running.finish().await;
+            let received: u64 = tallies.iter().map(|t| t.received).sum();
+            metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
+            metrics.events_per_s = metrics.deliveries_per_s;
+            metrics.lost = connected.saturating_sub(received) as f64;
+            // Exactly one each: anything else is a wrong delivery.
+            metrics.wrong = tallies
+                .iter()
+                .map(|t| t.received.saturating_sub(1))
+                .sum::<u64>() as f64;
+            tallies
+        }
+        Load::Mixed { events } => {
+            mixed(target, clients.sockets, events, &agent, &mut metrics).await?
+        }
+    };
+    let mut latencies: Vec<u32> = tallies
+        .iter()
+        .flat_map(|t| t.latencies_us.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+    };
+    metrics.p50 = pct(0.50);
+    metrics.p99 = pct(0.99);
+    metrics.p999 = pct(0.999);
+    metrics.max = latencies.last().copied().unwrap_or(0) as f64;
+    metrics.wrong += tallies.iter().map(|t| t.wrong).sum::<u64>() as f64;
+    Ok(metrics)
+}
+
+/// Publishes a batch of `{type, data}` through the target's publish endpoint.
+fn post_to(
+    (kind, addr): (Kind, std::net::SocketAddr),
+    agent: &ureq::Agent,
+    events: &[Value],
+) -> Result<(), String> {
+    let (path, auth) = match kind {
+        Kind::Omnicast => ("/api/events", Some(format!("Bearer {}", target::API_KEY))),
+        _ => ("/publish", None),
+    };
+    let mut request = agent
+        .post(format!("http://{addr}{path}"))
+        .header("Content-Type", "application/json");
+    if let Some(auth) = &auth {
+        request = request.header("Authorization", auth);
+    }
+    let mut response = request
+        .send(serde_json::to_vec(events).expect("JSON"))
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "publish failed: {}: {}",
+            response.status(),
+            response.body_mut().read_to_string().unwrap_or_default()
+        ))
+    }
+}
+
+/// One event's audience: which roles may see it, its owner field, its target-roles field.
+struct Audience {
+    roles: Vec<bool>,
+    owner: Option<String>,
+    target_roles: Option<String>,
+}
+
+/// Who may receive what, from events.yaml: written from the rules, not from the server's code.
+struct Rules {
+    roles: Vec<String>,
+    events: BTreeMap<String, Audience>,
+    own_only: Vec<bool>,
+}
+
+impl Rules {
+    fn load() -> Result<Rules, String> {
+        let model = omnicast_codegen::load(std::path::Path::new("events.yaml"))
+            .map_err(|d| d.to_string())?;
+        let roles: Vec<String> = model.roles.iter().map(|r| r.name.clone()).collect();
+        let events = model
+            .events
+            .iter()
+            .map(|e| {
+                let audience = model.audience_roles(e);
+                let audience = Audience {
+                    roles: (0..roles.len()).map(|r| audience.contains(&r)).collect(),
+                    owner: e.owner.clone(),
+                    target_roles: e.target_roles.clone(),
+                };
+                (e.name.clone(), audience)
+            })
+            .collect();
+        let own_only = model.roles.iter().map(|r| r.own_events_only).collect();
+        Ok(Rules {
+            roles,
+            events,
+            own_only,
+        })
+    }
+
+    fn allowed(&self, role: usize, user: &str, kind: &str, data: &Value) -> bool {
+        let Some(Audience {
+            roles: allowed,
+            owner,
+            target_roles: target,
+        }) = self.events.get(kind)
+        else {
+            return false;
+        };
+        let targeted = target
+            .as_ref()
+            .and_then(|t| data.get(t))
+            .and_then(Value::as_array)
+            .is_none_or(|t| {
+                t.iter()
+                    .any(|r| r.as_str() == Some(self.roles[role].as_str()))
+            });
+        let owns = !self.own_only[role] || owner.as_ref().is_none_or(|o| data[o] == user);
+        allowed[role] && targeted && owns
+    }
+}
+
+async fn mixed(
+    target: &Target,
+    sockets: Vec<(usize, Socket)>,
+    events: usize,
+    agent: &ureq::Agent,
+    metrics: &mut Metrics,
+) -> Result<Vec<Tally>, String> {
+    let rules = Arc::new(Rules::load()?);
+    let model =
+        omnicast_codegen::load(std::path::Path::new("events.yaml")).map_err(|d| d.to_string())?;
+    let clients: Vec<usize> = sockets.iter().map(|(i, _)| *i).collect();
+    let customers: Vec<usize> = clients.iter().copied().filter(|i| i % 4 == 3).collect();
+    let stream: Vec<Value> = (0..events)
+        .map(|k| {
+            let event = &model.events[k % model.events.len()];
+            let mut data = event.example.clone();
+            if let Some(owner) = &event.owner
+                && !customers.is_empty()
+            {
+                data[owner] = json!(format!("u{}", customers[(k * 7919) % customers.len()]));
+            }
+            json!({ "type": event.name, "data": data })
+        })
+        .collect();
+    let expected: u64 = stream
+        .iter()
+        .map(|e| {
+            let kind = e["type"].as_str().unwrap();
+            clients
+                .iter()
+                .filter(|&&i| rules.allowed(i % 4, &format!("u{i}"), kind, &e["data"]))
+                .count() as u64
+        })
+        .sum();
+    let running = start_draining(target.kind, sockets, "\"never-present\"", |i| {
+        let rules = rules.clone();
+        let user = format!("u{i}");
+        Some(Arc::new(move |event: &Value| {
+            rules.allowed(
+                i % 4,
+                &user,
+                event["type"].as_str().unwrap_or(""),
+                &event["data"],
+            )
+        }) as Check)
+    });
+    let started = Instant::now();
+    for chunk in stream.chunks(20) {
+        let batch = chunk.to_vec();
+        let agent = agent.clone();
+        let addr_target = (target.kind, target.addr);
+        tokio::task::spawn_blocking(move || post_to(addr_target, &agent, &batch))
+            .await
+            .unwrap()?;
+    }
+    let elapsed = running
+        .until(expected, started, Duration::from_secs(120))
+        .await;
+    let tallies = running.finish().await;
+    let received: u64 = tallies.iter().map(|t| t.received).sum();
+    metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
+    metrics.events_per_s = events as f64 / elapsed.as_secs_f64();
+    metrics.lost = expected.saturating_sub(received) as f64;
+    Ok(tallies)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn report(
+    scenarios: &[Scenario],
+    targets: &[Kind],
+    results: &BTreeMap<(usize, usize), Vec<Metrics>>,
+    runs: usize,
+) -> String {
+    let mut out = format!("Medians of {runs} run(s); [min–max] spread of the headline figure.\n");
+    for (si, scenario) in scenarios.iter().enumerate() {
+        out.push_str(&format!(
+            "\n### {} ({} clients)\n\n",
+            scenario.name, scenario.clients
+        ));
+        out.push_str("| server | connected/failed | connect ms | deliveries/s | events/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | wrong | RSS/conn KB | CPU µs/delivery |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (ti, kind) in targets.iter().enumerate() {
+            let Some(runs) = results.get(&(si, ti)) else {
+                continue;
+            };
+            let m = |f: fn(&Metrics) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+            let spread = |f: fn(&Metrics) -> f64| {
+                let values: Vec<f64> = runs.iter().map(f).collect();
+                let (lo, hi) = values
+                    .iter()
+                    .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+                (lo, hi)
+            };
+            let (headline, (lo, hi)) = match scenario.load {
+                Load::Idle => (m(|x| x.rss_per_conn) / 1024.0, {
+                    let (a, b) = spread(|x| x.rss_per_conn);
+                    (a / 1024.0, b / 1024.0)
+                }),
+                _ => (m(|x| x.deliveries_per_s), spread(|x| x.deliveries_per_s)),
+            };
+            let dps = if matches!(scenario.load, Load::Idle) {
+                "–".to_owned()
+            } else {
+                format!("{headline:.0} [{lo:.0}–{hi:.0}]")
+            };
+            let rss = if matches!(scenario.load, Load::Idle) {
+                format!("{headline:.1} [{lo:.1}–{hi:.1}]")
+            } else {
+                "–".to_owned()
+            };
+            let cpu = if matches!(scenario.load, Load::Fixed { .. }) {
+                format!("{:.2}", m(|x| x.cpu_us_per_delivery))
+            } else {
+                "–".to_owned()
+            };
+            let ms = |f: fn(&Metrics) -> f64| {
+                if matches!(scenario.load, Load::Idle) {
+                    "–".to_owned()
+                } else {
+                    format!("{:.2}", m(f) / 1000.0)
+                }
+            };
+            out.push_str(&format!(
+                "| {} | {:.0}/{:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} |\n",
+                kind.name(),
+                m(|x| x.connected),
+                m(|x| x.failed),
+                m(|x| x.connect_ms),
+                dps,
+                if matches!(scenario.load, Load::Idle) { "–".to_owned() } else { format!("{:.0}", m(|x| x.events_per_s)) },
+                ms(|x| x.p50),
+                ms(|x| x.p99),
+                ms(|x| x.p999),
+                ms(|x| x.max),
+                m(|x| x.lost),
+                m(|x| x.wrong),
+                rss,
+                cpu,
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,156 @@
+//! The servers under test: omnicast itself and the peers, each started as its own process pinned
+//! to the server core, with its PID kept for memory and CPU readings.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The shared secret and key every target is started with.
+pub const SECRET: &str = "bench-secret-0123456789abcdef";
+pub const API_KEY: &str = "bench-api-key-0123456789";
+
+/// A kind of server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// This project's server (JWT auth and permission filtering on).
+    Omnicast,
+    /// A plain Node.js `ws` broadcast server.
+    Ws,
+    /// A Socket.IO 4.8 server (websocket transport only).
+    Socketio,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Omnicast => "omnicast",
+            Kind::Ws => "node ws",
+            Kind::Socketio => "socket.io",
+        }
+    }
+
+    /// Whether the server filters by role and owner (the targeted and mixed scenarios need it).
+    pub fn filters(self) -> bool {
+        self == Kind::Omnicast
+    }
+}
+
+/// A running server process.
+pub struct Target {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Target {
+    /// Starts `kind` on `port`, pinned to `core` when given, and waits until it accepts.
+    pub fn start(
+        kind: Kind,
+        port: u16,
+        core: Option<usize>,
+        peers: &Path,
+    ) -> Result<Target, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut command = match core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &core.to_string()]);
+                c
+            }
+            None => Command::new("env"),
+        };
+        match kind {
+            Kind::Omnicast => {
+                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                command
+                    .arg(exe)
+                    .args(["serve", "--bind", &addr.to_string()])
+                    .env("OMNICAST_JWT_SECRET", SECRET)
+                    .env("OMNICAST_API_KEY", API_KEY)
+                    // Bursts of a whole run's events are queued at once; see the README.
+                    .env("OMNICAST_QUEUE_CAPACITY", "8192")
+                    .env("RUST_LOG", "warn")
+                    .env_remove("OMNICAST_CONFIG");
+            }
+            Kind::Ws | Kind::Socketio => {
+                let script = if kind == Kind::Ws {
+                    "ws-server.js"
+                } else {
+                    "socketio-server.js"
+                };
+                command
+                    .arg("node")
+                    .arg(peers.join(script))
+                    .env("PORT", port.to_string())
+                    .env("JWT_SECRET", SECRET);
+            }
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", kind.name()))?;
+        let mut target = Target { kind, addr, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("{} did not start listening on {addr}", kind.name()));
+            }
+            if let Ok(Some(status)) = target.child.try_wait() {
+                return Err(format!("{} exited: {status}", kind.name()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(target)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// CPU time used so far (user + system), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / clock_ticks()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // `getconf CLK_TCK` is 100 on every Linux this runs on; ask anyway.
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
