@@ -15,6 +15,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket};
@@ -163,6 +164,12 @@ impl Server {
             state.hub.close_all(close::GOING_AWAY);
             tracing::info!("shutting down: closing connections");
         };
+        // Events are small frames that must leave at once: no Nagle delay on any connection.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, self.router())
             .with_graceful_shutdown(signal)
             .await?;
