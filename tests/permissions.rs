@@ -225,7 +225,7 @@ proptest! {
     #[test]
     fn the_hub_delivers_exactly_what_the_rules_allow((conns, events) in scenario()) {
         let hub = Hub::new(&CATALOG, 64);
-        let mut outboxes: Vec<_> = conns
+        let mailboxes: Vec<_> = conns
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -235,7 +235,7 @@ proptest! {
                     role: c.role as u32,
                     namespaces: mask(&c.namespaces),
                 })
-                .outbox
+                .mailbox
             })
             .collect();
         for (n, e) in events.iter().enumerate() {
@@ -244,9 +244,9 @@ proptest! {
             let event = CATALOG.decode(&kind, &raw, options).unwrap();
             hub.deliver(&Publication::new(event, format!("e{n}"), 0));
         }
-        for (i, (c, outbox)) in conns.iter().zip(&mut outboxes).enumerate() {
+        for (i, (c, mailbox)) in conns.iter().zip(&mailboxes).enumerate() {
             let mut got = Vec::new();
-            while let Ok(frame) = outbox.try_recv() {
+            while let Some(frame) = mailbox.try_pop() {
                 let envelope: Value = serde_json::from_str(&frame).unwrap();
                 got.push(envelope["id"].as_str().unwrap().to_owned());
             }

@@ -8,12 +8,11 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::auth::Identity;
 use crate::catalog::PresenceTrigger;
-use crate::hub::{Closer, ConnId, ConnectionInfo};
+use crate::hub::{ConnId, ConnectionInfo, Mailbox};
 use crate::protocol::{ClientMessage, ControlMessage, close};
 use crate::publication::now_ms;
 use crate::role::RoleMask;
@@ -38,7 +37,7 @@ pub(crate) async fn run(
         namespaces,
     });
     let id = registration.id;
-    let closer = registration.closer;
+    let mailbox = registration.mailbox;
     if registration.first_of_user {
         presence(
             &state,
@@ -51,34 +50,30 @@ pub(crate) async fn run(
 
     let catalog = state.hub.catalog();
     let (sink, stream) = socket.split();
-    let control = registration.sender;
-    let last_seen = Arc::new(AtomicU64::new(now_ms()));
+    let last_seen = AtomicU64::new(now_ms());
     let ready = ControlMessage::Ready {
         session_id: session_id.clone(),
         user_id: identity.user_id.clone(),
         role: catalog.roles[identity.role as usize].name.to_owned(),
         namespaces: names(&state, namespaces),
     };
-    let _ = control.try_send(ready.to_json().into());
+    let _ = mailbox.push(ready.to_json().into());
 
     let expires_at = identity
         .expires_at
         .map(|exp| Instant::now() + Duration::from_millis((exp * 1000).saturating_sub(now_ms())));
-    let writer = tokio::spawn(write(
-        sink,
-        registration.outbox,
-        closer.clone(),
-        Timers {
-            heartbeat: state.config.heartbeat_interval,
-            idle_timeout: state.config.idle_timeout,
-            expires_at,
-            last_seen: last_seen.clone(),
-        },
-    ));
-    read(stream, &state, id, &closer, &control, &last_seen).await;
-    drop(control);
-    // The writer ends once it has sent the close frame; it cannot outlive the grace period.
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    // Reader and writer share this task: one task per connection, and neither can outlive the
+    // other (both end within the close grace period once the connection closes).
+    let timers = Timers {
+        heartbeat: state.config.heartbeat_interval,
+        idle_timeout: state.config.idle_timeout,
+        expires_at,
+        last_seen: &last_seen,
+    };
+    tokio::join!(
+        write(sink, &mailbox, timers),
+        read(stream, &state, id, &mailbox, &last_seen),
+    );
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user
@@ -90,7 +85,7 @@ pub(crate) async fn run(
             gone.role,
         );
     }
-    tracing::debug!(session = %session_id, reason = ?closer.reason(), "disconnected");
+    tracing::debug!(session = %session_id, reason = ?mailbox.close_reason(), "disconnected");
 }
 
 /// Emits the catalog's presence events for this trigger and role.
@@ -117,31 +112,20 @@ fn names(state: &AppState, mask: u64) -> Vec<String> {
         .collect()
 }
 
-struct Timers {
+struct Timers<'a> {
     heartbeat: Duration,
     idle_timeout: Duration,
     expires_at: Option<Instant>,
-    last_seen: Arc<AtomicU64>,
+    last_seen: &'a AtomicU64,
 }
 
 /// Owns the sending half: queued frames (events and replies, in order) in batches with one flush
 /// each; pings on every heartbeat; the close frame when the connection is asked to close.
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut outbox: mpsc::Receiver<Utf8Bytes>,
-    closer: Arc<Closer>,
-    timers: Timers,
-) {
-    let mut heartbeat =
-        tokio::time::interval_at(Instant::now() + timers.heartbeat, timers.heartbeat);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let expiry = async {
-        match timers.expires_at {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(expiry);
+async fn write(mut sink: SplitSink<WebSocket, Message>, mailbox: &Mailbox, timers: Timers<'_>) {
+    // One timer for both the next heartbeat and the token's expiry: the earlier of the two.
+    let deadline = |next_ping: Instant| timers.expires_at.map_or(next_ping, |e| e.min(next_ping));
+    let timer = tokio::time::sleep_until(deadline(Instant::now() + timers.heartbeat));
+    tokio::pin!(timer);
     let reason = loop {
         enum Step {
             Frame(Utf8Bytes),
@@ -149,17 +133,18 @@ async fn write(
         }
         let step = tokio::select! {
             biased;
-            reason = closer.closed() => break reason,
-            () = &mut expiry => break close::TOKEN_EXPIRED,
-            frame = outbox.recv() => match frame {
-                Some(frame) => Step::Frame(frame),
-                None => break close::NORMAL,
-            },
-            _ = heartbeat.tick() => {
+            reason = mailbox.closed() => break reason,
+            frame = mailbox.pop() => Step::Frame(frame),
+            () = &mut timer => {
+                let now = Instant::now();
+                if timers.expires_at.is_some_and(|at| now >= at) {
+                    break close::TOKEN_EXPIRED;
+                }
                 let idle = now_ms().saturating_sub(timers.last_seen.load(Ordering::Relaxed));
                 if idle > timers.idle_timeout.as_millis() as u64 {
                     break close::IDLE_TIMEOUT;
                 }
+                timer.as_mut().reset(deadline(now + timers.heartbeat));
                 Step::Ping
             }
         };
@@ -169,7 +154,9 @@ async fn write(
                 Step::Frame(first) => {
                     sink.feed(Message::Text(first)).await?;
                     for _ in 1..BATCH {
-                        let Ok(frame) = outbox.try_recv() else { break };
+                        let Some(frame) = mailbox.try_pop() else {
+                            break;
+                        };
                         sink.feed(Message::Text(frame)).await?;
                     }
                     sink.flush().await
@@ -180,18 +167,18 @@ async fn write(
         // all) must not wait behind it.
         let result = tokio::select! {
             biased;
-            reason = closer.closed() => break reason,
+            reason = mailbox.closed() => break reason,
             result = write => result,
         };
         if result.is_err() {
             // The socket is gone; nothing more can be written.
-            closer.close(close::PROTOCOL_ERROR);
+            mailbox.close(close::PROTOCOL_ERROR);
             return;
         }
     };
     // First reason wins: if another close was already under way, that one is sent.
-    closer.close(reason);
-    let reason = closer.reason().unwrap_or(reason);
+    mailbox.close(reason);
+    let reason = mailbox.close_reason().unwrap_or(reason);
     // A client that never reads again cannot take the close frame: give up after the grace period.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if reason != close::NORMAL {
@@ -213,25 +200,24 @@ async fn read(
     mut stream: SplitStream<WebSocket>,
     state: &AppState,
     id: ConnId,
-    closer: &Closer,
-    control: &mpsc::Sender<Utf8Bytes>,
+    mailbox: &Mailbox,
     last_seen: &AtomicU64,
 ) {
     loop {
         let message = tokio::select! {
             biased;
-            _ = closer.closed() => break,
+            _ = mailbox.closed() => break,
             message = stream.next() => message,
         };
         last_seen.store(now_ms(), Ordering::Relaxed);
         let reply = match message {
             None => {
-                closer.close(close::NORMAL);
+                mailbox.close(close::NORMAL);
                 return;
             }
             Some(Err(err)) => {
                 let too_big = is_capacity_error(&err);
-                closer.close(if too_big {
+                mailbox.close(if too_big {
                     close::MESSAGE_TOO_BIG
                 } else {
                     close::PROTOCOL_ERROR
@@ -245,16 +231,16 @@ async fn read(
                 "binary frames are not supported; send JSON text",
             )),
             Some(Ok(Message::Close(_))) => {
-                closer.close(close::NORMAL);
+                mailbox.close(close::NORMAL);
                 break;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
         };
         if let Some(reply) = reply
-            && control.try_send(reply.to_json().into()).is_err()
+            && mailbox.push(reply.to_json().into()).is_err()
         {
             // The client sends faster than it reads its replies.
-            closer.close(close::SLOW_CONSUMER);
+            mailbox.close(close::SLOW_CONSUMER);
         }
     }
     // Drain until the peer's close frame (or the end of the stream), so the handshake completes.

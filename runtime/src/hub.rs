@@ -2,13 +2,13 @@
 //! without scanning every connection, and delivered by cloning one shared frame into bounded
 //! per-connection queues.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::Notify;
 
 use crate::catalog::Catalog;
 use crate::protocol::{CloseReason, close};
@@ -31,44 +31,94 @@ pub struct ConnectionInfo {
     pub namespaces: u64,
 }
 
-/// Ends a connection once, with the first reason given.
-#[derive(Debug)]
-pub struct Closer {
-    reason: watch::Sender<Option<CloseReason>>,
+/// What the hub and a connection's task share: the connection's bounded outbound queue and its
+/// closing state. One allocation per connection, and nothing preallocated: an idle connection
+/// costs a few words here.
+pub struct Mailbox {
+    session_id: Box<str>,
+    user_id: Arc<str>,
+    role: u32,
+    capacity: usize,
+    frames: Mutex<VecDeque<Utf8Bytes>>,
+    ready: Notify,
+    close: OnceLock<CloseReason>,
+    closing: Notify,
 }
 
-impl Closer {
-    fn new() -> Self {
-        Closer {
-            reason: watch::Sender::new(None),
+/// The queue is full: the connection is not reading fast enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl Mailbox {
+    /// Queues a frame for the connection's writer, unless the queue is full.
+    pub fn push(&self, frame: Utf8Bytes) -> Result<(), Full> {
+        let mut frames = self.frames.lock().expect("mailbox lock");
+        if frames.len() >= self.capacity {
+            return Err(Full);
+        }
+        frames.push_back(frame);
+        drop(frames);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next queued frame, if any.
+    pub fn try_pop(&self) -> Option<Utf8Bytes> {
+        let mut frames = self.frames.lock().expect("mailbox lock");
+        let frame = frames.pop_front();
+        // Give back what a burst grew, so an idle connection stays small.
+        if frames.is_empty() && frames.capacity() > 64 {
+            frames.shrink_to_fit();
+        }
+        frame
+    }
+
+    /// Waits for the next queued frame.
+    pub async fn pop(&self) -> Utf8Bytes {
+        loop {
+            if let Some(frame) = self.try_pop() {
+                return frame;
+            }
+            // `notify_one` stores a permit when nobody waits, so a push between the check
+            // above and this await is not missed.
+            self.ready.notified().await;
         }
     }
 
     /// Asks the connection to close; returns false if it was already closing.
     pub fn close(&self, reason: CloseReason) -> bool {
-        self.reason.send_if_modified(|current| {
-            if current.is_none() {
-                *current = Some(reason);
-                true
-            } else {
-                false
-            }
-        })
+        let first = self.close.set(reason).is_ok();
+        if first {
+            self.closing.notify_waiters();
+        }
+        first
     }
 
     /// Why the connection is closing, once it is.
-    pub fn reason(&self) -> Option<CloseReason> {
-        *self.reason.borrow()
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close.get().copied()
     }
 
     /// Resolves when the connection is asked to close.
     pub async fn closed(&self) -> CloseReason {
-        let mut rx = self.reason.subscribe();
-        let reason = rx
-            .wait_for(Option::is_some)
-            .await
-            .expect("the sender lives in self");
-        reason.expect("waited for Some")
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(reason) = self.close_reason() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("session_id", &self.session_id)
+            .field("close", &self.close_reason())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,13 +127,8 @@ impl Closer {
 pub struct Registration {
     /// The id to unregister with.
     pub id: ConnId,
-    /// The connection's outbound queue: event frames to write.
-    pub outbox: mpsc::Receiver<Utf8Bytes>,
-    /// A sender into that same queue, for the connection's own replies, so that replies and
-    /// events reach the client in the order they were queued.
-    pub sender: mpsc::Sender<Utf8Bytes>,
-    /// Where the hub (or anyone) asks the connection to close.
-    pub closer: Arc<Closer>,
+    /// The connection's queue (events and its own replies, in order) and closing state.
+    pub mailbox: Arc<Mailbox>,
     /// Whether this is the user's only connection with this role on this hub.
     pub first_of_user: bool,
 }
@@ -113,13 +158,7 @@ pub struct HubStats {
     pub slow_consumers_closed: u64,
 }
 
-struct Conn {
-    session_id: Box<str>,
-    user_id: Arc<str>,
-    role: u32,
-    tx: mpsc::Sender<Utf8Bytes>,
-    closer: Arc<Closer>,
-}
+type Conn = Mailbox;
 
 struct Entry {
     conn: Arc<Conn>,
@@ -131,8 +170,8 @@ struct Registry {
     conns: HashMap<ConnId, Entry>,
     /// Index `namespace * roles + role`: the subscribers of a namespace holding a role.
     buckets: Vec<IndexMap<ConnId, Arc<Conn>>>,
-    /// Every connection of a user, for ownership and `userIds` targeting.
-    users: HashMap<Arc<str>, IndexMap<ConnId, Arc<Conn>>>,
+    /// Every connection of a user, for ownership and `userIds` targeting (a user has few).
+    users: HashMap<Arc<str>, Vec<(ConnId, Arc<Conn>)>>,
 }
 
 /// The connections of one node and the delivery of publications to them.
@@ -193,19 +232,20 @@ impl Hub {
     pub fn register(&self, info: ConnectionInfo) -> Registration {
         assert!((info.role as usize) < self.roles, "role index out of range");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, outbox) = mpsc::channel(self.queue_capacity);
-        let closer = Arc::new(Closer::new());
         let mut registry = self.registry.write().expect("hub lock");
         let user_id: Arc<str> = registry
             .users
             .get_key_value(info.user_id.as_str())
             .map_or_else(|| Arc::from(info.user_id.as_str()), |(k, _)| k.clone());
-        let conn = Arc::new(Conn {
+        let conn = Arc::new(Mailbox {
             session_id: info.session_id.into(),
             user_id: user_id.clone(),
             role: info.role,
-            tx: tx.clone(),
-            closer: closer.clone(),
+            capacity: self.queue_capacity,
+            frames: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            close: OnceLock::new(),
+            closing: Notify::new(),
         });
         let namespaces = info.namespaces & self.namespace_mask();
         for ns in bits(namespaces) {
@@ -213,14 +253,18 @@ impl Hub {
             registry.buckets[bucket].insert(id, conn.clone());
         }
         let user = registry.users.entry(user_id).or_default();
-        user.insert(id, conn.clone());
-        let first_of_user = user.values().filter(|c| c.role == info.role).count() == 1;
-        registry.conns.insert(id, Entry { conn, namespaces });
+        user.push((id, conn.clone()));
+        let first_of_user = user.iter().filter(|(_, c)| c.role == info.role).count() == 1;
+        registry.conns.insert(
+            id,
+            Entry {
+                conn: conn.clone(),
+                namespaces,
+            },
+        );
         Registration {
             id,
-            outbox,
-            sender: tx,
-            closer,
+            mailbox: conn,
             first_of_user,
         }
     }
@@ -236,8 +280,8 @@ impl Hub {
         }
         let mut last_of_user = true;
         if let Some(user) = registry.users.get_mut(&conn.user_id) {
-            user.swap_remove(&id);
-            last_of_user = !user.values().any(|c| c.role == conn.role);
+            user.retain(|(other, _)| *other != id);
+            last_of_user = !user.iter().any(|(_, c)| c.role == conn.role);
             if user.is_empty() {
                 registry.users.remove(&conn.user_id);
             }
@@ -306,14 +350,16 @@ impl Hub {
             if excluded(conn) {
                 return;
             }
-            match conn.tx.try_send(publication.frame.clone()) {
+            if conn.close_reason().is_some() {
+                return;
+            }
+            match conn.push(publication.frame.clone()) {
                 Ok(()) => sent += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if conn.closer.close(close::SLOW_CONSUMER) {
+                Err(Full) => {
+                    if conn.close(close::SLOW_CONSUMER) {
                         self.slow_closed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         };
 
@@ -366,7 +412,7 @@ impl Hub {
     pub fn close_all(&self, reason: CloseReason) {
         let registry = self.registry.read().expect("hub lock");
         for entry in registry.conns.values() {
-            entry.conn.closer.close(reason);
+            entry.conn.close(reason);
         }
     }
 

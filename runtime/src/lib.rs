@@ -30,7 +30,7 @@ pub use catalog::{
 pub use emit::{Emit, EmitOptions, EventSink};
 pub use event::{Event, EventDescriptor, OutgoingEvent, percent_change};
 pub use http::ApiError;
-pub use hub::{Closer, ConnId, ConnectionInfo, Hub, HubStats, Registration, Unregistered};
+pub use hub::{ConnId, ConnectionInfo, Full, Hub, HubStats, Mailbox, Registration, Unregistered};
 pub use publication::{IdGenerator, Publication, now_ms};
 pub use publish::Publisher;
 pub use role::RoleMask;

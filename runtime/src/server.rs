@@ -32,7 +32,7 @@ use crate::publish::Publisher;
 use crate::role::RoleMask;
 
 /// Bytes read from a socket at a time, preallocated per connection.
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 256;
 /// Bytes buffered before a write reaches the socket (a flush writes sooner).
 const WRITE_BUFFER: usize = 16 * 1024;
 
