@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::target::Kind;
@@ -27,7 +28,10 @@ pub async fn connect(
         Kind::Ws => format!("ws://{addr}/?token={token}"),
         Kind::Socketio => format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&token={token}"),
     };
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    // tungstenite preallocates (and zeroes on reads) a 128 KiB read buffer by default: with
+    // thousands of clients that alone would saturate the load tool.
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| e.to_string())?;
     if kind == Kind::Socketio {

@@ -323,8 +323,36 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Stands for the send time in prepared request bodies; replaced (same width) right before each
+/// request is sent, so building bodies is not part of the measured latency.
+const STAMP: &str = "9999999999999999";
+
 fn maintenance() -> Value {
-    json!({ "type": "system:maintenance", "data": { "message": "bench", "scheduledAt": now_us() } })
+    json!({ "type": "system:maintenance", "data": { "message": "bench", "scheduledAt": STAMP.parse::<u64>().unwrap() } })
+}
+
+/// Request bodies of `size` events each, serialized ahead of time.
+fn prepare(events: &[Value], size: usize) -> Vec<String> {
+    events
+        .chunks(size)
+        .map(|chunk| serde_json::to_string(chunk).expect("JSON"))
+        .collect()
+}
+
+/// Sends prepared bodies one after another from a blocking thread, stamping each at send time.
+async fn publish_all(
+    target: &Target,
+    agent: &ureq::Agent,
+    bodies: Vec<String>,
+) -> Result<(), String> {
+    let (kind, addr, agent) = (target.kind, target.addr, agent.clone());
+    tokio::task::spawn_blocking(move || {
+        bodies
+            .iter()
+            .try_for_each(|body| post_to((kind, addr), &agent, body))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String> {
@@ -375,23 +403,20 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
         }
         Load::Fanout { events } => {
             let running = start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None);
+            let bodies = prepare(&vec![maintenance(); events], 20);
+            let cpu_before = target.cpu_seconds();
             let started = Instant::now();
-            for chunk in (0..events).collect::<Vec<_>>().chunks(20) {
-                let batch: Vec<Value> = chunk.iter().map(|_| maintenance()).collect();
-                let agent = agent.clone();
-                let addr_target = (target.kind, target.addr);
-                tokio::task::spawn_blocking(move || post_to(addr_target, &agent, &batch))
-                    .await
-                    .unwrap()?;
-            }
+            publish_all(target, &agent, bodies).await?;
             let elapsed = running
                 .until(connected * events as u64, started, Duration::from_secs(120))
                 .await;
+            let cpu = target.cpu_seconds() - cpu_before;
             let tallies = running.finish().await;
             let received: u64 = tallies.iter().map(|t| t.received).sum();
             metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
             metrics.events_per_s = events as f64 / elapsed.as_secs_f64();
             metrics.lost = (connected * events as u64).saturating_sub(received) as f64;
+            metrics.cpu_us_per_delivery = cpu * 1e6 / received.max(1) as f64;
             tallies
         }
         Load::Fixed {
@@ -403,13 +428,14 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
             let cpu_before = target.cpu_seconds();
             let started = Instant::now();
             let addr_target = (target.kind, target.addr);
+            let body = prepare(&[maintenance()], 1).remove(0);
             let publisher = tokio::task::spawn_blocking(move || -> Result<(), String> {
                 for i in 0..total {
                     let due = started + Duration::from_secs_f64(i as f64 / per_second as f64);
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    post_to(addr_target, &agent, &[maintenance()])?;
+                    post_to(addr_target, &agent, &body)?;
                 }
                 Ok(())
             });
@@ -432,22 +458,17 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
         }
         Load::Targeted => {
             let running = start_draining(target.kind, clients.sockets, "\"amount\"", |_| None);
+            let stamp: u64 = STAMP.parse().unwrap();
+            let events: Vec<Value> = (0..n)
+                .map(|i| {
+                    json!({"type": "payment:received", "data": {
+                        "paymentId": format!("PAY-{i}"), "orderId": format!("ORD-{i}"), "customerId": format!("cust-{i}"),
+                        "amount": stamp, "method": "card", "status": "success"}})
+                })
+                .collect();
+            let bodies = prepare(&events, 10);
             let started = Instant::now();
-            for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-                let batch: Vec<Value> = chunk
-                    .iter()
-                    .map(|i| {
-                        json!({"type": "payment:received", "data": {
-                            "paymentId": format!("PAY-{i}"), "orderId": format!("ORD-{i}"), "customerId": format!("cust-{i}"),
-                            "amount": now_us(), "method": "card", "status": "success"}})
-                    })
-                    .collect();
-                let agent = agent.clone();
-                let addr_target = (target.kind, target.addr);
-                tokio::task::spawn_blocking(move || post_to(addr_target, &agent, &batch))
-                    .await
-                    .unwrap()?;
-            }
+            publish_all(target, &agent, bodies).await?;
             let elapsed = running
                 .until(connected, started, Duration::from_secs(120))
                 .await;
@@ -490,7 +511,7 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
 fn post_to(
     (kind, addr): (Kind, std::net::SocketAddr),
     agent: &ureq::Agent,
-    events: &[Value],
+    body: &str,
 ) -> Result<(), String> {
     let (path, auth) = match kind {
         Kind::Omnicast => ("/api/events", Some(format!("Bearer {}", target::API_KEY))),
@@ -503,7 +524,7 @@ fn post_to(
         request = request.header("Authorization", auth);
     }
     let mut response = request
-        .send(serde_json::to_vec(events).expect("JSON"))
+        .send(body.replace(STAMP, &format!("{:016}", now_us())))
         .map_err(|e| e.to_string())?;
     if response.status().is_success() {
         Ok(())
@@ -624,15 +645,9 @@ async fn mixed(
             )
         }) as Check)
     });
+    let bodies = prepare(&stream, 20);
     let started = Instant::now();
-    for chunk in stream.chunks(20) {
-        let batch = chunk.to_vec();
-        let agent = agent.clone();
-        let addr_target = (target.kind, target.addr);
-        tokio::task::spawn_blocking(move || post_to(addr_target, &agent, &batch))
-            .await
-            .unwrap()?;
-    }
+    publish_all(target, agent, bodies).await?;
     let elapsed = running
         .until(expected, started, Duration::from_secs(120))
         .await;
@@ -692,7 +707,7 @@ fn report(
             } else {
                 "–".to_owned()
             };
-            let cpu = if matches!(scenario.load, Load::Fixed { .. }) {
+            let cpu = if matches!(scenario.load, Load::Fixed { .. } | Load::Fanout { .. }) {
                 format!("{:.2}", m(|x| x.cpu_us_per_delivery))
             } else {
                 "–".to_owned()
