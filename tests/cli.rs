@@ -178,3 +178,37 @@ fn serve_on_defaults_then_token_emit_and_sigterm() {
     let exit = child.0.wait().unwrap();
     assert!(exit.success(), "serve exited with {exit:?} after SIGTERM");
 }
+
+/// The benchmark's load tool itself works: a quick run against omnicast (no peers, no pinning)
+/// reports every scenario with nothing lost and nothing wrongly delivered. No figure is asserted:
+/// speed is the benchmark's business, not the test suite's.
+#[test]
+fn the_benchmark_runs_and_finds_no_lost_or_wrong_deliveries() {
+    let (ok, stdout, stderr) = omnicast(&[
+        "bench",
+        "--quick",
+        "--runs",
+        "1",
+        "--no-pin",
+        "--targets",
+        "omnicast",
+        "--scenarios",
+        "fanout-1k,fixed-1k,idle-10k,targeted-1k,mixed-10k",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| omnicast |"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    for row in rows {
+        // | server | connected/failed | connect | deliveries/s | events/s | p50 | p99 | p99.9 | max | lost | wrong | ...
+        assert!(row[2].ends_with("/0"), "failed connections: {row:?}");
+        assert_eq!(
+            (row[10], row[11]),
+            ("0", "0"),
+            "lost or wrong deliveries: {row:?}"
+        );
+    }
+}

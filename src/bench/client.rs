@@ -26,7 +26,9 @@ pub async fn connect(
     let url = match kind {
         Kind::Omnicast => format!("ws://{addr}/ws?token={token}&namespaces={namespaces}"),
         Kind::Ws => format!("ws://{addr}/?token={token}"),
-        Kind::Socketio => format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&token={token}"),
+        Kind::Socketio | Kind::Socketioxide => {
+            format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&token={token}")
+        }
     };
     // tungstenite preallocates (and zeroes on reads) a 128 KiB read buffer by default: with
     // thousands of clients that alone would saturate the load tool.
@@ -34,7 +36,7 @@ pub async fn connect(
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| e.to_string())?;
-    if kind == Kind::Socketio {
+    if kind.socket_io() {
         // Engine.IO open packet, then connect to the default namespace.
         expect_prefix(&mut ws, "0").await?;
         ws.send(Message::Text("40".into()))
@@ -48,9 +50,17 @@ pub async fn connect(
 }
 
 async fn expect_prefix(ws: &mut Socket, prefix: &str) -> Result<(), String> {
-    match ws.next().await {
-        Some(Ok(Message::Text(text))) if text.starts_with(prefix) => Ok(()),
-        other => Err(format!("expected `{prefix}...`, got {other:?}")),
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) if text.starts_with(prefix) => return Ok(()),
+            // An Engine.IO ping may come first under load: answer it and keep waiting.
+            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                ws.send(Message::Text("3".into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            other => return Err(format!("expected `{prefix}...`, got {other:?}")),
+        }
     }
 }
 
@@ -87,7 +97,7 @@ pub async fn drain(
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => break,
         };
-        if kind == Kind::Socketio && text.as_str() == "2" {
+        if kind.socket_io() && text.as_str() == "2" {
             let _ = ws.send(Message::Text("3".into())).await;
             continue;
         }

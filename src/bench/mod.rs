@@ -24,7 +24,11 @@ use target::Target;
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Servers to measure.
-    #[arg(long, value_delimiter = ',', default_value = "omnicast,ws,socketio")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "omnicast,ws,socketio,socketioxide"
+    )]
     targets: Vec<Kind>,
     /// Scenarios to run (default: all): fanout-1k, fixed-1k, fanout-10k, idle-10k, targeted-1k,
     /// targeted-10k, mixed-10k.
@@ -347,9 +351,13 @@ async fn publish_all(
 ) -> Result<(), String> {
     let (kind, addr, agent) = (target.kind, target.addr, agent.clone());
     tokio::task::spawn_blocking(move || {
-        bodies
-            .iter()
-            .try_for_each(|body| post_to((kind, addr), &agent, body))
+        bodies.iter().try_for_each(|body| {
+            let sent = post_to((kind, addr), &agent, body);
+            // The readers share this core: let them run between requests rather than wait for
+            // the scheduler to preempt a publisher that never sleeps.
+            std::thread::yield_now();
+            sent
+        })
     })
     .await
     .map_err(|e| e.to_string())?

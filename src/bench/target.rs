@@ -19,6 +19,8 @@ pub enum Kind {
     Ws,
     /// A Socket.IO 4.8 server (websocket transport only).
     Socketio,
+    /// socketioxide, a Rust Socket.IO server (websocket transport).
+    Socketioxide,
 }
 
 impl Kind {
@@ -27,7 +29,13 @@ impl Kind {
             Kind::Omnicast => "omnicast",
             Kind::Ws => "node ws",
             Kind::Socketio => "socket.io",
+            Kind::Socketioxide => "socketioxide",
         }
+    }
+
+    /// Whether clients speak Socket.IO (Engine.IO v4 over the WebSocket).
+    pub fn socket_io(self) -> bool {
+        matches!(self, Kind::Socketio | Kind::Socketioxide)
     }
 
     /// Whether the server filters by role and owner (the targeted and mixed scenarios need it).
@@ -72,6 +80,12 @@ impl Target {
                     .env("OMNICAST_QUEUE_CAPACITY", "8192")
                     .env("RUST_LOG", "warn")
                     .env_remove("OMNICAST_CONFIG");
+            }
+            Kind::Socketioxide => {
+                command
+                    .arg(peers.join("socketioxide/target/release/socketioxide-peer"))
+                    .env("PORT", port.to_string())
+                    .env("JWT_SECRET", SECRET);
             }
             Kind::Ws | Kind::Socketio => {
                 let script = if kind == Kind::Ws {
