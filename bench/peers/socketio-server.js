@@ -3,20 +3,12 @@
 // POST /publish with a JSON array of {type, data}. Connections need ?token=<HS256 JWT>.
 'use strict';
 const http = require('http');
-const crypto = require('crypto');
 const { Server } = require('socket.io');
 
 const port = Number(process.env.PORT || 9002);
 const secret = process.env.JWT_SECRET || 'bench-secret-0123456789abcdef';
 
-function verify(token) {
-  const [h, p, s] = (token || '').split('.');
-  if (!s) return false;
-  const mac = crypto.createHmac('sha256', secret).update(`${h}.${p}`).digest('base64url');
-  if (mac.length !== s.length || !crypto.timingSafeEqual(Buffer.from(mac), Buffer.from(s))) return false;
-  const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
-  return claims.exp * 1000 > Date.now();
-}
+const verify = require('./jwt')(secret);
 
 const server = http.createServer((req, res) => {
   if (req.method !== 'POST' || req.url !== '/publish') { res.writeHead(404).end(); return; }

@@ -134,6 +134,26 @@ struct Metrics {
     cpu_us_per_delivery: f64,
 }
 
+impl Metrics {
+    /// Throughput, losses and CPU per delivery from what the clients counted.
+    fn record(
+        &mut self,
+        tallies: &[Tally],
+        elapsed: Duration,
+        events: usize,
+        expected: u64,
+        cpu_seconds: Option<f64>,
+    ) {
+        let received: u64 = tallies.iter().map(|t| t.received).sum();
+        self.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
+        self.events_per_s = events as f64 / elapsed.as_secs_f64();
+        self.lost = expected.saturating_sub(received) as f64;
+        if let Some(cpu) = cpu_seconds {
+            self.cpu_us_per_delivery = cpu * 1e6 / received.max(1) as f64;
+        }
+    }
+}
+
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -420,11 +440,13 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
                 .await;
             let cpu = target.cpu_seconds() - cpu_before;
             let tallies = running.finish().await;
-            let received: u64 = tallies.iter().map(|t| t.received).sum();
-            metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
-            metrics.events_per_s = events as f64 / elapsed.as_secs_f64();
-            metrics.lost = (connected * events as u64).saturating_sub(received) as f64;
-            metrics.cpu_us_per_delivery = cpu * 1e6 / received.max(1) as f64;
+            metrics.record(
+                &tallies,
+                elapsed,
+                events,
+                connected * events as u64,
+                Some(cpu),
+            );
             tallies
         }
         Load::Fixed {
@@ -457,11 +479,13 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
             publisher.await.unwrap()?;
             let cpu = target.cpu_seconds() - cpu_before;
             let tallies = running.finish().await;
-            let received: u64 = tallies.iter().map(|t| t.received).sum();
-            metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
-            metrics.events_per_s = total as f64 / elapsed.as_secs_f64();
-            metrics.lost = (connected * total as u64).saturating_sub(received) as f64;
-            metrics.cpu_us_per_delivery = cpu * 1e6 / received.max(1) as f64;
+            metrics.record(
+                &tallies,
+                elapsed,
+                total,
+                connected * total as u64,
+                Some(cpu),
+            );
             tallies
         }
         Load::Targeted => {
@@ -481,10 +505,7 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
                 .until(connected, started, Duration::from_secs(120))
                 .await;
             let tallies = running.finish().await;
-            let received: u64 = tallies.iter().map(|t| t.received).sum();
-            metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
-            metrics.events_per_s = metrics.deliveries_per_s;
-            metrics.lost = connected.saturating_sub(received) as f64;
+            metrics.record(&tallies, elapsed, n, connected, None);
             // Exactly one each: anything else is a wrong delivery.
             metrics.wrong = tallies
                 .iter()
@@ -660,10 +681,7 @@ async fn mixed(
         .until(expected, started, Duration::from_secs(120))
         .await;
     let tallies = running.finish().await;
-    let received: u64 = tallies.iter().map(|t| t.received).sum();
-    metrics.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
-    metrics.events_per_s = events as f64 / elapsed.as_secs_f64();
-    metrics.lost = expected.saturating_sub(received) as f64;
+    metrics.record(&tallies, elapsed, events, expected, None);
     Ok(tallies)
 }
 
