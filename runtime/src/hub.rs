@@ -66,8 +66,9 @@ impl Mailbox {
     pub fn try_pop(&self) -> Option<Utf8Bytes> {
         let mut frames = self.frames.lock().expect("mailbox lock");
         let frame = frames.pop_front();
-        // Give back what a burst grew, so an idle connection stays small.
-        if frames.is_empty() && frames.capacity() > 64 {
+        // An empty queue holds no memory: idle connections stay small, and a burst's growth is
+        // given back once it has been written.
+        if frames.is_empty() {
             frames.shrink_to_fit();
         }
         frame
@@ -252,7 +253,11 @@ impl Hub {
             let bucket = self.bucket(ns, info.role);
             registry.buckets[bucket].insert(id, conn.clone());
         }
-        let user = registry.users.entry(user_id).or_default();
+        // Most users hold one connection: no room reserved for more.
+        let user = registry
+            .users
+            .entry(user_id)
+            .or_insert_with(|| Vec::with_capacity(1));
         user.push((id, conn.clone()));
         let first_of_user = user.iter().filter(|(_, c)| c.role == info.role).count() == 1;
         registry.conns.insert(
