@@ -180,3 +180,73 @@ pub fn random_hex(n: usize) -> String {
     getrandom::fill(&mut bytes).expect("the OS provides randomness");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve_with(args: &[&str], file: Option<&str>) -> Result<Resolved, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "omnicast-config-{}-{}",
+            std::process::id(),
+            args.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut argv = vec!["omnicast"];
+        let path = dir.join("omnicast.yaml");
+        let path_text = path.display().to_string();
+        if let Some(file) = file {
+            std::fs::write(&path, file).unwrap();
+            argv.extend(["--config", &path_text]);
+        }
+        argv.extend(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        resolve(cli.serve)
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let file = "bind: 127.0.0.1:9000\nqueue_capacity: 64\napi_keys: [file-key-0123456789]\njwt_secret: file-secret-0123456789\n";
+        let resolved = resolve_with(&["--bind", "127.0.0.1:9100"], Some(file)).unwrap();
+        assert_eq!(resolved.bind, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(resolved.server.queue_capacity, 64);
+        assert_eq!(resolved.server.api_keys, ["file-key-0123456789"]);
+        assert_eq!(
+            resolved.jwt_secret.as_deref(),
+            Some("file-secret-0123456789")
+        );
+        assert!(!resolved.generated_secret && !resolved.generated_api_key);
+        assert_eq!(resolved.server.max_message_bytes, 64 * 1024, "a default");
+    }
+
+    #[test]
+    fn nothing_configured_generates_dev_credentials() {
+        let resolved = resolve_with(&[], None).unwrap();
+        assert_eq!(resolved.bind, "127.0.0.1:8080".parse().unwrap());
+        assert!(resolved.generated_secret && resolved.generated_api_key);
+        assert_eq!(resolved.jwt_secret.unwrap().len(), 64);
+        assert_eq!(resolved.backlog, 4096);
+    }
+
+    #[test]
+    fn bad_settings_are_clear_errors() {
+        let short = resolve_with(&["--jwt-secret", "short"], None)
+            .err()
+            .unwrap();
+        assert!(short.contains("at least 16 bytes"), "{short}");
+        let unknown = resolve_with(&[], Some("bnd: 1.2.3.4:5\n")).err().unwrap();
+        assert!(unknown.contains("unknown field `bnd`"), "{unknown}");
+        let missing = resolve_with(&["--jwt-es256-public-key", "/nonexistent.pem"], None)
+            .err()
+            .unwrap();
+        assert!(missing.contains("/nonexistent.pem"), "{missing}");
+    }
+}
