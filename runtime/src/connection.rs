@@ -45,12 +45,22 @@ async fn serve(
     namespaces: u64,
 ) {
     let session_id = state.sessions.next();
-    let registration = state.hub.register(ConnectionInfo {
+    let catalog = state.hub.catalog();
+    let ready = ControlMessage::Ready {
         session_id: session_id.clone(),
         user_id: identity.user_id.clone(),
-        role: identity.role,
-        namespaces,
-    });
+        role: catalog.roles[identity.role as usize].name.to_owned(),
+        namespaces: names(&state, namespaces),
+    };
+    let registration = state.hub.register_with(
+        ConnectionInfo {
+            session_id: session_id.clone(),
+            user_id: identity.user_id.clone(),
+            role: identity.role,
+            namespaces,
+        },
+        Some(ready.to_json().into()),
+    );
     let id = registration.id;
     let mailbox = registration.mailbox;
     if registration.first_of_user {
@@ -62,16 +72,7 @@ async fn serve(
         );
     }
     tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
-
-    let catalog = state.hub.catalog();
     let last_seen = AtomicU64::new(now_ms());
-    let ready = ControlMessage::Ready {
-        session_id: session_id.clone(),
-        user_id: identity.user_id.clone(),
-        role: catalog.roles[identity.role as usize].name.to_owned(),
-        namespaces: names(&state, namespaces),
-    };
-    let _ = mailbox.push(ready.to_json().into());
 
     let expires_at = identity
         .expires_at

@@ -231,6 +231,15 @@ impl Hub {
     /// # Panics
     /// When `info.role` is not a role index of the catalog.
     pub fn register(&self, info: ConnectionInfo) -> Registration {
+        self.register_with(info, None)
+    }
+
+    /// Adds a connection whose queue starts with `greeting`, so that no event published meanwhile
+    /// can reach the client before it (the `ready` message).
+    ///
+    /// # Panics
+    /// When `info.role` is not a role index of the catalog.
+    pub fn register_with(&self, info: ConnectionInfo, greeting: Option<Utf8Bytes>) -> Registration {
         assert!((info.role as usize) < self.roles, "role index out of range");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.registry.write().expect("hub lock");
@@ -243,7 +252,7 @@ impl Hub {
             user_id: user_id.clone(),
             role: info.role,
             capacity: self.queue_capacity,
-            frames: Mutex::new(VecDeque::new()),
+            frames: Mutex::new(greeting.into_iter().collect()),
             ready: Notify::new(),
             close: OnceLock::new(),
             closing: Notify::new(),

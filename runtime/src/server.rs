@@ -62,7 +62,8 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults for one machine: 64 KiB messages, 1 MiB publish bodies, 1024-frame queues,
-    /// 30 s heartbeats, 75 s idle timeout, any origin, 5 s shutdown grace.
+    /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s shutdown grace (longer than a
+    /// connection's own 5 s close grace, so even clients that never answer are gone by then).
     pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
         ServerConfig {
             jwt,
@@ -73,7 +74,7 @@ impl ServerConfig {
             heartbeat_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             allowed_origins: Vec::new(),
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -209,22 +209,28 @@ impl Client {
         self.send_text(&value.to_string()).await;
     }
 
-    /// Reads until the server closes; returns the close code.
+    /// Reads until the server closes; returns the close code. Like a well-behaved client it
+    /// keeps reading after the close frame, so the library's close reply goes out.
     pub async fn ended(&mut self) -> Ended {
-        loop {
+        let ended = loop {
             let next = tokio::time::timeout(WAIT, self.ws.next())
                 .await
                 .expect("the server closes in time");
             match next {
                 Some(Ok(Message::Close(Some(frame)))) => {
-                    return Ended::Closed(u16::from(frame.code));
+                    break Ended::Closed(u16::from(frame.code));
                 }
                 Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
                     return Ended::ClosedWithoutFrame;
                 }
                 Some(Ok(_)) => continue,
             }
-        }
+        };
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+        ended
     }
 }
 
