@@ -225,6 +225,28 @@ impl Catalog {
         self.namespaces.iter().position(|n| n.name == name)
     }
 
+    /// The subscription mask of some namespace names; `Err` names the first unknown one.
+    pub fn namespace_mask<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<u64, &'n str> {
+        names.into_iter().try_fold(0u64, |mask, name| {
+            self.namespace_index(name)
+                .map(|i| mask | 1 << i)
+                .ok_or(name)
+        })
+    }
+
+    /// The names of the namespaces in a subscription mask, in catalog order.
+    pub fn namespace_names(&self, mask: u64) -> Vec<&'static str> {
+        self.namespaces
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, n)| n.name)
+            .collect()
+    }
+
     /// The namespaces in which `role` may receive at least one event, as a bitmask.
     pub fn namespaces_visible_to(&self, role: RoleMask) -> u64 {
         self.events

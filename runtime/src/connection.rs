@@ -116,15 +116,8 @@ fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32
 }
 
 fn names(state: &AppState, mask: u64) -> Vec<String> {
-    state
-        .hub
-        .catalog()
-        .namespaces
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << i) != 0)
-        .map(|(_, n)| n.name.to_owned())
-        .collect()
+    let names = state.hub.catalog().namespace_names(mask);
+    names.into_iter().map(str::to_owned).collect()
 }
 
 struct Timers<'a> {
@@ -327,12 +320,9 @@ fn mask_of(
     catalog: &crate::catalog::Catalog,
     namespaces: &[String],
 ) -> Result<u64, ControlMessage> {
-    namespaces.iter().try_fold(0u64, |mask, name| {
-        catalog
-            .namespace_index(name)
-            .map(|i| mask | 1 << i)
-            .ok_or_else(|| {
-                ControlMessage::error("unknown_namespace", format!("unknown namespace `{name}`"))
-            })
-    })
+    catalog
+        .namespace_mask(namespaces.iter().map(String::as_str))
+        .map_err(|name| {
+            ControlMessage::error("unknown_namespace", format!("unknown namespace `{name}`"))
+        })
 }

@@ -245,22 +245,16 @@ async fn upgrade(
     let catalog = state.hub.catalog();
     let namespaces = match params.namespaces.as_deref().filter(|s| !s.is_empty()) {
         None => catalog.namespaces_visible_to(RoleMask::single(identity.role)),
-        Some(list) => {
-            let mut mask = 0u64;
-            for name in list.split(',').map(str::trim) {
-                match catalog.namespace_index(name) {
-                    Some(i) => mask |= 1 << i,
-                    None => {
-                        let body = json!({
-                            "error": "unknown_namespace",
-                            "message": format!("unknown namespace `{name}`"),
-                        });
-                        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
-                    }
-                }
+        Some(list) => match catalog.namespace_mask(list.split(',').map(str::trim)) {
+            Ok(mask) => mask,
+            Err(unknown) => {
+                let body = json!({
+                    "error": "unknown_namespace",
+                    "message": format!("unknown namespace `{unknown}`"),
+                });
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
             }
-            mask
-        }
+        },
     };
     let ws = match ws {
         Ok(ws) => ws,
