@@ -226,13 +226,12 @@ async fn read(
                 return;
             }
             Some(Err(err)) => {
-                let too_big = is_capacity_error(&err);
-                mailbox.close(if too_big {
+                tracing::debug!(%err, "read failed");
+                mailbox.close(if is_capacity_error(err) {
                     close::MESSAGE_TOO_BIG
                 } else {
                     close::PROTOCOL_ERROR
                 });
-                tracing::debug!(%err, "read failed");
                 break;
             }
             Some(Ok(Message::Text(text))) => handle(state, id, &text),
@@ -265,11 +264,11 @@ async fn read(
     .await;
 }
 
-fn is_capacity_error(err: &axum::Error) -> bool {
-    let text = err.to_string();
-    text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Message too big")
+/// Whether a read failed because a frame or message exceeded the configured limit.
+fn is_capacity_error(err: axum::Error) -> bool {
+    err.into_inner()
+        .downcast::<tokio_tungstenite::tungstenite::Error>()
+        .is_ok_and(|err| matches!(*err, tokio_tungstenite::tungstenite::Error::Capacity(_)))
 }
 
 /// Handles one text message; returns the reply.
