@@ -72,19 +72,30 @@ pub struct Tally {
     pub latencies_us: Vec<u32>,
 }
 
+/// What all of a scenario's clients count together.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Clients whose reading loop has started.
+    pub listening: AtomicU64,
+    /// Events received, over all clients.
+    pub received: AtomicU64,
+}
+
 /// Decides whether a delivered event was allowed for this client (mixed scenario).
 pub type Check = Arc<dyn Fn(&serde_json::Value) -> bool + Send + Sync>;
 
 /// Reads until `stop`, counting events into `received` and recording the latency from the
-/// microsecond stamp stored under `stamp_key` in each event.
+/// microsecond stamp stored under `stamp_key` in each event. Counts itself into `listening` when
+/// it first runs.
 pub async fn drain(
     mut ws: Socket,
     kind: Kind,
     stamp_key: &'static str,
-    received: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     check: Option<Check>,
     mut stop: watch::Receiver<bool>,
 ) -> Tally {
+    counters.listening.fetch_add(1, Ordering::Relaxed);
     let mut tally = Tally::default();
     loop {
         let message = tokio::select! {
@@ -115,7 +126,7 @@ pub async fn drain(
             tally.wrong += u64::from(!ok);
         }
         tally.received += 1;
-        received.fetch_add(1, Ordering::Relaxed);
+        counters.received.fetch_add(1, Ordering::Relaxed);
     }
     tally
 }

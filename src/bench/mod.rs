@@ -8,7 +8,7 @@ mod target;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -62,8 +62,9 @@ enum Load {
     Fixed { per_second: usize, seconds: usize },
     /// Connections that only sit there: memory per connection.
     Idle,
-    /// Each customer receives only its own `payment:received`.
-    Targeted,
+    /// `events` payments, round robin over the customers: each receives only its own
+    /// `payment:received`. Both sizes publish the same number, so their rates compare.
+    Targeted { events: usize },
     /// All roles, a stream of the catalog's events, every delivery checked.
     Mixed { events: usize },
 }
@@ -102,12 +103,12 @@ const SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: "targeted-1k",
         clients: 1_000,
-        load: Load::Targeted,
+        load: Load::Targeted { events: 10_000 },
     },
     Scenario {
         name: "targeted-10k",
         clients: 10_000,
-        load: Load::Targeted,
+        load: Load::Targeted { events: 10_000 },
     },
     Scenario {
         name: "mixed-10k",
@@ -180,6 +181,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     Load::Mixed { events } => Load::Mixed {
                         events: (events / 10).max(1),
                     },
+                    Load::Targeted { events } => Load::Targeted {
+                        events: (events / 10).max(1),
+                    },
                     other => other,
                 };
             }
@@ -198,7 +202,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let mut port = 9100;
     for (si, scenario) in scenarios.iter().enumerate() {
         for (ti, &kind) in args.targets.iter().enumerate() {
-            if matches!(scenario.load, Load::Targeted | Load::Mixed { .. }) && !kind.filters() {
+            if matches!(scenario.load, Load::Targeted { .. } | Load::Mixed { .. })
+                && !kind.filters()
+            {
                 continue;
             }
             for run in 0..args.runs {
@@ -276,18 +282,18 @@ async fn open(
 }
 
 struct Running {
-    received: Arc<AtomicU64>,
+    counters: Arc<client::Counters>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<Tally>>,
 }
 
-fn start_draining(
+async fn start_draining(
     kind: Kind,
     clients: Vec<(usize, Socket)>,
     stamp: &'static str,
     check: impl Fn(usize) -> Option<Check>,
 ) -> Running {
-    let received = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(client::Counters::default());
     let (stop, stopped) = watch::channel(false);
     let tasks = clients
         .into_iter()
@@ -296,25 +302,38 @@ fn start_draining(
                 socket,
                 kind,
                 stamp,
-                received.clone(),
+                counters.clone(),
                 check(i),
                 stopped.clone(),
             ))
         })
         .collect();
-    Running {
-        received,
+    let running = Running {
+        counters,
         stop,
         tasks,
-    }
+    };
+    running.listening().await;
+    running
 }
 
 impl Running {
+    /// Waits until every client's reading loop has started. Publishing earlier would charge the
+    /// load tool's own start-up (10,000 first polls take milliseconds) to the first events'
+    /// latency.
+    async fn listening(&self) {
+        let all = self.tasks.len() as u64;
+        let limit = Instant::now() + Duration::from_secs(30);
+        while self.counters.listening.load(Ordering::Relaxed) < all && Instant::now() < limit {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Waits until `expected` deliveries arrived (or `limit` passed); returns when the last came.
     async fn until(&self, expected: u64, started: Instant, limit: Duration) -> Duration {
         let mut last = (0, started.elapsed());
         while started.elapsed() < limit {
-            let now = self.received.load(Ordering::Relaxed);
+            let now = self.counters.received.load(Ordering::Relaxed);
             if now != last.0 {
                 last = (now, started.elapsed());
             }
@@ -388,7 +407,9 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
     let mut metrics = Metrics::default();
     let rss_before = target.rss();
     let clients = match scenario.load {
-        Load::Targeted => open(target, n, |i| (format!("cust-{i}"), "customer", "payments")).await,
+        Load::Targeted { .. } => {
+            open(target, n, |i| (format!("cust-{i}"), "customer", "payments")).await
+        }
         Load::Mixed { .. } => {
             // Customers first: their presence events then reach nobody and do not blur the count.
             let roles = ["admin", "manager", "staff", "customer"];
@@ -430,7 +451,8 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
             Vec::new()
         }
         Load::Fanout { events } => {
-            let running = start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None);
+            let running =
+                start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None).await;
             let bodies = prepare(&vec![maintenance(); events], 20);
             let cpu_before = target.cpu_seconds();
             let started = Instant::now();
@@ -453,7 +475,8 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
             per_second,
             seconds,
         } => {
-            let running = start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None);
+            let running =
+                start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None).await;
             let total = per_second * seconds;
             let cpu_before = target.cpu_seconds();
             let started = Instant::now();
@@ -488,28 +511,38 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
             );
             tallies
         }
-        Load::Targeted => {
-            let running = start_draining(target.kind, clients.sockets, "\"amount\"", |_| None);
+        Load::Targeted { events } => {
+            // Payment `e` belongs to customer `e % n`.
+            let owed = |i: usize| (events / n + usize::from(i < events % n)) as u64;
+            let indices: Vec<usize> = clients.sockets.iter().map(|&(i, _)| i).collect();
+            let expected: u64 = indices.iter().map(|&i| owed(i)).sum();
+            // Every delivery must be the receiving customer's own.
+            let running = start_draining(target.kind, clients.sockets, "\"amount\"", |i| {
+                let own = format!("cust-{i}");
+                Some(Arc::new(move |event: &Value| event["data"]["customerId"] == *own) as Check)
+            })
+            .await;
             let stamp: u64 = STAMP.parse().unwrap();
-            let events: Vec<Value> = (0..n)
-                .map(|i| {
+            let payments: Vec<Value> = (0..events)
+                .map(|e| {
                     json!({"type": "payment:received", "data": {
-                        "paymentId": format!("PAY-{i}"), "orderId": format!("ORD-{i}"), "customerId": format!("cust-{i}"),
+                        "paymentId": format!("PAY-{e}"), "orderId": format!("ORD-{e}"), "customerId": format!("cust-{}", e % n),
                         "amount": stamp, "method": "card", "status": "success"}})
                 })
                 .collect();
-            let bodies = prepare(&events, 10);
+            let bodies = prepare(&payments, 10);
             let started = Instant::now();
             publish_all(target, &agent, bodies).await?;
             let elapsed = running
-                .until(connected, started, Duration::from_secs(120))
+                .until(expected, started, Duration::from_secs(120))
                 .await;
             let tallies = running.finish().await;
-            metrics.record(&tallies, elapsed, n, connected, None);
-            // Exactly one each: anything else is a wrong delivery.
+            metrics.record(&tallies, elapsed, events, expected, None);
+            // More than a customer's own payments is a wrong delivery too.
             metrics.wrong = tallies
                 .iter()
-                .map(|t| t.received.saturating_sub(1))
+                .zip(&indices)
+                .map(|(t, &i)| t.received.saturating_sub(owed(i)))
                 .sum::<u64>() as f64;
             tallies
         }
@@ -673,7 +706,8 @@ async fn mixed(
                 &event["data"],
             )
         }) as Check)
-    });
+    })
+    .await;
     let bodies = prepare(&stream, 20);
     let started = Instant::now();
     publish_all(target, agent, bodies).await?;
