@@ -194,8 +194,15 @@ fn the_benchmark_runs_and_finds_no_lost_or_wrong_deliveries() {
         "omnicast",
         "--scenarios",
         "fanout-1k,fixed-1k,idle-10k,targeted-1k,mixed-10k",
+        // 100 or 1,000 clients per scenario: several source addresses, as beyond 20,000.
+        "--per-source-address",
+        "40",
     ]);
     assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("100 connections from 3 source addresses"),
+        "clients not spread over source addresses: {stderr}"
+    );
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .filter(|l| l.starts_with("| omnicast |"))

@@ -1,6 +1,6 @@
 // Peer for the benchmark: a Socket.IO 4.8 server, websocket transport only, broadcasting each
 // published event to every client (Socket.IO encodes a broadcast packet once for all clients).
-// POST /publish with a JSON array of {type, data}. Connections need ?token=<HS256 JWT>.
+// POST /publish with one {type, data} or a JSON array of them. Connections need ?token=<HS256 JWT>.
 'use strict';
 const http = require('http');
 const { Server } = require('socket.io');
@@ -15,7 +15,7 @@ const server = http.createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
-    const events = JSON.parse(Buffer.concat(chunks).toString());
+    const events = [].concat(JSON.parse(Buffer.concat(chunks).toString()));
     for (const event of events) {
       io.emit('event', { type: event.type, namespace: 'system', data: event.data, timestamp: Date.now() });
     }

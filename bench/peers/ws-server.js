@@ -1,5 +1,5 @@
 // Peer for the benchmark: a plain `ws` broadcast server, as a user would write it.
-// POST /publish with a JSON array of {type, data}: each event is serialized once and sent to every
+// POST /publish with one {type, data} or a JSON array of them: each event is serialized once and sent to every
 // client. Connections need ?token=<HS256 JWT> (checked with node's crypto, like omnicast checks it).
 'use strict';
 const http = require('http');
@@ -15,7 +15,7 @@ const server = http.createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
-    const events = JSON.parse(Buffer.concat(chunks).toString());
+    const events = [].concat(JSON.parse(Buffer.concat(chunks).toString()));
     for (const event of events) {
       const frame = JSON.stringify({ type: event.type, namespace: 'system', data: event.data, timestamp: Date.now() });
       for (const client of wss.clients) if (client.readyState === WebSocket.OPEN) client.send(frame);

@@ -1,25 +1,57 @@
 //! The load tool's clients: real WebSocket connections to any target, reading as cheaply as
 //! possible (no JSON parsing on the hot path unless deliveries are being checked).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::target::Kind;
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<TcpStream>;
 
-/// Opens one authenticated connection and waits until the server says it is ready.
+/// Hands out client source addresses: a loopback server is reached from 127.0.0.1, then .2 and
+/// on, `per_address` connections each, since one source address has only about 28,000 ephemeral
+/// ports towards one server port.
+#[derive(Debug)]
+pub struct Sources {
+    per_address: usize,
+    next: AtomicUsize,
+}
+
+impl Sources {
+    pub fn new(per_address: usize) -> Self {
+        Sources {
+            per_address: per_address.max(1),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The source address for the next connection to `server`; `None` off loopback.
+    pub fn next(&self, server: SocketAddr) -> Option<IpAddr> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) / self.per_address;
+        // 127.0.0.1 ..= 127.0.0.254, then 127.0.1.1 and on: never a .0 or .255 host.
+        let [b, c] = u16::try_from(n / 254).ok()?.to_be_bytes();
+        let d = (n % 254) as u8 + 1;
+        server
+            .ip()
+            .is_loopback()
+            .then_some(IpAddr::V4(Ipv4Addr::new(127, b, c, d)))
+    }
+}
+
+/// Opens one authenticated connection from `source` (if given) and waits until the server says
+/// it is ready.
 pub async fn connect(
     kind: Kind,
     addr: SocketAddr,
+    source: Option<IpAddr>,
     token: &str,
     namespaces: &str,
 ) -> Result<Socket, String> {
@@ -33,7 +65,20 @@ pub async fn connect(
     // tungstenite preallocates (and zeroes on reads) a 128 KiB read buffer by default: with
     // thousands of clients that alone would saturate the load tool.
     let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(source) = source {
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .map_err(|e| format!("binding {source}: {e}"))?;
+    }
+    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .map_err(|e| e.to_string())?;
     if kind.socket_io() {
@@ -143,6 +188,38 @@ fn stamp(text: &str, key: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use super::Sources;
+
+    #[test]
+    fn spreads_loopback_clients_over_source_addresses() {
+        let sources = Sources::new(2);
+        let server: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let first: Vec<IpAddr> = (0..6).map(|_| sources.next(server).unwrap()).collect();
+        let expected: Vec<IpAddr> = [
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.2",
+            "127.0.0.3",
+            "127.0.0.3",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(first, expected);
+
+        // Past 127.0.0.254 comes 127.0.1.1: no network or broadcast-looking host.
+        let sources = Sources::new(1);
+        let all: Vec<IpAddr> = (0..256).map(|_| sources.next(server).unwrap()).collect();
+        assert_eq!(all[253], "127.0.0.254".parse::<IpAddr>().unwrap());
+        assert_eq!(all[254], "127.0.1.1".parse::<IpAddr>().unwrap());
+
+        let remote: SocketAddr = "192.0.2.1:9000".parse().unwrap();
+        assert_eq!(Sources::new(2).next(remote), None);
+    }
+
     #[test]
     fn finds_the_stamp() {
         assert_eq!(

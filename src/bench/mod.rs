@@ -16,7 +16,7 @@ use omnicast::runtime::mint_hs256;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use client::{Check, Socket, Tally};
+use client::{Check, Socket, Sources, Tally};
 pub use target::Kind;
 use target::Target;
 
@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// Where the peers' scripts are (npm-installed).
     #[arg(long, default_value = "bench/peers")]
     peers: PathBuf,
+    /// Client connections per loopback source address (127.0.0.1, then .2 and on): one address
+    /// has about 28,000 ephemeral ports towards one server.
+    #[arg(long, default_value_t = 20_000)]
+    per_source_address: usize,
     /// Divide every client and event count by 10 (a quick smoke run).
     #[arg(long)]
     quick: bool,
@@ -217,7 +221,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     args.runs
                 );
                 let target = Target::start(kind, port, core, &args.peers)?;
-                let metrics = runtime.block_on(measure(&target, scenario))?;
+                let metrics =
+                    runtime.block_on(measure(&target, scenario, args.per_source_address))?;
                 eprintln!(
                     "{:.0} deliveries/s, p99 {:.1} ms, lost {}, wrong {}",
                     metrics.deliveries_per_s,
@@ -246,6 +251,7 @@ struct Clients {
 /// Opens `n` connections, 256 handshakes in flight; `who(i)` gives user, role and namespaces.
 async fn open(
     target: &Target,
+    sources: &Sources,
     n: usize,
     who: impl Fn(usize) -> (String, &'static str, &'static str),
 ) -> Clients {
@@ -255,7 +261,13 @@ async fn open(
             let (user, role, namespaces) = who(i);
             let token = mint_hs256(target::SECRET.as_bytes(), &user, role, 3600);
             let (kind, addr) = (target.kind, target.addr);
-            async move { (i, client::connect(kind, addr, &token, namespaces).await) }
+            let source = sources.next(addr);
+            async move {
+                (
+                    i,
+                    client::connect(kind, addr, source, &token, namespaces).await,
+                )
+            }
         })
         .buffer_unordered(256)
         .collect()
@@ -273,6 +285,20 @@ async fn open(
                 }
             }
         }
+    }
+    let mut used: Vec<_> = sockets
+        .iter()
+        .filter_map(|(_, ws)| ws.get_ref().local_addr().ok())
+        .map(|local| local.ip())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    if used.len() > 1 {
+        eprint!(
+            "{} connections from {} source addresses, ",
+            sockets.len(),
+            used.len()
+        );
     }
     Clients {
         sockets,
@@ -374,8 +400,13 @@ fn maintenance() -> Value {
     json!({ "type": "system:maintenance", "data": { "message": "bench", "scheduledAt": STAMP.parse::<u64>().unwrap() } })
 }
 
-/// Request bodies of `size` events each, serialized ahead of time.
+/// Request bodies of `size` events each, serialized ahead of time; a lone event (not an array)
+/// when `size` is 1.
 fn prepare(events: &[Value], size: usize) -> Vec<String> {
+    if size == 1 {
+        // The publish APIs take a single event as well as a batch.
+        return events.iter().map(Value::to_string).collect();
+    }
     events
         .chunks(size)
         .map(|chunk| serde_json::to_string(chunk).expect("JSON"))
@@ -402,22 +433,30 @@ async fn publish_all(
     .map_err(|e| e.to_string())?
 }
 
-async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String> {
+async fn measure(
+    target: &Target,
+    scenario: &Scenario,
+    per_source_address: usize,
+) -> Result<Metrics, String> {
     let n = scenario.clients;
+    let sources = Sources::new(per_source_address);
     let mut metrics = Metrics::default();
     let rss_before = target.rss();
     let clients = match scenario.load {
         Load::Targeted { .. } => {
-            open(target, n, |i| (format!("cust-{i}"), "customer", "payments")).await
+            open(target, &sources, n, |i| {
+                (format!("cust-{i}"), "customer", "payments")
+            })
+            .await
         }
         Load::Mixed { .. } => {
             // Customers first: their presence events then reach nobody and do not blur the count.
             let roles = ["admin", "manager", "staff", "customer"];
-            let mut customers = open(target, n / 4, |i| {
+            let mut customers = open(target, &sources, n / 4, |i| {
                 (format!("u{}", i * 4 + 3), "customer", "")
             })
             .await;
-            let others = open(target, n - n / 4, |i| {
+            let others = open(target, &sources, n - n / 4, |i| {
                 let i = i + i / 3; // skip every fourth index: those are the customers
                 (format!("u{i}"), roles[i % 4], "")
             })
@@ -434,7 +473,12 @@ async fn measure(target: &Target, scenario: &Scenario) -> Result<Metrics, String
                 elapsed: customers.elapsed + others.elapsed,
             }
         }
-        _ => open(target, n, |i| (format!("admin-{i}"), "admin", "system")).await,
+        _ => {
+            open(target, &sources, n, |i| {
+                (format!("admin-{i}"), "admin", "system")
+            })
+            .await
+        }
     };
     metrics.connected = clients.sockets.len() as f64;
     metrics.failed = clients.failed as f64;

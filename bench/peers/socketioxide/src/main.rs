@@ -1,5 +1,5 @@
 //! Peer for the benchmark: socketioxide, websocket transport, broadcasting each published event
-//! to every client. POST /publish with a JSON array of {type, data}. Connections need
+//! to every client. POST /publish with one {type, data} or a JSON array of them. Connections need
 //! ?token=<HS256 JWT>, verified like omnicast verifies it.
 
 use axum::routing::post;
@@ -31,8 +31,12 @@ async fn main() {
     let app = Router::new()
         .route(
             "/publish",
-            post(move |Json(events): Json<Vec<Value>>| {
+            post(move |Json(body): Json<Value>| {
                 let io = publisher.clone();
+                let events = match body {
+                    Value::Array(events) => events,
+                    event => vec![event],
+                };
                 async move {
                     for event in events {
                         let message = json!({ "type": event["type"], "namespace": "system", "data": event["data"] });
