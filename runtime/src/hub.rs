@@ -3,10 +3,13 @@
 //! per-connection queues.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::Poll;
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
 use indexmap::IndexMap;
 use tokio::sync::Notify;
 
@@ -34,15 +37,18 @@ pub struct ConnectionInfo {
 /// What the hub and a connection's task share: the connection's bounded outbound queue and its
 /// closing state. One allocation per connection, and nothing preallocated: an idle connection
 /// costs a few words here.
+///
+/// One task consumes a mailbox ([`pop`](Self::pop), [`closed`](Self::closed)): a new frame and
+/// a close request both wake that task, through one registered waker, which costs a delivery a
+/// few atomic operations rather than the locks of a waiter list.
 pub struct Mailbox {
     session_id: Box<str>,
     user_id: Arc<str>,
     role: u32,
     capacity: usize,
     frames: Mutex<VecDeque<Utf8Bytes>>,
-    ready: Notify,
     close: OnceLock<CloseReason>,
-    closing: Notify,
+    task: AtomicWaker,
 }
 
 /// The queue is full: the connection is not reading fast enough.
@@ -50,6 +56,24 @@ pub struct Mailbox {
 pub struct Full;
 
 impl Mailbox {
+    fn new(
+        session_id: Box<str>,
+        user_id: Arc<str>,
+        role: u32,
+        capacity: usize,
+        greeting: Option<Utf8Bytes>,
+    ) -> Self {
+        Mailbox {
+            session_id,
+            user_id,
+            role,
+            capacity,
+            frames: Mutex::new(greeting.into_iter().collect()),
+            close: OnceLock::new(),
+            task: AtomicWaker::new(),
+        }
+    }
+
     /// Queues a frame for the connection's writer, unless the queue is full.
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), Full> {
         let mut frames = self.frames.lock().expect("mailbox lock");
@@ -58,7 +82,7 @@ impl Mailbox {
         }
         frames.push_back(frame);
         drop(frames);
-        self.ready.notify_one();
+        self.task.wake();
         Ok(())
     }
 
@@ -75,22 +99,15 @@ impl Mailbox {
     }
 
     /// Waits for the next queued frame.
-    pub async fn pop(&self) -> Utf8Bytes {
-        loop {
-            if let Some(frame) = self.try_pop() {
-                return frame;
-            }
-            // `notify_one` stores a permit when nobody waits, so a push between the check
-            // above and this await is not missed.
-            self.ready.notified().await;
-        }
+    pub fn pop(&self) -> impl Future<Output = Utf8Bytes> + '_ {
+        self.wait_for(Self::try_pop)
     }
 
     /// Asks the connection to close; returns false if it was already closing.
     pub fn close(&self, reason: CloseReason) -> bool {
         let first = self.close.set(reason).is_ok();
         if first {
-            self.closing.notify_waiters();
+            self.task.wake();
         }
         first
     }
@@ -101,16 +118,20 @@ impl Mailbox {
     }
 
     /// Resolves when the connection is asked to close.
-    pub async fn closed(&self) -> CloseReason {
-        loop {
-            let notified = self.closing.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(reason) = self.close_reason() {
-                return reason;
+    pub fn closed(&self) -> impl Future<Output = CloseReason> + '_ {
+        self.wait_for(Self::close_reason)
+    }
+
+    /// Resolves with `check`'s first `Some`, re-checked whenever the consuming task is woken.
+    fn wait_for<T: 'static>(&self, check: fn(&Self) -> Option<T>) -> impl Future<Output = T> + '_ {
+        poll_fn(move |cx| {
+            if let Some(value) = check(self) {
+                return Poll::Ready(value);
             }
-            notified.await;
-        }
+            self.task.register(cx.waker());
+            // Checked again after registering: a push or close in between woke no one.
+            check(self).map_or(Poll::Pending, Poll::Ready)
+        })
     }
 }
 
@@ -247,16 +268,13 @@ impl Hub {
             .users
             .get_key_value(info.user_id.as_str())
             .map_or_else(|| Arc::from(info.user_id.as_str()), |(k, _)| k.clone());
-        let conn = Arc::new(Mailbox {
-            session_id: info.session_id.into(),
-            user_id: user_id.clone(),
-            role: info.role,
-            capacity: self.queue_capacity,
-            frames: Mutex::new(greeting.into_iter().collect()),
-            ready: Notify::new(),
-            close: OnceLock::new(),
-            closing: Notify::new(),
-        });
+        let conn = Arc::new(Mailbox::new(
+            info.session_id.into(),
+            user_id.clone(),
+            info.role,
+            self.queue_capacity,
+            greeting,
+        ));
         let namespaces = info.namespaces & self.namespace_mask();
         for ns in bits(namespaces) {
             let bucket = self.bucket(ns, info.role);
@@ -467,4 +485,74 @@ impl Hub {
 
 fn bits(mask: u64) -> impl Iterator<Item = usize> {
     (0..64).filter(move |i| mask & (1 << i) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Mailbox;
+    use crate::protocol::close;
+
+    fn mailbox() -> Arc<Mailbox> {
+        Arc::new(Mailbox::new("s".into(), Arc::from("u"), 0, 4, None))
+    }
+
+    /// Bounds a wait that must end, so that a lost wake-up fails the test instead of hanging it.
+    async fn bounded<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .expect("a wake-up was lost")
+    }
+
+    #[tokio::test]
+    async fn a_push_from_another_task_wakes_the_waiting_pop() {
+        let mailbox = mailbox();
+        let producer = mailbox.clone();
+        let pushed = tokio::spawn(async move {
+            for frame in ["one", "two"] {
+                tokio::task::yield_now().await;
+                producer.push(frame.into()).unwrap();
+            }
+        });
+        assert_eq!(bounded(mailbox.pop()).await.as_str(), "one");
+        assert_eq!(bounded(mailbox.pop()).await.as_str(), "two");
+        pushed.await.unwrap();
+    }
+
+    /// The connection's reader waits for the close while its writer waits for frames, in one task:
+    /// one registered waker must serve both.
+    #[tokio::test]
+    async fn one_task_waits_for_frames_and_for_the_close_at_once() {
+        let mailbox = mailbox();
+        let other = mailbox.clone();
+        let (saw_close, close_seen) = tokio::sync::oneshot::channel();
+        let sender = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            assert!(other.close(close::SLOW_CONSUMER));
+            // The close alone must wake the task: the frame comes only once it was seen.
+            bounded(close_seen).await.unwrap();
+            other.push("late".into()).unwrap();
+        });
+        let closed = async {
+            let reason = mailbox.closed().await;
+            saw_close.send(()).unwrap();
+            reason
+        };
+        let (frame, reason) = bounded(async { tokio::join!(mailbox.pop(), closed) }).await;
+        assert_eq!((frame.as_str(), reason), ("late", close::SLOW_CONSUMER));
+        sender.await.unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_an_emptied_one_holds_no_memory() {
+        let mailbox = mailbox();
+        for i in 0..4 {
+            mailbox.push(i.to_string().into()).unwrap();
+        }
+        assert_eq!(mailbox.push("5".into()), Err(super::Full));
+        while mailbox.try_pop().is_some() {}
+        assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
+    }
 }
