@@ -247,7 +247,7 @@ proptest! {
         for (i, (c, mailbox)) in conns.iter().zip(&mailboxes).enumerate() {
             let mut got = Vec::new();
             while let Some(frame) = mailbox.try_pop() {
-                let envelope: Value = serde_json::from_str(&frame).unwrap();
+                let envelope: Value = serde_json::from_str(frame.payload()).unwrap();
                 got.push(envelope["id"].as_str().unwrap().to_owned());
             }
             let want: Vec<String> = events

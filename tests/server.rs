@@ -631,10 +631,10 @@ async fn the_publish_api_explains_every_error() {
             "{body}"
         );
     }
-    // Too large a body: 413.
-    let huge =
-        json!({"type": "system:maintenance", "data": {"message": "x".repeat(2 * 1024 * 1024)}})
-            .to_string();
+    // Too large a body: 413. Just over the 1 MiB limit, so the client has written all of it
+    // before the server answers and closes: a body still being written could meet a reset.
+    let huge = json!({"type": "system:maintenance", "data": {"message": "x".repeat(1024 * 1024)}})
+        .to_string();
     assert_eq!(server.post(Some(support::API_KEY), huge).await.0, 413);
 
     // Nothing above was published, not even the valid half of the rejected batch.
@@ -931,4 +931,162 @@ async fn a_client_that_never_reads_again_is_torn_down() {
     .expect("the stuck connection is torn down");
     // And the socket is really closed: reading what was buffered ends in end-of-stream.
     stuck.read_to_end().await;
+}
+
+/// One HTTP/1.1 exchange by hand: the status, the raw head and the JSON body.
+async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(support::WAIT, stream.read(&mut chunk))
+            .await
+            .expect("the server answers in time")
+            .unwrap();
+        buffer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buffer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if n == 0 || text.len() >= end + 4 + length {
+                let status = head[9..12].parse().unwrap();
+                let body = serde_json::from_str(&text[end + 4..]).unwrap_or(Value::Null);
+                return (status, head, body);
+            }
+        }
+        assert!(n > 0, "the server hung up: {text}");
+    }
+}
+
+/// The runtime answers the WebSocket handshake itself: anything but a version-13 upgrade is
+/// refused with what was expected, and a browser's `Connection: keep-alive, Upgrade` is taken,
+/// answered with RFC 6455's accept key.
+#[tokio::test]
+async fn requests_that_are_not_websocket_handshakes_are_refused() {
+    let server = TestServer::start().await;
+    let token = server.token("u", "admin");
+    let request = |headers: &str| {
+        format!("GET /ws?token={token} HTTP/1.1\r\nHost: omnicast.test\r\n{headers}\r\n")
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    let cases = [
+        ("a plain GET", request(""), 426),
+        (
+            "another protocol",
+            request(&format!(
+                "Connection: Upgrade\r\nUpgrade: h2c\r\nSec-WebSocket-Version: 13\r\n{key}"
+            )),
+            426,
+        ),
+        (
+            "version 8",
+            request(&format!("{upgrade}Sec-WebSocket-Version: 8\r\n{key}")),
+            426,
+        ),
+        (
+            "no key",
+            request(&format!("{upgrade}Sec-WebSocket-Version: 13\r\n")),
+            400,
+        ),
+    ];
+    for (case, request, expected) in cases {
+        let (status, head, body) = exchange(server.addr, &request).await;
+        assert_eq!(status, expected, "{case}: {head}");
+        assert_eq!(body["error"], "not_websocket", "{case}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{case}"
+        );
+        if expected == 426 {
+            assert!(head.contains("sec-websocket-version: 13"), "{case}: {head}");
+        }
+    }
+
+    let browser = request(&format!(
+        "Connection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n{key}"
+    ));
+    let (status, head, _) = exchange(server.addr, &browser).await;
+    assert_eq!(status, 101, "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+}
+
+/// Protocol-level pings are answered with the same payload, and a text message split into
+/// continuation frames is handled as one.
+#[tokio::test]
+async fn pings_are_answered_and_fragmented_messages_reassembled() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let server = TestServer::start().await;
+    let mut client = server.connect("u", "admin", &[]).await;
+    client
+        .ws
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = loop {
+        let message = tokio::time::timeout(support::WAIT, client.ws.next())
+            .await
+            .expect("a pong in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Pong(payload) = message {
+            break payload;
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+
+    let text = r#"{"type": "ping", "id": "in three parts"}"#;
+    let parts = [
+        (&text[..5], OpCode::Data(Data::Text), false),
+        (&text[5..20], OpCode::Data(Data::Continue), false),
+        (&text[20..], OpCode::Data(Data::Continue), true),
+    ];
+    for (part, opcode, last) in parts {
+        let frame = Frame::message(part.as_bytes().to_vec(), opcode, last);
+        client.ws.send(Message::Frame(frame)).await.unwrap();
+    }
+    assert_eq!(
+        client.next_json().await,
+        json!({"type": "pong", "id": "in three parts"})
+    );
+}
+
+/// Far more than the socket buffers hold, queued while the client does not read: the server
+/// writes as the client reads, resuming partly written frames, and every event arrives whole
+/// and in order (frames of 126..=65535 and of more than 65535 bytes among them).
+#[tokio::test]
+async fn a_backlog_larger_than_the_socket_buffers_arrives_whole_and_in_order() {
+    let mut config = support::config();
+    config.queue_capacity = 4096;
+    let server = TestServer::with(config).await;
+    let mut client = server.connect("reader", "admin", &["system"]).await;
+    let sizes = [20_000, 300, 70_000, 40];
+    let message = |seq: usize| format!("{seq:06}{}", "x".repeat(sizes[seq % sizes.len()]));
+    let total = 1_000;
+    for batch in (0..total).collect::<Vec<_>>().chunks(25) {
+        let events: Vec<Value> = batch
+            .iter()
+            .map(|&seq| json!({"type": "system:maintenance", "data": {"message": message(seq)}}))
+            .collect();
+        let (status, body) = server
+            .post(Some(support::API_KEY), Value::from(events).to_string())
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    for seq in 0..total {
+        let event = client.next_json().await;
+        assert_eq!(event["data"]["message"], message(seq), "event {seq}");
+    }
 }

@@ -1,45 +1,49 @@
-//! One WebSocket connection: a writer task that owns the socket's sending half (event frames in
-//! batches, heartbeats, the close frame) and a reader loop for client messages.
+//! One WebSocket connection, served by one task that reads and writes the upgraded socket itself.
+//!
+//! Outgoing event frames are written exactly as the hub encoded them, many per vectored write:
+//! no per-recipient framing, copying or locking. Client frames are parsed by tungstenite's
+//! [`WebSocketContext`], which also writes the protocol's own replies (pong, the close handshake);
+//! those go to a small buffer that is written between whole event frames, so frames never
+//! interleave on the wire.
 
+use std::future::poll_fn;
+use std::io::{self, IoSlice, Read, Write};
+use std::mem;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio::time::Instant;
+use bytes::{Buf, Bytes};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, protocol::WebSocketContext};
 
 use crate::auth::Identity;
 use crate::catalog::PresenceTrigger;
+use crate::frame::{self, Frame};
 use crate::hub::{ConnId, ConnectionInfo, Mailbox};
-use crate::protocol::{ClientMessage, ControlMessage, close};
+use crate::protocol::{ClientMessage, CloseReason, ControlMessage, close};
 use crate::publication::now_ms;
 use crate::role::RoleMask;
 use crate::server::AppState;
 
-/// Frames written before one flush.
+/// The upgraded socket.
+pub(crate) type Socket = TokioIo<Upgraded>;
+
+/// Frames handed to one vectored write.
 const BATCH: usize = 64;
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves one upgraded connection until it closes.
-///
-/// The socket is split before the future is built: an async fn keeps its arguments for its whole
-/// life, and the unsplit socket would cost every idle connection several hundred bytes.
-pub(crate) fn run(
-    socket: WebSocket,
-    state: Arc<AppState>,
-    identity: Identity,
-    namespaces: u64,
-) -> impl std::future::Future<Output = ()> + Send {
-    let (sink, stream) = socket.split();
-    serve(sink, stream, state, identity, namespaces)
-}
-
-async fn serve(
-    sink: SplitSink<WebSocket, Message>,
-    stream: SplitStream<WebSocket>,
+pub(crate) async fn run(
+    socket: Socket,
+    config: WebSocketConfig,
     state: Arc<AppState>,
     identity: Identity,
     namespaces: u64,
@@ -59,7 +63,7 @@ async fn serve(
             role: identity.role,
             namespaces,
         },
-        Some(ready.to_json().into()),
+        Some(Frame::text(&ready.to_json())),
     );
     let id = registration.id;
     let mailbox = registration.mailbox;
@@ -72,23 +76,29 @@ async fn serve(
         );
     }
     tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
-    let last_seen = AtomicU64::new(now_ms());
 
     let expires_at = identity
         .expires_at
         .map(|exp| Instant::now() + Duration::from_millis((exp * 1000).saturating_sub(now_ms())));
-    // Reader and writer share this task: one task per connection, and neither can outlive the
-    // other (both end within the close grace period once the connection closes).
-    let timers = Timers {
+    let mut connection = Connection {
+        socket,
+        ws: WebSocketContext::new(Role::Server, Some(config)),
+        replies: Vec::new(),
+        unsent: Vec::new(),
+        phase: Phase::Open,
+        reading: Reading::Frames,
+        mailbox: &mailbox,
+        state: &state,
+        id,
+        last_seen: now_ms(),
         heartbeat: state.config.heartbeat_interval,
         idle_timeout: state.config.idle_timeout,
         expires_at,
-        last_seen: &last_seen,
     };
-    tokio::join!(
-        write(sink, &mailbox, timers),
-        read(stream, &state, id, &mailbox, &last_seen),
-    );
+    let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
+    tokio::pin!(timer);
+    poll_fn(|cx| connection.poll(cx, timer.as_mut())).await;
+    drop(connection);
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user
@@ -120,155 +130,326 @@ fn names(state: &AppState, mask: u64) -> Vec<String> {
     names.into_iter().map(str::to_owned).collect()
 }
 
-struct Timers<'a> {
+enum Phase {
+    /// Events flow.
+    Open,
+    /// The close frame is queued or sent (or the peer's answered): no more events; waiting, at
+    /// most the grace period, for the peer's close frame or the end of the stream.
+    Closing,
+}
+
+enum Reading {
+    /// Client frames, parsed by tungstenite.
+    Frames,
+    /// The stream broke off mid-frame (a protocol error, an oversized message): bytes are read
+    /// and dropped until the peer closes, so that closing the socket with unread data does not
+    /// reset the connection before the peer has read the close frame.
+    Discarding,
+    /// The peer sends nothing more: the close handshake is complete.
+    Done,
+}
+
+struct Connection<'a> {
+    socket: Socket,
+    ws: WebSocketContext,
+    /// Protocol frames tungstenite wrote (pongs, the close handshake) and heartbeat pings.
+    replies: Vec<u8>,
+    /// Frames the socket has not taken yet, the first perhaps partly written. Empty (and holding
+    /// no memory) unless the client reads slower than events arrive.
+    unsent: Vec<Bytes>,
+    phase: Phase,
+    reading: Reading,
+    mailbox: &'a Mailbox,
+    state: &'a AppState,
+    id: ConnId,
+    /// When the client last sent anything, in milliseconds since the epoch.
+    last_seen: u64,
     heartbeat: Duration,
     idle_timeout: Duration,
     expires_at: Option<Instant>,
-    last_seen: &'a AtomicU64,
 }
 
-/// Owns the sending half: queued frames (events and replies, in order) in batches with one flush
-/// each; pings on every heartbeat; the close frame when the connection is asked to close.
-async fn write(mut sink: SplitSink<WebSocket, Message>, mailbox: &Mailbox, timers: Timers<'_>) {
-    // One timer for both the next heartbeat and the token's expiry: the earlier of the two.
-    let deadline = |next_ping: Instant| timers.expires_at.map_or(next_ping, |e| e.min(next_ping));
-    let timer = tokio::time::sleep_until(deadline(Instant::now() + timers.heartbeat));
-    tokio::pin!(timer);
-    let reason = loop {
-        enum Step {
-            Frame(Utf8Bytes),
-            Ping,
-        }
-        let step = tokio::select! {
-            biased;
-            reason = mailbox.closed() => break reason,
-            frame = mailbox.pop() => Step::Frame(frame),
-            () = &mut timer => {
-                let now = Instant::now();
-                if timers.expires_at.is_some_and(|at| now >= at) {
-                    break close::TOKEN_EXPIRED;
-                }
-                let idle = now_ms().saturating_sub(timers.last_seen.load(Ordering::Relaxed));
-                if idle > timers.idle_timeout.as_millis() as u64 {
-                    break close::IDLE_TIMEOUT;
-                }
-                timer.as_mut().reset(deadline(now + timers.heartbeat));
-                Step::Ping
-            }
-        };
-        let write = async {
-            match step {
-                Step::Ping => sink.send(Message::Ping(Default::default())).await,
-                Step::Frame(first) => {
-                    sink.feed(Message::Text(first)).await?;
-                    for _ in 1..BATCH {
-                        let Some(frame) = mailbox.try_pop() else {
-                            break;
-                        };
-                        sink.feed(Message::Text(frame)).await?;
-                    }
-                    sink.flush().await
+impl Connection<'_> {
+    /// Does all the work there is; `Ready` once the connection is over.
+    ///
+    /// Before it returns `Pending`, every source of more work has this task's waker: the mailbox
+    /// (registered first, so a frame queued while this runs is not missed), the socket (a read
+    /// or a write that would block), and the timer.
+    fn poll(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Poll<()> {
+        loop {
+            if let Phase::Open = self.phase {
+                self.mailbox.register(cx.waker());
+                if let Some(reason) = self.mailbox.close_reason() {
+                    self.begin_close(cx, reason);
+                    timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
                 }
             }
-        };
-        // A write waits while the client is not reading; a close request (a full queue, above
-        // all) must not wait behind it.
-        let result = tokio::select! {
-            biased;
-            reason = mailbox.closed() => break reason,
-            result = write => result,
-        };
-        if result.is_err() {
-            // The socket is gone; nothing more can be written.
-            mailbox.close(close::PROTOCOL_ERROR);
-            return;
-        }
-    };
-    // First reason wins: if another close was already under way, that one is sent.
-    mailbox.close(reason);
-    let reason = mailbox.close_reason().unwrap_or(reason);
-    // A client that never reads again cannot take the close frame: give up after the grace period.
-    // Boxed: the close handshake happens once, and keeping its timer out of the idle state keeps
-    // every connection's task smaller.
-    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
-        if reason != close::NORMAL {
-            let frame = CloseFrame {
-                code: reason.code,
-                reason: reason.reason.into(),
+            let read = match self.poll_read(cx) {
+                Ok(progress) => progress,
+                Err(Gone) => {
+                    // The peer vanished without a close handshake: nothing more can be sent.
+                    self.mailbox.close(close::NORMAL);
+                    return Poll::Ready(());
+                }
             };
-            let _ = sink.send(Message::Close(Some(frame))).await;
+            match self.poll_write(cx) {
+                Poll::Ready(Err(err)) => {
+                    tracing::debug!(%err, "write failed");
+                    self.mailbox.close(close::PROTOCOL_ERROR);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(())) => {
+                    if let (Phase::Closing, Reading::Done) = (&self.phase, &self.reading) {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending => {}
+            }
+            if read {
+                // What was read may have asked for the close or ended the reading.
+                continue;
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match self.phase {
+                // A client that never reads again cannot take the close frame.
+                Phase::Closing => return Poll::Ready(()),
+                Phase::Open => {
+                    let now = Instant::now();
+                    self.tick(now);
+                    timer.as_mut().reset(self.next_tick(now));
+                }
+            }
         }
-        // For a client-initiated close the library has answered already; this completes it.
-        let _ = sink.close().await;
-    }))
-    .await;
-}
+    }
 
-/// Reads client messages until the client closes, the socket fails, or the connection is asked
-/// to close (then keeps reading, for at most the grace period, until the peer's close arrives).
-async fn read(
-    mut stream: SplitStream<WebSocket>,
-    state: &AppState,
-    id: ConnId,
-    mailbox: &Mailbox,
-    last_seen: &AtomicU64,
-) {
-    loop {
-        let message = tokio::select! {
-            biased;
-            _ = mailbox.closed() => break,
-            message = stream.next() => message,
+    /// The next heartbeat, or the token's expiry if that comes first.
+    fn next_tick(&self, now: Instant) -> Instant {
+        let ping = now + self.heartbeat;
+        self.expires_at.map_or(ping, |at| at.min(ping))
+    }
+
+    /// Heartbeat time: close an expired or idle connection, or ping it.
+    fn tick(&mut self, now: Instant) {
+        if self.expires_at.is_some_and(|at| now >= at) {
+            self.mailbox.close(close::TOKEN_EXPIRED);
+        } else if now_ms().saturating_sub(self.last_seen) > self.idle_timeout.as_millis() as u64 {
+            self.mailbox.close(close::IDLE_TIMEOUT);
+        } else {
+            self.replies.extend_from_slice(frame::ping());
+        }
+    }
+
+    /// Stops taking events and queues the close frame (first reason wins). If the peer closed
+    /// first, tungstenite has queued its answer already and sends no other.
+    fn begin_close(&mut self, cx: &mut Context<'_>, reason: CloseReason) {
+        self.phase = Phase::Closing;
+        let frame = CloseFrame {
+            code: reason.code.into(),
+            reason: reason.reason.into(),
         };
-        last_seen.store(now_ms(), Ordering::Relaxed);
+        let mut io = Io {
+            socket: &mut self.socket,
+            cx,
+            replies: &mut self.replies,
+        };
+        // Errors here only say the connection is already closed.
+        let _ = self.ws.close(&mut io, Some(frame));
+    }
+
+    /// Reads and handles whatever the client sent; `Ok(true)` if that changed anything.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, Gone> {
+        match self.reading {
+            Reading::Done => Ok(false),
+            Reading::Discarding => {
+                let mut scratch = [0u8; 256];
+                loop {
+                    let mut buf = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                            self.reading = Reading::Done;
+                            return Ok(true);
+                        }
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => {
+                            self.reading = Reading::Done;
+                            return Ok(true);
+                        }
+                        Poll::Pending => return Ok(false),
+                    }
+                }
+            }
+            Reading::Frames => {
+                let mut progress = false;
+                loop {
+                    let mut io = Io {
+                        socket: &mut self.socket,
+                        cx,
+                        replies: &mut self.replies,
+                    };
+                    match self.ws.read(&mut io) {
+                        Ok(message) => {
+                            self.last_seen = now_ms();
+                            self.on_message(message);
+                            progress = true;
+                        }
+                        Err(WsError::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(progress);
+                        }
+                        // The close handshake is complete; tungstenite's answer is in `replies`.
+                        Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                            self.reading = Reading::Done;
+                            return Ok(true);
+                        }
+                        Err(
+                            WsError::Io(_)
+                            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                        ) => return Err(Gone),
+                        Err(err) => {
+                            tracing::debug!(%err, "read failed");
+                            self.mailbox.close(match err {
+                                WsError::Capacity(_) => close::MESSAGE_TOO_BIG,
+                                _ => close::PROTOCOL_ERROR,
+                            });
+                            self.reading = Reading::Discarding;
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, message: Message) {
         let reply = match message {
-            None => {
-                mailbox.close(close::NORMAL);
-                return;
-            }
-            Some(Err(err)) => {
-                tracing::debug!(%err, "read failed");
-                mailbox.close(if is_capacity_error(err) {
-                    close::MESSAGE_TOO_BIG
-                } else {
-                    close::PROTOCOL_ERROR
-                });
-                break;
-            }
-            Some(Ok(Message::Text(text))) => handle(state, id, &text),
-            Some(Ok(Message::Binary(_))) => Some(ControlMessage::error(
+            Message::Text(text) => handle(self.state, self.id, &text),
+            Message::Binary(_) => Some(ControlMessage::error(
                 "binary_not_supported",
                 "binary frames are not supported; send JSON text",
             )),
-            Some(Ok(Message::Close(_))) => {
-                mailbox.close(close::NORMAL);
-                break;
+            Message::Close(_) => {
+                self.mailbox.close(close::NORMAL);
+                None
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
         };
+        // Replies queue behind the events already queued, like any frame.
         if let Some(reply) = reply
-            && mailbox.push(reply.to_json().into()).is_err()
+            && self.mailbox.push(Frame::text(&reply.to_json())).is_err()
         {
             // The client sends faster than it reads its replies.
-            mailbox.close(close::SLOW_CONSUMER);
+            self.mailbox.close(close::SLOW_CONSUMER);
         }
     }
-    // Drain until the peer's close frame (or the end of the stream), so the handshake completes.
-    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(Ok(message)) = stream.next().await {
-            if matches!(message, Message::Close(_)) {
-                // Keep polling: the library sends its queued reply while the stream is read.
-                continue;
+
+    /// Writes protocol replies and (while open) queued event frames until there are none left
+    /// (`Ready(Ok)`) or the socket is full (`Pending`).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.unsent.is_empty() {
+            let written = ready!(write_frames(&mut self.socket, cx, &mut self.unsent))?;
+            self.unsent.drain(..written);
+        }
+        // Whatever a burst grew is given back.
+        self.unsent = Vec::new();
+        loop {
+            let mut batch: [Bytes; BATCH] = std::array::from_fn(|_| Bytes::new());
+            let mut count = 0;
+            if !self.replies.is_empty() {
+                batch[0] = Bytes::from(mem::take(&mut self.replies));
+                count = 1;
+            }
+            // No event may follow a close frame: none is taken once the close is asked for.
+            if let Phase::Open = self.phase
+                && self.mailbox.close_reason().is_none()
+            {
+                while count < BATCH
+                    && let Some(frame) = self.mailbox.try_pop()
+                {
+                    batch[count] = frame.into_bytes();
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let mut frames = &mut batch[..count];
+            while !frames.is_empty() {
+                match write_frames(&mut self.socket, cx, frames) {
+                    Poll::Ready(Ok(written)) => frames = &mut frames[written..],
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => {
+                        self.unsent = frames.iter_mut().map(mem::take).collect();
+                        return Poll::Pending;
+                    }
+                }
             }
         }
-    }))
-    .await;
+    }
 }
 
-/// Whether a read failed because a frame or message exceeded the configured limit.
-fn is_capacity_error(err: axum::Error) -> bool {
-    err.into_inner()
-        .downcast::<tokio_tungstenite::tungstenite::Error>()
-        .is_ok_and(|err| matches!(*err, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+/// The peer is gone without a close handshake.
+struct Gone;
+
+/// One vectored write of `frames`, in order. Returns how many were written whole; a partly
+/// written one is advanced past what was written.
+fn write_frames(
+    socket: &mut Socket,
+    cx: &mut Context<'_>,
+    frames: &mut [Bytes],
+) -> Poll<io::Result<usize>> {
+    let mut written = {
+        let mut slices = [IoSlice::new(&[]); BATCH];
+        let count = frames.len().min(BATCH);
+        for (slice, frame) in slices.iter_mut().zip(&frames[..count]) {
+            *slice = IoSlice::new(frame);
+        }
+        ready!(Pin::new(&mut *socket).poll_write_vectored(cx, &slices[..count]))?
+    };
+    if written == 0 {
+        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+    }
+    let mut whole = 0;
+    while written > 0 {
+        let len = frames[whole].len();
+        if written < len {
+            frames[whole].advance(written);
+            break;
+        }
+        written -= len;
+        whole += 1;
+    }
+    Poll::Ready(Ok(whole))
+}
+
+/// The socket as tungstenite's blocking-style `Read + Write` sees it: reads that would wait say
+/// `WouldBlock` (and leave this task's waker with the socket); writes go to `replies`.
+struct Io<'s, 'c, 'w> {
+    socket: &'s mut Socket,
+    cx: &'c mut Context<'w>,
+    replies: &'s mut Vec<u8>,
+}
+
+impl Read for Io<'_, '_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut *self.socket).poll_read(self.cx, &mut buf) {
+            Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+            Poll::Ready(Err(err)) => Err(err),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Io<'_, '_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.replies.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Handles one text message; returns the reply.

@@ -6,14 +6,14 @@ use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::task::AtomicWaker;
 use indexmap::IndexMap;
 use tokio::sync::Notify;
 
 use crate::catalog::Catalog;
+use crate::frame::Frame;
 use crate::protocol::{CloseReason, close};
 use crate::publication::Publication;
 use crate::role::RoleMask;
@@ -46,7 +46,7 @@ pub struct Mailbox {
     user_id: Arc<str>,
     role: u32,
     capacity: usize,
-    frames: Mutex<VecDeque<Utf8Bytes>>,
+    frames: Mutex<VecDeque<Frame>>,
     close: OnceLock<CloseReason>,
     task: AtomicWaker,
 }
@@ -61,7 +61,7 @@ impl Mailbox {
         user_id: Arc<str>,
         role: u32,
         capacity: usize,
-        greeting: Option<Utf8Bytes>,
+        greeting: Option<Frame>,
     ) -> Self {
         Mailbox {
             session_id,
@@ -75,7 +75,7 @@ impl Mailbox {
     }
 
     /// Queues a frame for the connection's writer, unless the queue is full.
-    pub fn push(&self, frame: Utf8Bytes) -> Result<(), Full> {
+    pub fn push(&self, frame: Frame) -> Result<(), Full> {
         let mut frames = self.frames.lock().expect("mailbox lock");
         if frames.len() >= self.capacity {
             return Err(Full);
@@ -87,7 +87,7 @@ impl Mailbox {
     }
 
     /// The next queued frame, if any.
-    pub fn try_pop(&self) -> Option<Utf8Bytes> {
+    pub fn try_pop(&self) -> Option<Frame> {
         let mut frames = self.frames.lock().expect("mailbox lock");
         let frame = frames.pop_front();
         // An empty queue holds no memory: idle connections stay small, and a burst's growth is
@@ -98,8 +98,15 @@ impl Mailbox {
         frame
     }
 
+    /// Leaves `waker` to be woken by the next push or close request: how a consumer that polls by
+    /// hand ([`try_pop`](Self::try_pop), [`close_reason`](Self::close_reason)) waits. Register
+    /// first, then check, so that nothing pushed in between goes unnoticed.
+    pub fn register(&self, waker: &Waker) {
+        self.task.register(waker);
+    }
+
     /// Waits for the next queued frame.
-    pub fn pop(&self) -> impl Future<Output = Utf8Bytes> + '_ {
+    pub fn pop(&self) -> impl Future<Output = Frame> + '_ {
         self.wait_for(Self::try_pop)
     }
 
@@ -260,7 +267,7 @@ impl Hub {
     ///
     /// # Panics
     /// When `info.role` is not a role index of the catalog.
-    pub fn register_with(&self, info: ConnectionInfo, greeting: Option<Utf8Bytes>) -> Registration {
+    pub fn register_with(&self, info: ConnectionInfo, greeting: Option<Frame>) -> Registration {
         assert!((info.role as usize) < self.roles, "role index out of range");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.registry.write().expect("hub lock");
@@ -492,7 +499,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::Mailbox;
+    use super::{Frame, Mailbox};
     use crate::protocol::close;
 
     fn mailbox() -> Arc<Mailbox> {
@@ -513,11 +520,11 @@ mod tests {
         let pushed = tokio::spawn(async move {
             for frame in ["one", "two"] {
                 tokio::task::yield_now().await;
-                producer.push(frame.into()).unwrap();
+                producer.push(Frame::text(frame)).unwrap();
             }
         });
-        assert_eq!(bounded(mailbox.pop()).await.as_str(), "one");
-        assert_eq!(bounded(mailbox.pop()).await.as_str(), "two");
+        assert_eq!(bounded(mailbox.pop()).await.payload(), "one");
+        assert_eq!(bounded(mailbox.pop()).await.payload(), "two");
         pushed.await.unwrap();
     }
 
@@ -533,7 +540,7 @@ mod tests {
             assert!(other.close(close::SLOW_CONSUMER));
             // The close alone must wake the task: the frame comes only once it was seen.
             bounded(close_seen).await.unwrap();
-            other.push("late".into()).unwrap();
+            other.push(Frame::text("late")).unwrap();
         });
         let closed = async {
             let reason = mailbox.closed().await;
@@ -541,7 +548,7 @@ mod tests {
             reason
         };
         let (frame, reason) = bounded(async { tokio::join!(mailbox.pop(), closed) }).await;
-        assert_eq!((frame.as_str(), reason), ("late", close::SLOW_CONSUMER));
+        assert_eq!((frame.payload(), reason), ("late", close::SLOW_CONSUMER));
         sender.await.unwrap();
     }
 
@@ -549,9 +556,9 @@ mod tests {
     fn a_full_queue_refuses_and_an_emptied_one_holds_no_memory() {
         let mailbox = mailbox();
         for i in 0..4 {
-            mailbox.push(i.to_string().into()).unwrap();
+            mailbox.push(Frame::text(&i.to_string())).unwrap();
         }
-        assert_eq!(mailbox.push("5".into()), Err(super::Full));
+        assert_eq!(mailbox.push(Frame::text("5")), Err(super::Full));
         while mailbox.try_pop().is_some() {}
         assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
     }

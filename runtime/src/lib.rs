@@ -13,6 +13,7 @@ mod catalog;
 mod connection;
 mod emit;
 mod event;
+mod frame;
 mod http;
 mod hub;
 pub mod protocol;
@@ -29,6 +30,7 @@ pub use catalog::{
 };
 pub use emit::{Emit, EmitOptions, EventSink};
 pub use event::{Event, EventDescriptor, OutgoingEvent, percent_change};
+pub use frame::Frame;
 pub use http::ApiError;
 pub use hub::{ConnId, ConnectionInfo, Full, Hub, HubStats, Mailbox, Registration, Unregistered};
 pub use publication::{IdGenerator, Publication, now_ms};

@@ -1,10 +1,10 @@
 //! A published event: id and timestamp fixed, the client envelope serialized once.
 
-use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::event::OutgoingEvent;
+use crate::frame::Frame;
 
 /// An event on its way to the hub(s): routing facts plus the frame every recipient gets.
 #[derive(Debug, Clone)]
@@ -15,8 +15,9 @@ pub struct Publication {
     pub timestamp: u64,
     /// Descriptor, owner, target roles and options: what filtering reads.
     pub event: OutgoingEvent,
-    /// `{type, namespace, data, timestamp, id}` as JSON text, shared by every recipient.
-    pub frame: Utf8Bytes,
+    /// `{type, namespace, data, timestamp, id}` as a WebSocket text frame, shared by every
+    /// recipient.
+    pub frame: Frame,
 }
 
 #[derive(Serialize)]
@@ -40,13 +41,12 @@ impl Publication {
             timestamp,
             id: &id,
         };
-        let frame =
-            serde_json::to_string(&envelope).expect("an envelope of JSON values serializes");
+        let json = serde_json::to_string(&envelope).expect("an envelope of JSON values serializes");
         Publication {
             id,
             timestamp,
             event,
-            frame: frame.into(),
+            frame: Frame::text(&json),
         }
     }
 }

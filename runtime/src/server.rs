@@ -9,16 +9,20 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{AuthError, Authenticator, JwtConfig, KeyError};
 use crate::broker::{Broker, InMemoryBroker};
@@ -33,8 +37,6 @@ use crate::role::RoleMask;
 
 /// Bytes read from a socket at a time, preallocated per connection.
 const READ_BUFFER: usize = 256;
-/// Bytes buffered before a write reaches the socket (a flush writes sooner).
-const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
@@ -210,9 +212,10 @@ struct ConnectParams {
 async fn upgrade(
     State(state): State<Arc<AppState>>,
     Query(params): Query<ConnectParams>,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let headers = &parts.headers;
     if state.shutting_down.load(Ordering::SeqCst) {
         return ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -234,7 +237,7 @@ async fn upgrade(
             json!({ "error": "origin_not_allowed", "message": "this origin may not connect" });
         return (StatusCode::FORBIDDEN, Json(body)).into_response();
     }
-    let token = http::bearer(&headers).or(params.token.as_deref());
+    let token = http::bearer(headers).or(params.token.as_deref());
     let identity = match token {
         None => return AuthError::Missing.into_response(),
         Some(token) => match state.auth.verify(token) {
@@ -256,21 +259,97 @@ async fn upgrade(
             }
         },
     };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => {
-            let body = json!({ "error": "not_websocket", "message": rejection.body_text() });
-            return (rejection.status(), Json(body)).into_response();
-        }
+    let accept = match accept_key(&parts) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return NotWebSocket::UPGRADE_REQUIRED.into_response();
     };
     let limit = state.config.max_message_bytes;
-    // Clients send little; a small read buffer (tungstenite preallocates 128 KiB by default)
-    // keeps idle connections cheap. Writes go out at 16 KiB or at each batch's flush.
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| connection::run(socket, state, identity, namespaces))
+    // Clients send little: a small read buffer (tungstenite preallocates 128 KiB by default)
+    // keeps idle connections cheap.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                connection::run(TokioIo::new(upgraded), config, state, identity, namespaces).await;
+            }
+            Err(err) => tracing::debug!(%err, "upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// Why a request to `/ws` is not a WebSocket handshake this server takes (RFC 6455, 4.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NotWebSocket {
+    status: StatusCode,
+    message: &'static str,
+}
+
+impl NotWebSocket {
+    const UPGRADE_REQUIRED: NotWebSocket = NotWebSocket {
+        status: StatusCode::UPGRADE_REQUIRED,
+        message: "this endpoint takes WebSocket (version 13) upgrades over HTTP/1.1",
+    };
+}
+
+impl IntoResponse for NotWebSocket {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": "not_websocket", "message": self.message });
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UPGRADE_REQUIRED {
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        response
+    }
+}
+
+/// Checks the handshake's headers and answers its key.
+fn accept_key(parts: &Parts) -> Result<HeaderValue, NotWebSocket> {
+    let lists = |name| {
+        parts
+            .headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+    };
+    if !lists(header::CONNECTION).any(|token| token.eq_ignore_ascii_case("upgrade"))
+        || !lists(header::UPGRADE).any(|token| token.eq_ignore_ascii_case("websocket"))
+    {
+        return Err(NotWebSocket::UPGRADE_REQUIRED);
+    }
+    if parts.headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+        return Err(NotWebSocket::UPGRADE_REQUIRED);
+    }
+    let key = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(NotWebSocket {
+            status: StatusCode::BAD_REQUEST,
+            message: "the Sec-WebSocket-Key header is missing",
+        })?;
+    Ok(
+        HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .expect("base64 is a valid header"),
+    )
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

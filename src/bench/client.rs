@@ -33,16 +33,16 @@ impl Sources {
         }
     }
 
-    /// The source address for the next connection to `server`; `None` off loopback.
+    /// The source address to bind the next connection to `server` to: `None` for the first
+    /// `per_address` (the kernel picks 127.0.0.1 itself, and a port by the whole address pair,
+    /// whereas binding first picks a port alone, slowly once thousands are in TIME_WAIT), then
+    /// 127.0.0.2, .3 and on. Always `None` off loopback.
     pub fn next(&self, server: SocketAddr) -> Option<IpAddr> {
         let n = self.next.fetch_add(1, Ordering::Relaxed) / self.per_address;
         // 127.0.0.1 ..= 127.0.0.254, then 127.0.1.1 and on: never a .0 or .255 host.
         let [b, c] = u16::try_from(n / 254).ok()?.to_be_bytes();
         let d = (n % 254) as u8 + 1;
-        server
-            .ip()
-            .is_loopback()
-            .then_some(IpAddr::V4(Ipv4Addr::new(127, b, c, d)))
+        (n > 0 && server.ip().is_loopback()).then_some(IpAddr::V4(Ipv4Addr::new(127, b, c, d)))
     }
 }
 
@@ -196,25 +196,25 @@ mod tests {
     fn spreads_loopback_clients_over_source_addresses() {
         let sources = Sources::new(2);
         let server: SocketAddr = "127.0.0.1:9000".parse().unwrap();
-        let first: Vec<IpAddr> = (0..6).map(|_| sources.next(server).unwrap()).collect();
-        let expected: Vec<IpAddr> = [
-            "127.0.0.1",
-            "127.0.0.1",
-            "127.0.0.2",
-            "127.0.0.2",
-            "127.0.0.3",
-            "127.0.0.3",
+        let first: Vec<Option<IpAddr>> = (0..6).map(|_| sources.next(server)).collect();
+        let expected: Vec<Option<IpAddr>> = [
+            None,
+            None,
+            Some("127.0.0.2"),
+            Some("127.0.0.2"),
+            Some("127.0.0.3"),
+            Some("127.0.0.3"),
         ]
         .iter()
-        .map(|a| a.parse().unwrap())
+        .map(|a| a.map(|a| a.parse().unwrap()))
         .collect();
         assert_eq!(first, expected);
 
         // Past 127.0.0.254 comes 127.0.1.1: no network or broadcast-looking host.
         let sources = Sources::new(1);
-        let all: Vec<IpAddr> = (0..256).map(|_| sources.next(server).unwrap()).collect();
-        assert_eq!(all[253], "127.0.0.254".parse::<IpAddr>().unwrap());
-        assert_eq!(all[254], "127.0.1.1".parse::<IpAddr>().unwrap());
+        let all: Vec<Option<IpAddr>> = (0..256).map(|_| sources.next(server)).collect();
+        assert_eq!(all[253], Some("127.0.0.254".parse::<IpAddr>().unwrap()));
+        assert_eq!(all[254], Some("127.0.1.1".parse::<IpAddr>().unwrap()));
 
         let remote: SocketAddr = "192.0.2.1:9000".parse().unwrap();
         assert_eq!(Sources::new(2).next(remote), None);
