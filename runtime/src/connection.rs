@@ -363,12 +363,7 @@ impl Connection<'_> {
             if let Phase::Open = self.phase
                 && self.mailbox.close_reason().is_none()
             {
-                while count < BATCH
-                    && let Some(frame) = self.mailbox.try_pop()
-                {
-                    batch[count] = frame.into_bytes();
-                    count += 1;
-                }
+                count += self.mailbox.pop_into(&mut batch[count..]);
             }
             if count == 0 {
                 return Poll::Ready(Ok(()));

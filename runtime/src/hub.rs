@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Poll, Waker};
 
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use indexmap::IndexMap;
 use tokio::sync::Notify;
@@ -90,12 +91,20 @@ impl Mailbox {
     pub fn try_pop(&self) -> Option<Frame> {
         let mut frames = self.frames.lock().expect("mailbox lock");
         let frame = frames.pop_front();
-        // An empty queue holds no memory: idle connections stay small, and a burst's growth is
-        // given back once it has been written.
-        if frames.is_empty() {
-            frames.shrink_to_fit();
-        }
+        release_if_empty(&mut frames);
         frame
+    }
+
+    /// Moves up to `out.len()` queued frames, in order, into the front of `out` (one lock for a
+    /// whole batch); returns how many.
+    pub(crate) fn pop_into(&self, out: &mut [Bytes]) -> usize {
+        let mut frames = self.frames.lock().expect("mailbox lock");
+        let count = frames.len().min(out.len());
+        for (slot, frame) in out.iter_mut().zip(frames.drain(..count)) {
+            *slot = frame.into_bytes();
+        }
+        release_if_empty(&mut frames);
+        count
     }
 
     /// Leaves `waker` to be woken by the next push or close request: how a consumer that polls by
@@ -139,6 +148,14 @@ impl Mailbox {
             // Checked again after registering: a push or close in between woke no one.
             check(self).map_or(Poll::Pending, Poll::Ready)
         })
+    }
+}
+
+/// An empty queue holds no memory: idle connections stay small, and a burst's growth is given
+/// back once it has been written.
+fn release_if_empty(frames: &mut VecDeque<Frame>) {
+    if frames.is_empty() {
+        frames.shrink_to_fit();
     }
 }
 
@@ -561,5 +578,28 @@ mod tests {
         assert_eq!(mailbox.push(Frame::text("5")), Err(super::Full));
         while mailbox.try_pop().is_some() {}
         assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
+    }
+
+    #[test]
+    fn batches_come_out_in_order_and_an_emptied_queue_holds_no_memory() {
+        let mailbox = mailbox();
+        for i in 0..3 {
+            mailbox.push(Frame::text(&i.to_string())).unwrap();
+        }
+        let mut batch: [bytes::Bytes; 2] = Default::default();
+        assert_eq!(mailbox.pop_into(&mut batch), 2);
+        assert_eq!(
+            batch,
+            [Frame::text("0").into_bytes(), Frame::text("1").into_bytes()]
+        );
+        assert_ne!(
+            mailbox.frames.lock().unwrap().capacity(),
+            0,
+            "one frame is left"
+        );
+        assert_eq!(mailbox.pop_into(&mut batch), 1);
+        assert_eq!(batch[0], Frame::text("2").into_bytes());
+        assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
+        assert_eq!(mailbox.pop_into(&mut batch), 0);
     }
 }
