@@ -632,14 +632,13 @@ fn post_to(
     let mut response = request
         .send(body.replace(STAMP, &format!("{:016}", now_us())))
         .map_err(|e| e.to_string())?;
+    // Read to the end, so that the connection goes back to the agent's pool: otherwise every
+    // request would pay for a new TCP connection (and so would the server).
+    let body = response.body_mut().read_to_string().unwrap_or_default();
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(format!(
-            "publish failed: {}: {}",
-            response.status(),
-            response.body_mut().read_to_string().unwrap_or_default()
-        ))
+        Err(format!("publish failed: {}: {body}", response.status()))
     }
 }
 
