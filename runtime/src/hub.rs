@@ -39,9 +39,10 @@ pub struct ConnectionInfo {
 /// closing state. One allocation per connection, and nothing preallocated: an idle connection
 /// costs a few words here.
 ///
-/// One task consumes a mailbox ([`pop`](Self::pop), [`closed`](Self::closed)): a new frame and
-/// a close request both wake that task, through one registered waker, which costs a delivery a
-/// few atomic operations rather than the locks of a waiter list.
+/// One task consumes a mailbox, awaiting [`pop`](Self::pop) and [`closed`](Self::closed) or
+/// polling by hand after [`register`](Self::register): a new frame and a close request both wake
+/// that task through one registered waker, which costs a delivery a few atomic operations rather
+/// than the locks of a waiter list.
 pub struct Mailbox {
     session_id: Box<str>,
     user_id: Arc<str>,
@@ -545,8 +546,8 @@ mod tests {
         pushed.await.unwrap();
     }
 
-    /// The connection's reader waits for the close while its writer waits for frames, in one task:
-    /// one registered waker must serve both.
+    /// One task may wait for frames and for the close at once: one registered waker must serve
+    /// both.
     #[tokio::test]
     async fn one_task_waits_for_frames_and_for_the_close_at_once() {
         let mailbox = mailbox();
