@@ -1090,3 +1090,34 @@ async fn a_backlog_larger_than_the_socket_buffers_arrives_whole_and_in_order() {
         assert_eq!(event["data"]["message"], message(seq), "event {seq}");
     }
 }
+
+/// Frames no client library would send are refused with the RFC's close codes, each on its own
+/// connection, and the server serves everyone else on.
+#[tokio::test]
+async fn malformed_frames_close_with_the_protocol_codes() {
+    let server = TestServer::start().await;
+    // Masked frames carry a four-byte key; a zero key leaves the payload as written.
+    let masked = |first: u8, payload: &[u8]| {
+        let mut frame = vec![first, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let mut long_ping = vec![0x89, 0x80 | 126, 0, 200, 0, 0, 0, 0];
+    long_ping.extend_from_slice(&[b'p'; 200]);
+    let cases = [
+        ("an unmasked frame", vec![0x81, 0x02, b'h', b'i'], 1002),
+        ("a reserved bit", masked(0xC1, b"hi"), 1002),
+        ("an unknown opcode", masked(0x83, b""), 1002),
+        ("a control frame over 125 bytes", long_ping, 1002),
+        ("text that is not UTF-8", masked(0x81, &[0xff, 0xfe]), 1007),
+    ];
+    for (case, bytes, code) in cases {
+        let token = server.token(&format!("raw {case}"), "admin");
+        let mut raw = support::RawClient::connect(server.addr, &token).await;
+        raw.send_raw(&bytes).await;
+        assert_eq!(raw.close_code().await, code, "{case}");
+    }
+    let mut fine = server.connect("fine", "admin", &["system"]).await;
+    marker(&server, "still serving").await;
+    assert!(fine.events_until("still serving").await.is_empty());
+}

@@ -310,6 +310,7 @@ impl Connection<'_> {
                             tracing::debug!(%err, "read failed");
                             self.mailbox.close(match err {
                                 WsError::Capacity(_) => close::MESSAGE_TOO_BIG,
+                                WsError::Utf8(_) => close::INVALID_PAYLOAD,
                                 _ => close::PROTOCOL_ERROR,
                             });
                             self.reading = Reading::Discarding;

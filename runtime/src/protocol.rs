@@ -37,6 +37,11 @@ pub mod close {
         code: 1002,
         reason: "protocol error",
     };
+    /// A text message was not valid UTF-8.
+    pub const INVALID_PAYLOAD: CloseReason = CloseReason {
+        code: 1007,
+        reason: "text is not UTF-8",
+    };
     /// The token's `exp` passed; reconnect with a fresh token.
     pub const TOKEN_EXPIRED: CloseReason = CloseReason {
         code: 4001,

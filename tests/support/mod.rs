@@ -309,6 +309,12 @@ impl RawClient {
         RawClient { stream, buffer }
     }
 
+    /// Writes raw bytes: frames as a client would never send them.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
     /// Reads frames until a close frame arrives and returns its code.
     pub async fn close_code(&mut self) -> u16 {
         use tokio::io::AsyncReadExt;
