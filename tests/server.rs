@@ -635,7 +635,15 @@ async fn the_publish_api_explains_every_error() {
     // before the server answers and closes: a body still being written could meet a reset.
     let huge = json!({"type": "system:maintenance", "data": {"message": "x".repeat(1024 * 1024)}})
         .to_string();
-    assert_eq!(server.post(Some(support::API_KEY), huge).await.0, 413);
+    let (status, reply) = server.post(Some(support::API_KEY), huge).await;
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(reply["error"], "body_too_large", "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1048576")),
+        "{reply}"
+    );
 
     // Nothing above was published, not even the valid half of the rejected batch.
     marker(&server, "end").await;

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -118,7 +119,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(crate) async fn publish(
     State(state): State<std::sync::Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if !has_api_key(&headers, &state.config.api_keys) {
         return ApiError::new(
@@ -128,6 +129,19 @@ pub(crate) async fn publish(
         )
         .into_response();
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = state.config.max_publish_bytes;
+            let message = format!("the body exceeds the publish limit of {limit} bytes");
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+                .into_response();
+        }
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), "unreadable_body", rejection.body_text())
+                .into_response();
+        }
+    };
     match prepare(state.hub.catalog(), &body) {
         Ok((events, batch)) => {
             let mut ids = Vec::with_capacity(events.len());
