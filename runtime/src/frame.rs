@@ -19,7 +19,8 @@ impl Frame {
     /// Encodes `text` as a single text frame.
     pub fn text(text: &str) -> Frame {
         let len = text.len();
-        let mut frame = BytesMut::with_capacity(header_len(len) + len);
+        // The longest header is 10 bytes; the frame is built once per event, not per recipient.
+        let mut frame = BytesMut::with_capacity(10 + len);
         frame.put_u8(TEXT);
         match len {
             0..=125 => frame.put_u8(len as u8),
@@ -61,14 +62,6 @@ impl std::fmt::Debug for Frame {
 /// An empty ping frame, for heartbeats.
 pub(crate) fn ping() -> &'static [u8] {
     &PING
-}
-
-fn header_len(payload: usize) -> usize {
-    match payload {
-        0..=125 => 2,
-        126..=0xFFFF => 4,
-        _ => 10,
-    }
 }
 
 #[cfg(test)]
