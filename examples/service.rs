@@ -31,6 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut stock = 50;
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
+            // `new` computes `difference`; it fails only if `newStock - oldStock` overflows.
             let payload = InventoryUpdatedPayload::new(
                 "PROD-456".into(),
                 "Wireless Headphones".into(),
@@ -38,7 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stock,
                 stock - 1,
                 Some(StockChangeReason::Sale),
-            );
+            )
+            .expect("a one-unit change fits an i64");
             stock -= 1;
             match events
                 .inventory_updated(payload)

@@ -58,6 +58,30 @@ pub struct ServeArgs {
     /// Listen backlog for connection bursts [default: 4096].
     #[arg(long, env = "OMNICAST_BACKLOG")]
     pub backlog: Option<u32>,
+    /// Accepted token audiences, comma-separated; a token must name one in `aud` [default: not checked].
+    #[arg(long, env = "OMNICAST_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Option<Vec<String>>,
+    /// Accepted token issuers, comma-separated; a token's `iss` must be one [default: not checked].
+    #[arg(long, env = "OMNICAST_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Option<Vec<String>>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds [default: 5].
+    #[arg(long, env = "OMNICAST_JWT_LEEWAY_SECS")]
+    pub jwt_leeway_secs: Option<u64>,
+    /// Most connections one user may hold [default: 64].
+    #[arg(long, env = "OMNICAST_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+    /// Connects one user may make at once before the rate applies [default: 30].
+    #[arg(long, env = "OMNICAST_USER_CONNECT_BURST")]
+    pub user_connect_burst: Option<u32>,
+    /// Connects per second one user regains [default: 5].
+    #[arg(long, env = "OMNICAST_USER_CONNECTS_PER_SEC")]
+    pub user_connects_per_sec: Option<f64>,
+    /// Seconds a client may take to send a request's headers, or a publish request's body [default: 10].
+    #[arg(long, env = "OMNICAST_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds shutdown may take to deliver what is queued and close connections [default: 10].
+    #[arg(long, env = "OMNICAST_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 /// The config file: the same settings, all optional.
@@ -77,6 +101,14 @@ pub struct FileConfig {
     idle_timeout_secs: Option<u64>,
     allowed_origins: Option<Vec<String>>,
     backlog: Option<u32>,
+    jwt_audience: Option<Vec<String>>,
+    jwt_issuer: Option<Vec<String>>,
+    jwt_leeway_secs: Option<u64>,
+    max_connections_per_user: Option<usize>,
+    user_connect_burst: Option<u32>,
+    user_connects_per_sec: Option<f64>,
+    request_timeout_secs: Option<u64>,
+    shutdown_timeout_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -138,6 +170,15 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     if let Some(claim) = args.role_claim.or(file.role_claim) {
         jwt.role_claim = claim;
     }
+    if let Some(audiences) = args.jwt_audience.or(file.jwt_audience) {
+        jwt.audiences = audiences;
+    }
+    if let Some(issuers) = args.jwt_issuer.or(file.jwt_issuer) {
+        jwt.issuers = issuers;
+    }
+    if let Some(secs) = args.jwt_leeway_secs.or(file.jwt_leeway_secs) {
+        jwt.leeway_secs = secs;
+    }
     let (api_keys, generated_api_key) = match args.api_key.or(file.api_keys) {
         Some(keys) if keys.iter().any(|k| k.len() < 16) => {
             return Err("API keys must be at least 16 characters".into());
@@ -160,6 +201,29 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     }
     if let Some(origins) = args.allowed_origins.or(file.allowed_origins) {
         server.allowed_origins = origins;
+    }
+    if let Some(limit) = args
+        .max_connections_per_user
+        .or(file.max_connections_per_user)
+    {
+        server.max_connections_per_user = limit.max(1);
+    }
+    if let Some(burst) = args.user_connect_burst.or(file.user_connect_burst) {
+        server.connect_rate.burst = burst.max(1);
+    }
+    if let Some(rate) = args.user_connects_per_sec.or(file.user_connects_per_sec) {
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(format!(
+                "user connects per second must be 0 or more, not {rate}"
+            ));
+        }
+        server.connect_rate.per_second = rate;
+    }
+    if let Some(secs) = args.request_timeout_secs.or(file.request_timeout_secs) {
+        server.request_timeout = Duration::from_secs(secs.max(1));
+    }
+    if let Some(secs) = args.shutdown_timeout_secs.or(file.shutdown_timeout_secs) {
+        server.shutdown_timeout = Duration::from_secs(secs.max(1));
     }
     Ok(Resolved {
         bind: args
@@ -225,6 +289,29 @@ mod tests {
         );
         assert!(!resolved.generated_secret && !resolved.generated_api_key);
         assert_eq!(resolved.server.max_message_bytes, 64 * 1024, "a default");
+    }
+
+    #[test]
+    fn token_requirements_and_limits_are_configurable() {
+        let file =
+            "jwt_audience: [omnicast]\nmax_connections_per_user: 3\nuser_connects_per_sec: 0.5\n";
+        let resolved = resolve_with(
+            &[
+                "--jwt-issuer",
+                "https://a.example,https://b.example",
+                "--jwt-leeway-secs",
+                "0",
+            ],
+            Some(file),
+        )
+        .unwrap();
+        let jwt = &resolved.server.jwt;
+        assert_eq!(jwt.audiences, ["omnicast"]);
+        assert_eq!(jwt.issuers, ["https://a.example", "https://b.example"]);
+        assert_eq!(jwt.leeway_secs, 0);
+        assert_eq!(resolved.server.max_connections_per_user, 3);
+        assert_eq!(resolved.server.connect_rate.per_second, 0.5);
+        assert_eq!(resolved.server.connect_rate.burst, 30, "a default");
     }
 
     #[test]

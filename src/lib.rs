@@ -6,9 +6,13 @@
 //!
 //! ```
 //! use omnicast::{Events, OrderStatusChangedPayload, OrderStatus, Role};
-//! # use omnicast::runtime::{EventSink, OutgoingEvent};
+//! # use omnicast::runtime::{ComputeError, EventSink, OutgoingEvent};
 //! # struct Print;
-//! # impl EventSink for Print { type Output = (); fn publish(&self, e: OutgoingEvent) { println!("{}", e.data); } }
+//! # impl EventSink for Print {
+//! #     type Output = ();
+//! #     fn publish(&self, e: OutgoingEvent) { println!("{}", e.data); }
+//! #     fn refuse(&self, e: ComputeError) { eprintln!("{e}"); }
+//! # }
 //! let events = Events::new(Print);
 //! events
 //!     .order_status_changed(OrderStatusChangedPayload {

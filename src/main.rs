@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve WebSocket clients and the publish API (in-memory broker).
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Mint an HS256 token for a user and role (development and tests).
     Token {
         /// The user id (`sub`).
@@ -78,7 +78,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Token {
             sub,
             role,
@@ -116,7 +116,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: config::ServeArgs) -> ExitCode {
+    // Colour only for a terminal: logs piped to files or collectors stay plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -141,20 +143,14 @@ fn serve(args: config::ServeArgs) -> ExitCode {
             .local_addr()
             .expect("a bound socket has an address");
         let api_key = resolved.server.api_keys[0].clone();
-        let server = match Server::new(&CATALOG, resolved.server) {
+        let server = match Server::new(&CATALOG, resolved.server.clone()) {
             Ok(server) => server,
             Err(err) => {
                 eprintln!("error: {err}");
                 return ExitCode::FAILURE;
             }
         };
-        print_banner(
-            addr,
-            &resolved.jwt_secret,
-            resolved.generated_secret,
-            &api_key,
-            resolved.generated_api_key,
-        );
+        print_banner(addr, &resolved, &api_key);
         match server.serve(listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -165,23 +161,27 @@ fn serve(args: config::ServeArgs) -> ExitCode {
     })
 }
 
-fn print_banner(
-    addr: std::net::SocketAddr,
-    secret: &Option<String>,
-    generated_secret: bool,
-    api_key: &str,
-    generated_api_key: bool,
-) {
+/// Tells a developer how to use the server. Only credentials the server generated itself (dev
+/// mode) are printed; configured ones never appear in output or logs, so placeholders stand in.
+fn print_banner(addr: std::net::SocketAddr, resolved: &config::Resolved, api_key: &str) {
     println!("omnicast listening on ws://{addr}/ws (in-memory broker)");
-    if let Some(secret) = secret {
-        if generated_secret {
+    let secret = match (&resolved.jwt_secret, resolved.generated_secret) {
+        (Some(secret), true) => {
             println!("dev JWT secret (generated; set OMNICAST_JWT_SECRET to keep one): {secret}");
+            Some(secret.as_str())
         }
+        (Some(_), false) => Some("<your JWT secret>"),
+        (None, _) => None,
+    };
+    if let Some(secret) = secret {
         println!("mint a token:  cargo run -- token --secret {secret} --sub u1 --role admin");
     }
-    if generated_api_key {
+    let api_key = if resolved.generated_api_key {
         println!("dev API key (generated; set OMNICAST_API_KEY to keep one): {api_key}");
-    }
+        api_key
+    } else {
+        "<your API key>"
+    };
     println!(
         "connect:       ws://{addr}/ws?token=<token>&namespaces=orders,system\n\
          publish:       cargo run -- emit --url http://{addr} --api-key {api_key} system:maintenance '{{\"message\":\"hello\"}}'\n\

@@ -5,7 +5,9 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use omnicast::runtime::{DecodeError, EmitOptions, EventSink, OutgoingEvent, RoleMask};
+use omnicast::runtime::{
+    ComputeError, DecodeError, EmitOptions, EventSink, OutgoingEvent, RoleMask,
+};
 use omnicast::{
     CATALOG, Events, InventoryUpdatedPayload, Namespace, OrderCreatedPayload, OrderStatus,
     ProductPriceChangedPayload, Role, Severity, StockChangeReason, SystemNotificationPayload,
@@ -264,31 +266,116 @@ fn decode_errors_name_the_json_path() {
     assert_eq!(err.to_string(), "unknown event type `nope`");
 }
 
+/// A publisher may omit a computed field (omnicast fills it in) but never contradict it; the
+/// typed path computes it from the payload's own inputs; a result that overflows is refused on
+/// every path, never wrapped, never a panic, never `null`.
 #[test]
-fn computed_fields_are_recomputed_on_every_path() {
-    let payload = InventoryUpdatedPayload::new(
+fn computed_fields_are_filled_in_checked_and_never_overflow() {
+    let mut payload = InventoryUpdatedPayload::new(
         "P".into(),
         "Phones".into(),
         "SKU".into(),
         50,
         49,
         Some(StockChangeReason::Sale),
-    );
-    assert_eq!(payload.difference(), -1);
+    )
+    .unwrap();
+    assert_eq!(payload.difference(), Some(-1));
 
-    // A publisher's inconsistent value is replaced, a missing one filled in.
-    for data in [
-        json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": 10, "newStock": 25, "difference": 999}),
-        json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": 10, "newStock": 25}),
-    ] {
-        let event = CATALOG
-            .decode("inventory:updated", &raw(&data), EmitOptions::default())
-            .unwrap();
-        let sent: Value = serde_json::from_str(event.data.get()).unwrap();
-        assert_eq!(sent["difference"], 15);
+    let decode = |kind: &str, data: Value| {
+        CATALOG
+            .decode(kind, &raw(&data), EmitOptions::default())
+            .map(|event| serde_json::from_str::<Value>(event.data.get()).unwrap())
+    };
+    let stock = |old: i64, new: i64| json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": old, "newStock": new});
+    // Omitted: filled in. Sent and equal: kept.
+    assert_eq!(
+        decode("inventory:updated", stock(10, 25)).unwrap()["difference"],
+        15
+    );
+    let mut agreeing = stock(10, 25);
+    agreeing["difference"] = json!(15);
+    assert_eq!(
+        decode("inventory:updated", agreeing).unwrap()["difference"],
+        15
+    );
+    // Sent and different: refused at its path, with the value it must have.
+    let restocked = json!({"productId": "P", "productName": "N", "sku": "S", "oldStock": 1, "newStock": 1, "quantityAdded": 1});
+    match decode("inventory:restocked", restocked).unwrap_err() {
+        DecodeError::InvalidData { path, message } => {
+            assert_eq!(path, "data.quantityAdded");
+            assert!(
+                message.contains("newStock - oldStock` = 0") && message.contains("says 1"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
     }
-    let price = ProductPriceChangedPayload::new("P".into(), "N".into(), "S".into(), 3000.0, 2500.0);
-    assert_eq!(price.change_percentage(), -16.67);
+    // Overflow at the i64 edges: refused, not wrapped.
+    for (old, new) in [(-1, i64::MAX), (1, i64::MIN), (i64::MIN, i64::MAX)] {
+        match decode("inventory:updated", stock(old, new)).unwrap_err() {
+            DecodeError::InvalidData { path, message } => {
+                assert_eq!(path, "data.difference");
+                assert!(message.contains("overflows"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A percent change too large for a finite number is refused rather than sent as `null`.
+    let price = |old: f64, new: f64| json!({"productId": "P", "productName": "N", "sku": "S", "oldPrice": old, "newPrice": new});
+    assert!(decode("product:price_changed", price(1e-300, 1e300)).is_err());
+    assert_eq!(
+        decode("product:price_changed", price(0.0, 10.0)).unwrap()["changePercentage"],
+        0.0
+    );
+    let typed = ProductPriceChangedPayload::new("P".into(), "N".into(), "S".into(), 3000.0, 2500.0);
+    assert_eq!(typed.unwrap().change_percentage(), Some(-16.67));
+    assert!(
+        InventoryUpdatedPayload::new("P".into(), "N".into(), "S".into(), -1, i64::MAX, None)
+            .is_err()
+    );
+
+    // Typed emitters: the inputs are the truth, so a changed input is recomputed on send ...
+    let events = Events::new(Collect::default());
+    payload.new_stock = 40;
+    events.inventory_updated(payload.clone()).send();
+    let sent: Value = serde_json::from_str(events.sink().0.borrow()[0].data.get()).unwrap();
+    assert_eq!(sent["difference"], -10);
+    // ... and one that makes the formula overflow is refused: nothing reaches the sink.
+    payload.old_stock = i64::MIN;
+    assert_eq!(events.inventory_updated(payload).send(), 0);
+    assert_eq!(events.sink().0.borrow().len(), 1);
+}
+
+/// A publisher working from the JSON Schema alone produces valid payloads: computed fields are
+/// `readOnly`, not required, and described by their formula.
+#[test]
+fn schemas_mark_computed_fields_read_only_and_optional() {
+    let model = model();
+    let mut seen = 0;
+    for event in &model.events {
+        let schema = CATALOG.event(&event.name).unwrap().schema().to_value();
+        let required = schema["required"].as_array().cloned().unwrap_or_default();
+        let mut without = event.example.clone();
+        for field in event.fields.iter().filter(|f| f.computed.is_some()) {
+            seen += 1;
+            let property = &schema["properties"][&field.name];
+            assert_eq!(property["readOnly"], true, "{}.{}", event.name, field.name);
+            assert!(
+                !required.contains(&json!(field.name)),
+                "{}.{} required",
+                event.name,
+                field.name
+            );
+            let description = property["description"].as_str().unwrap_or_default();
+            let formula = field.computed.as_ref().unwrap().to_string();
+            assert!(description.contains(&formula), "{description}");
+            without.as_object_mut().unwrap().remove(&field.name);
+        }
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        assert!(validator.is_valid(&without), "{}: {without}", event.name);
+    }
+    assert_eq!(seen, 3, "difference, quantityAdded, changePercentage");
 }
 
 /// A sink that keeps what it is given.
@@ -296,11 +383,15 @@ fn computed_fields_are_recomputed_on_every_path() {
 struct Collect(RefCell<Vec<OutgoingEvent>>);
 
 impl EventSink for Collect {
+    /// How many events it holds; 0 for a refused one.
     type Output = usize;
     fn publish(&self, event: OutgoingEvent) -> usize {
         let mut events = self.0.borrow_mut();
         events.push(event);
         events.len()
+    }
+    fn refuse(&self, _: ComputeError) -> usize {
+        0
     }
 }
 

@@ -16,6 +16,16 @@ fn omnicast(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Kills the server if the test fails before stopping it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn check_accepts_the_catalog() {
     let (ok, stdout, _) = omnicast(&["check"]);
@@ -69,14 +79,6 @@ fn serve_on_defaults_then_token_emit_and_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    /// Kills the server if the test fails before stopping it.
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_omnicast"))
             .args(["serve", "--bind", "127.0.0.1:0"])
@@ -216,6 +218,84 @@ fn the_benchmark_runs_and_finds_no_lost_or_wrong_deliveries() {
             (row[10], row[11]),
             ("0", "0"),
             "lost or wrong deliveries: {row:?}"
+        );
+    }
+}
+
+/// Configured credentials (flags, environment, config file) never appear in the server's output;
+/// the banner shows placeholders. Logs written to a pipe carry no ANSI colour codes.
+#[test]
+fn serve_never_prints_configured_secrets() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    const SECRET: &str = "configured-jwt-secret-4242424242";
+    const ENV_KEY: &str = "configured-env-api-key-1717171717";
+    const FILE_KEY: &str = "configured-file-api-key-2323232323";
+    let dir = std::env::temp_dir().join(format!("omnicast-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("omnicast.yaml");
+    std::fs::write(&config, format!("api_keys: [{FILE_KEY}]\n")).unwrap();
+
+    for (args, env_key) in [
+        (vec!["--jwt-secret", SECRET], Some(ENV_KEY)),
+        (vec!["--config", config.to_str().unwrap()], None),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_omnicast"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(&args)
+            .env("RUST_LOG", "debug")
+            .env("OMNICAST_JWT_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match env_key {
+            Some(key) => command.env("OMNICAST_API_KEY", key),
+            None => command.env_remove("OMNICAST_API_KEY"),
+        };
+        let mut child = Running(command.spawn().unwrap());
+        // The banner's last line is written once the server listens.
+        let mut stdout = child.0.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("or:            curl") {
+            let n = stdout.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "serve exited early: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        stdout.read_to_end(&mut seen).unwrap();
+        let mut stderr = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(child.0.wait().unwrap().success());
+        let output = format!("{}{stderr}", String::from_utf8_lossy(&seen));
+        for secret in [SECRET, ENV_KEY, FILE_KEY] {
+            assert!(!output.contains(secret), "`{secret}` printed:\n{output}");
+        }
+        assert!(output.contains("--secret <your JWT secret>"), "{output}");
+        assert!(output.contains("Bearer <your API key>"), "{output}");
+        assert!(!output.contains("dev JWT secret") && !output.contains("dev API key"));
+        assert!(
+            output.contains("shutting down"),
+            "logs are written: {output}"
+        );
+        assert!(
+            !output.contains('\x1b'),
+            "ANSI codes in piped logs: {output:?}"
         );
     }
 }

@@ -140,13 +140,16 @@ mod catalog {{
 }}
 
 use catalog::{{CATALOG, Events, OrderShippedPayload, Role}};
-use omnicast_runtime::{{EmitOptions, EventSink, OutgoingEvent}};
+use omnicast_runtime::{{ComputeError, EmitOptions, EventSink, OutgoingEvent}};
 
 struct Keep;
 impl EventSink for Keep {{
     type Output = OutgoingEvent;
     fn publish(&self, event: OutgoingEvent) -> OutgoingEvent {{
         event
+    }}
+    fn refuse(&self, error: ComputeError) -> OutgoingEvent {{
+        panic!("order:shipped has no computed field: {{error}}")
     }}
 }}
 

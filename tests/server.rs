@@ -780,7 +780,9 @@ async fn presence_events_follow_a_customers_first_and_last_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_token_closes_the_connection() {
-    let server = TestServer::start().await;
+    let mut config = support::config();
+    config.jwt.leeway_secs = 0;
+    let server = TestServer::with(config).await;
     let token = omnicast::runtime::mint_hs256(support::SECRET.as_bytes(), "u", "admin", 1);
     let mut client = support::Client::open(&server.ws_url(&format!("token={token}")), &[])
         .await
@@ -943,32 +945,10 @@ async fn a_client_that_never_reads_again_is_torn_down() {
 
 /// One HTTP/1.1 exchange by hand: the status, the raw head and the JSON body.
 async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut buffer = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(support::WAIT, stream.read(&mut chunk))
-            .await
-            .expect("the server answers in time")
-            .unwrap();
-        buffer.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buffer).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = text[..end].to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .map_or(0, |n| n.trim().parse().unwrap());
-            if n == 0 || text.len() >= end + 4 + length {
-                let status = head[9..12].parse().unwrap();
-                let body = serde_json::from_str(&text[end + 4..]).unwrap_or(Value::Null);
-                return (status, head, body);
-            }
-        }
-        assert!(n > 0, "the server hung up: {text}");
-    }
+    support::read_response(&mut stream).await
 }
 
 /// The runtime answers the WebSocket handshake itself: anything but a version-13 upgrade is

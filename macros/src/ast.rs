@@ -12,7 +12,16 @@ pub struct Input<'a> {
     pub roles: Roles,
     pub owner: Option<FieldRef<'a>>,
     pub target_roles: Option<FieldRef<'a>>,
-    pub computed: Vec<(&'a Ident, Expr)>,
+    pub computed: Vec<Computed<'a>>,
+}
+
+/// A field whose value the payload computes.
+pub struct Computed<'a> {
+    pub ident: &'a Ident,
+    pub wire: String,
+    pub expr: Expr,
+    /// The formula's text for messages: the catalog's, or the expression's tokens.
+    pub formula: String,
 }
 
 /// A field named by a struct attribute: its Rust name and its wire name.
@@ -74,7 +83,16 @@ impl<'a> Input<'a> {
             };
             let field_attrs = FieldAttrs::parse(&field.attrs, &mut errors);
             if let Some(expr) = field_attrs.computed {
-                computed.push((ident, expr));
+                let formula = field_attrs.formula.map_or_else(
+                    || quote::ToTokens::to_token_stream(&expr).to_string(),
+                    |f| f.value(),
+                );
+                computed.push(Computed {
+                    ident,
+                    wire: wire.clone(),
+                    expr,
+                    formula,
+                });
             }
             all_fields.push(Field {
                 ident,

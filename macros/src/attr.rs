@@ -109,7 +109,11 @@ impl StructAttrs {
 /// The field-level `#[event(...)]` keys.
 #[derive(Default)]
 pub struct FieldAttrs {
+    /// An expression over `self` giving `Option<T>` for an `Option<T>` field: `None` when the
+    /// result does not fit.
     pub computed: Option<Expr>,
+    /// The formula as the catalog writes it, for error messages.
+    pub formula: Option<LitStr>,
 }
 
 impl FieldAttrs {
@@ -124,6 +128,8 @@ impl FieldAttrs {
                         &meta.path,
                         errors,
                     );
+                } else if meta.path.is_ident("formula") {
+                    set(&mut out.formula, meta.value()?.parse()?, &meta.path, errors);
                 } else {
                     if meta.input.peek(Token![=]) {
                         meta.value()?.parse::<Expr>()?;
@@ -131,7 +137,7 @@ impl FieldAttrs {
                     errors.spanned(
                         &meta.path,
                         format!(
-                            "unknown event field attribute `{}`; expected `computed`",
+                            "unknown event field attribute `{}`; expected `computed` or `formula`",
                             path_text(&meta.path)
                         ),
                     );

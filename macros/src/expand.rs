@@ -43,16 +43,42 @@ pub fn event_impl(input: &Input<'_>) -> TokenStream {
             quote!(::core::option::Option::None),
         ),
     };
-    let finalize = if input.computed.is_empty() {
+    let compute = if input.computed.is_empty() {
         quote!()
     } else {
-        let assignments = input
-            .computed
-            .iter()
-            .map(|(field, expr)| quote!(self.#field = #expr;));
+        let steps = input.computed.iter().map(|c| {
+            let (field, expr, wire, formula) = (c.ident, &c.expr, &c.wire, &c.formula);
+            quote! {
+                let value = (#expr).ok_or(::omnicast_runtime::ComputeError::Overflow {
+                    field: #wire,
+                    formula: #formula,
+                })?;
+                // No let chains: the expansion compiles in the deriving crate's edition.
+                match (sent, &self.#field) {
+                    (::omnicast_runtime::SentValues::Verify, ::core::option::Option::Some(given))
+                        if *given != value =>
+                    {
+                        return ::core::result::Result::Err(
+                            ::omnicast_runtime::ComputeError::Mismatch {
+                                field: #wire,
+                                formula: #formula,
+                                expected: ::std::string::ToString::to_string(&value),
+                                sent: ::std::string::ToString::to_string(given),
+                            },
+                        );
+                    }
+                    _ => {}
+                }
+                self.#field = ::core::option::Option::Some(value);
+            }
+        });
         quote! {
-            fn finalize(&mut self) {
-                #(#assignments)*
+            fn compute(
+                &mut self,
+                sent: ::omnicast_runtime::SentValues,
+            ) -> ::core::result::Result<(), ::omnicast_runtime::ComputeError> {
+                #(#steps)*
+                ::core::result::Result::Ok(())
             }
         }
     };
@@ -78,7 +104,7 @@ pub fn event_impl(input: &Input<'_>) -> TokenStream {
                 #target_fn
             }
 
-            #finalize
+            #compute
         }
     }
 }

@@ -41,8 +41,14 @@ pub struct JwtConfig {
     pub user_claim: String,
     /// The claim holding the role name.
     pub role_claim: String,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds. A token is accepted, and its
+    /// connection stays open, until `exp + leeway`; at that instant an open connection is closed
+    /// (4001). One rule for both, so no token is accepted only to be closed at once.
     pub leeway_secs: u64,
+    /// Accepted audiences: when not empty, a token must carry an `aud` naming one of them.
+    pub audiences: Vec<String>,
+    /// Accepted issuers: when not empty, a token's `iss` must be one of them.
+    pub issuers: Vec<String>,
 }
 
 impl JwtConfig {
@@ -53,6 +59,8 @@ impl JwtConfig {
             user_claim: "sub".into(),
             role_claim: "role".into(),
             leeway_secs: 5,
+            audiences: Vec::new(),
+            issuers: Vec::new(),
         }
     }
 }
@@ -64,8 +72,9 @@ pub struct Identity {
     pub user_id: String,
     /// The role's index in the catalog.
     pub role: u32,
-    /// The token's `exp`, seconds since the Unix epoch.
-    pub expires_at: Option<u64>,
+    /// Until when the token is valid: its `exp` (which may have a fraction, as RFC 7519 allows)
+    /// plus the leeway, in milliseconds since the Unix epoch, saturating at `u64::MAX`.
+    pub valid_until_ms: u64,
 }
 
 /// Why a connection was refused (HTTP 401 with a JSON body).
@@ -118,6 +127,7 @@ pub struct Authenticator {
     validation: Validation,
     user_claim: String,
     role_claim: String,
+    leeway_ms: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -149,16 +159,28 @@ impl Authenticator {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.leeway_secs;
-        validation.validate_exp = true;
+        // `exp` is checked by `verify` itself, with its fraction, by the same rule that closes an
+        // open connection; jsonwebtoken only makes sure it is present and numeric.
+        validation.validate_exp = false;
         validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
+        validation.validate_aud = !config.audiences.is_empty();
+        if validation.validate_aud {
+            validation.set_audience(&config.audiences);
+            required.push("aud");
+        }
+        if !config.issuers.is_empty() {
+            validation.set_issuer(&config.issuers);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         Ok(Authenticator {
             catalog,
             key,
             validation,
             user_claim: config.user_claim.clone(),
             role_claim: config.role_claim.clone(),
+            leeway_ms: config.leeway_secs.saturating_mul(1000),
         })
     }
 
@@ -170,6 +192,12 @@ impl Authenticator {
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             ErrorKind::MissingRequiredClaim(claim) => AuthError::Claim(claim.clone()),
             ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+            ErrorKind::InvalidAudience => {
+                AuthError::Invalid("its `aud` names no audience this server accepts".into())
+            }
+            ErrorKind::InvalidIssuer => {
+                AuthError::Invalid("its `iss` is not an issuer this server accepts".into())
+            }
             ErrorKind::InvalidAlgorithm => AuthError::Invalid(format!(
                 "algorithm not accepted (expected {:?})",
                 self.validation.algorithms
@@ -177,6 +205,13 @@ impl Authenticator {
             _ => AuthError::Invalid(err.to_string()),
         })?;
         let claims = data.claims;
+        // Present and a non-negative number: jsonwebtoken checked that much.
+        let exp = claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0);
+        // `as` saturates: an `exp` beyond u64 milliseconds never expires, and never overflows.
+        let valid_until_ms = ((exp * 1000.0) as u64).saturating_add(self.leeway_ms);
+        if crate::publication::now_ms() >= valid_until_ms {
+            return Err(AuthError::Expired);
+        }
         let string = |name: &str| {
             claims
                 .get(name)
@@ -193,7 +228,7 @@ impl Authenticator {
         Ok(Identity {
             user_id,
             role,
-            expires_at: claims.get("exp").and_then(Value::as_u64),
+            valid_until_ms,
         })
     }
 }

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde_json::value::RawValue;
 
 use crate::emit::EmitOptions;
-use crate::event::{Event, EventDescriptor, OutgoingEvent};
+use crate::event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues};
 use crate::role::RoleMask;
 
 /// A role of the catalog; its index in [`Catalog::roles`] is its bit in a [`RoleMask`].
@@ -74,7 +74,7 @@ fn decode_as<E: Event>(data: &str, options: EmitOptions) -> Result<OutgoingEvent
         });
     }
     let mut deserializer = serde_json::Deserializer::from_str(data);
-    let payload: E = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let mut payload: E = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         DecodeError::InvalidData {
             path: json_path(err.path()),
             message: without_position(err.into_inner()),
@@ -84,7 +84,13 @@ fn decode_as<E: Event>(data: &str, options: EmitOptions) -> Result<OutgoingEvent
         path: "data".to_owned(),
         message: without_position(err),
     })?;
-    Ok(OutgoingEvent::new(payload, options))
+    payload
+        .compute(SentValues::Verify)
+        .map_err(|err| DecodeError::InvalidData {
+            path: format!("data.{}", err.field()),
+            message: err.to_string(),
+        })?;
+    Ok(OutgoingEvent::computed(payload, options))
 }
 
 /// `data.targetRoles[1]`: the path from the request's `data`.
@@ -170,7 +176,7 @@ pub struct PresenceRule {
     /// Whose connections count.
     pub roles: RoleMask,
     /// Builds the event for a user id at a time (ms since the Unix epoch).
-    pub build: fn(&str, u64) -> OutgoingEvent,
+    pub build: fn(&str, u64) -> Result<OutgoingEvent, ComputeError>,
 }
 
 impl fmt::Debug for PresenceRule {

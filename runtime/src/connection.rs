@@ -56,7 +56,7 @@ pub(crate) async fn run(
         role: catalog.roles[identity.role as usize].name.to_owned(),
         namespaces: names(&state, namespaces),
     };
-    let registration = state.hub.register_with(
+    let registration = match state.hub.register_with(
         ConnectionInfo {
             session_id: session_id.clone(),
             user_id: identity.user_id.clone(),
@@ -64,7 +64,15 @@ pub(crate) async fn run(
             namespaces,
         },
         Some(Frame::text(&ready.to_json())),
-    );
+    ) {
+        Ok(registration) => registration,
+        Err(err) => {
+            // Another handshake of this user got in between the upgrade's check and now.
+            tracing::debug!(user = %identity.user_id, %err, "refused after the upgrade");
+            refuse(socket, config, close::TOO_MANY_CONNECTIONS).await;
+            return;
+        }
+    };
     let id = registration.id;
     let mailbox = registration.mailbox;
     if registration.first_of_user {
@@ -77,9 +85,10 @@ pub(crate) async fn run(
     }
     tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
 
-    let expires_at = identity
-        .expires_at
-        .map(|exp| Instant::now() + Duration::from_millis((exp * 1000).saturating_sub(now_ms())));
+    // Too far ahead for an `Instant` (an `exp` centuries away): never expires.
+    let expires_at = Instant::now().checked_add(Duration::from_millis(
+        identity.valid_until_ms.saturating_sub(now_ms()),
+    ));
     let mut connection = Connection {
         socket,
         ws: WebSocketContext::new(Role::Server, Some(config)),
@@ -113,13 +122,38 @@ pub(crate) async fn run(
     tracing::debug!(session = %session_id, reason = ?mailbox.close_reason(), "disconnected");
 }
 
+/// Closes a connection that was never registered: the close frame, then a bounded wait for the
+/// peer's answer.
+async fn refuse(mut socket: Socket, config: WebSocketConfig, reason: CloseReason) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut ws = WebSocketContext::new(Role::Server, Some(config));
+    // tungstenite writes the close frame into the buffer; it reads nothing here.
+    let mut frame = io::Cursor::new(Vec::new());
+    let close = CloseFrame {
+        code: reason.code.into(),
+        reason: reason.reason.into(),
+    };
+    let _ = ws.close(&mut frame, Some(close));
+    let _ = ws.flush(&mut frame);
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        socket.write_all(frame.get_ref()).await?;
+        let mut scratch = [0u8; 256];
+        while socket.read(&mut scratch).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
+}
+
 /// Emits the catalog's presence events for this trigger and role.
 fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32) {
     for rule in state.hub.catalog().presence {
-        if rule.on == trigger
-            && rule.roles.contains(RoleMask::single(role))
-            && let Err(err) = state.publisher.publish((rule.build)(user_id, now_ms()))
-        {
+        if rule.on != trigger || !rule.roles.contains(RoleMask::single(role)) {
+            continue;
+        }
+        let published = (rule.build)(user_id, now_ms())
+            .map_err(|err| err.to_string())
+            .and_then(|event| state.publisher.publish(event).map_err(|e| e.to_string()));
+        if let Err(err) = published {
             tracing::warn!(event = rule.event, %err, "presence event not published");
         }
     }
@@ -201,6 +235,15 @@ impl Connection<'_> {
                 Poll::Ready(Ok(())) => {
                     if let (Phase::Closing, Reading::Done) = (&self.phase, &self.reading) {
                         return Poll::Ready(());
+                    }
+                    // Everything queued is written: a close asked for after the drain begins.
+                    if let Phase::Open = self.phase
+                        && let Some(reason) = self.mailbox.drained_close_reason()
+                        && self.mailbox.is_empty()
+                    {
+                        self.begin_close(cx, reason);
+                        timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                        continue;
                     }
                 }
                 Poll::Pending => {}
@@ -340,7 +383,7 @@ impl Connection<'_> {
             && self.mailbox.push(Frame::text(&reply.to_json())).is_err()
         {
             // The client sends faster than it reads its replies.
-            self.mailbox.close(close::SLOW_CONSUMER);
+            self.state.hub.close_slow_consumer(self.mailbox);
         }
     }
 

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::event::{Event, OutgoingEvent};
+use crate::event::{ComputeError, Event, OutgoingEvent};
 use crate::role::RoleMask;
 
 /// The emitter's broadcast options (the reference's "Broadcasting Options").
@@ -25,6 +25,14 @@ pub struct EmitOptions {
     pub namespace: Option<&'static str>,
 }
 
+/// A namespace of a generated catalog: its `Namespace` enum implements this. The typed emitter's
+/// `in_namespace` takes nothing else, so a misspelt namespace is a compile error rather than an
+/// event delivered to nobody.
+pub trait CatalogNamespace: Copy {
+    /// The namespace's wire name.
+    fn name(self) -> &'static str;
+}
+
 /// Where emitted events go: the runtime's hub or broker, or a test's collector.
 pub trait EventSink {
     /// What publishing returns (an event id, an error, or nothing).
@@ -32,6 +40,10 @@ pub trait EventSink {
 
     /// Takes one ready event. Must not block: a sink that does I/O hands the event to a task.
     fn publish(&self, event: OutgoingEvent) -> Self::Output;
+
+    /// What [`Emit::send`] returns for a payload that cannot be sent: one of its computed fields
+    /// overflows (its inputs were changed after `new` checked them). Nothing is published.
+    fn refuse(&self, error: ComputeError) -> Self::Output;
 }
 
 impl<S: EventSink + ?Sized> EventSink for &S {
@@ -39,12 +51,18 @@ impl<S: EventSink + ?Sized> EventSink for &S {
     fn publish(&self, event: OutgoingEvent) -> S::Output {
         (**self).publish(event)
     }
+    fn refuse(&self, error: ComputeError) -> S::Output {
+        (**self).refuse(error)
+    }
 }
 
 impl<S: EventSink + ?Sized> EventSink for Arc<S> {
     type Output = S::Output;
     fn publish(&self, event: OutgoingEvent) -> S::Output {
         (**self).publish(event)
+    }
+    fn refuse(&self, error: ComputeError) -> S::Output {
+        (**self).refuse(error)
     }
 }
 
@@ -102,8 +120,8 @@ impl<'s, S: EventSink + ?Sized, E: Event> Emit<'s, S, E> {
     }
 
     /// Address another namespace's subscribers.
-    pub fn in_namespace(mut self, namespace: impl Into<&'static str>) -> Self {
-        self.options.namespace = Some(namespace.into());
+    pub fn in_namespace(mut self, namespace: impl CatalogNamespace) -> Self {
+        self.options.namespace = Some(namespace.name());
         self
     }
 
@@ -118,10 +136,15 @@ impl<'s, S: EventSink + ?Sized, E: Event> Emit<'s, S, E> {
         &self.options
     }
 
-    /// Finalizes the payload (derived fields), serializes it once and publishes it.
+    /// Computes the payload's derived fields, serializes it once and publishes it; a payload
+    /// whose computed field overflows goes to [`EventSink::refuse`] instead.
     pub fn send(self) -> S::Output {
-        let mut event = OutgoingEvent::new(self.payload, self.options);
-        event.timestamp = self.timestamp;
-        self.sink.publish(event)
+        match OutgoingEvent::new(self.payload, self.options) {
+            Ok(mut event) => {
+                event.timestamp = self.timestamp;
+                self.sink.publish(event)
+            }
+            Err(err) => self.sink.refuse(err),
+        }
     }
 }

@@ -37,9 +37,61 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The roles the payload itself targets (`targetRoles`), when it names any.
     fn target_roles(&self) -> Option<RoleMask>;
 
-    /// Recomputes derived fields (`difference = newStock - oldStock`, ...), so no emitter can send
-    /// values that disagree with the fields they derive from. Called before every serialization.
-    fn finalize(&mut self) {}
+    /// Computes derived fields (`difference = newStock - oldStock`, ...) from the fields they
+    /// derive from, so no event leaves with values that disagree. `sent` says what a value already
+    /// present means: a stale one to replace (typed emitters, whose inputs are the truth) or a
+    /// publisher's claim to verify (JSON from the publish API). Errs when a formula overflows or a
+    /// verified value disagrees; the payload is then not sent.
+    fn compute(&mut self, sent: SentValues) -> Result<(), ComputeError> {
+        let _ = sent;
+        Ok(())
+    }
+}
+
+/// What [`Event::compute`] does with a computed field's value that is already present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentValues {
+    /// Overwrite it: the payload's own inputs decide (typed emitters).
+    Replace,
+    /// Keep it only if it equals the computed value, else refuse (a publisher's JSON).
+    Verify,
+}
+
+/// A computed field that cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComputeError {
+    /// The formula's result does not fit the field (`newStock - oldStock` at the i64 edges, or a
+    /// percent change too large for a finite number).
+    #[error("`{field}` = `{formula}` does not fit the field: the result overflows")]
+    Overflow {
+        /// The field's wire name.
+        field: &'static str,
+        /// The formula, as written in events.yaml.
+        formula: &'static str,
+    },
+    /// A publisher sent a value that disagrees with the formula.
+    #[error(
+        "`{field}` is computed as `{formula}` = {expected}, but the payload says {sent}; omit it or send {expected}"
+    )]
+    Mismatch {
+        /// The field's wire name.
+        field: &'static str,
+        /// The formula, as written in events.yaml.
+        formula: &'static str,
+        /// The value the formula gives.
+        expected: String,
+        /// The value sent.
+        sent: String,
+    },
+}
+
+impl ComputeError {
+    /// The field's wire name.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ComputeError::Overflow { field, .. } | ComputeError::Mismatch { field, .. } => field,
+        }
+    }
 }
 
 /// An event ready for delivery: its payload serialized once, plus what filtering needs.
@@ -60,9 +112,14 @@ pub struct OutgoingEvent {
 }
 
 impl OutgoingEvent {
-    /// Finalizes and serializes a typed payload.
-    pub fn new<E: Event>(mut payload: E, options: EmitOptions) -> Self {
-        payload.finalize();
+    /// Computes (replacing stale values) and serializes a typed payload.
+    pub fn new<E: Event>(mut payload: E, options: EmitOptions) -> Result<Self, ComputeError> {
+        payload.compute(SentValues::Replace)?;
+        Ok(Self::computed(payload, options))
+    }
+
+    /// Serializes a payload whose computed fields are already computed.
+    pub(crate) fn computed<E: Event>(payload: E, options: EmitOptions) -> Self {
         let data = serde_json::value::to_raw_value(&payload)
             .expect("generated payloads contain only JSON-representable values");
         OutgoingEvent {
@@ -97,13 +154,15 @@ impl OutgoingEvent {
 
 /// The change from `old` to `new` in percent, rounded to two decimals (`3000 -> 2500` is `-16.67`).
 ///
-/// From zero the change is undefined; it is reported as `0.0` rather than an infinity, which JSON
-/// cannot carry.
-pub fn percent_change(old: f64, new: f64) -> f64 {
+/// From zero the change is undefined; it is `0.0`. `None` when the result is not a finite number
+/// (`1e-300 -> 1e300`), which JSON cannot carry: such a payload is refused, never sent as `null`.
+pub fn percent_change(old: f64, new: f64) -> Option<f64> {
     if old == 0.0 {
-        return 0.0;
+        return Some(0.0);
     }
-    ((new - old) / old * 10_000.0).round() / 100.0
+    let percent = ((new - old) / old * 10_000.0).round() / 100.0;
+    // `-0.0` (a tiny negative change rounded away) is sent as `0`.
+    percent.is_finite().then_some(percent + 0.0)
 }
 
 #[cfg(test)]
@@ -112,9 +171,18 @@ mod tests {
 
     #[test]
     fn percent_change_rounds_to_two_decimals() {
-        assert_eq!(percent_change(3000.0, 2500.0), -16.67);
-        assert_eq!(percent_change(100.0, 150.0), 50.0);
-        assert_eq!(percent_change(0.0, 10.0), 0.0);
-        assert_eq!(percent_change(3.0, 4.0), 33.33);
+        assert_eq!(percent_change(3000.0, 2500.0), Some(-16.67));
+        assert_eq!(percent_change(100.0, 150.0), Some(50.0));
+        assert_eq!(percent_change(0.0, 10.0), Some(0.0));
+        assert_eq!(percent_change(3.0, 4.0), Some(33.33));
+    }
+
+    #[test]
+    fn percent_change_is_never_infinite_or_nan() {
+        assert_eq!(percent_change(1e-300, 1e300), None);
+        assert_eq!(percent_change(-1e-300, 1e300), None);
+        assert_eq!(percent_change(f64::MAX, -f64::MAX), None);
+        let tiny = percent_change(1e6, 1e6 - 1e-9).unwrap();
+        assert!(tiny == 0.0 && tiny.is_sign_positive(), "{tiny}");
     }
 }

@@ -3,8 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -116,12 +115,14 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// `POST /api/events`: one event `{type, data, options?, timestamp?}` or a JSON array of them.
 /// A batch is all or nothing: every event is checked before any is published.
+///
+/// The key is checked from the headers before any of the body is read, and the body must arrive
+/// within the request timeout.
 pub(crate) async fn publish(
     State(state): State<std::sync::Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    if !has_api_key(&headers, &state.config.api_keys) {
+    if !has_api_key(request.headers(), &state.config.api_keys) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -129,6 +130,24 @@ pub(crate) async fn publish(
         )
         .into_response();
     }
+    // Held until the response is built: shutdown waits for it before closing connections.
+    let Some(_in_flight) = state.publishes.start(&state.shutting_down) else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down and takes no more events",
+        )
+        .into_response();
+    };
+    let timeout = state.config.request_timeout;
+    let body = match tokio::time::timeout(timeout, Bytes::from_request(request, &())).await {
+        Err(_) => {
+            let message = format!("the body did not arrive within {} s", timeout.as_secs_f64());
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+                .into_response();
+        }
+        Ok(body) => body,
+    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

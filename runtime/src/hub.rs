@@ -50,6 +50,8 @@ pub struct Mailbox {
     capacity: usize,
     frames: Mutex<VecDeque<Frame>>,
     close: OnceLock<CloseReason>,
+    /// A close asked for once everything queued has been written (server shutdown).
+    close_when_drained: OnceLock<CloseReason>,
     task: AtomicWaker,
 }
 
@@ -72,6 +74,7 @@ impl Mailbox {
             capacity,
             frames: Mutex::new(greeting.into_iter().collect()),
             close: OnceLock::new(),
+            close_when_drained: OnceLock::new(),
             task: AtomicWaker::new(),
         }
     }
@@ -129,6 +132,26 @@ impl Mailbox {
         first
     }
 
+    /// Asks the connection to close once it has written everything queued for it so far (and
+    /// whatever is queued until then); returns false if such a close was already asked for.
+    pub fn close_when_drained(&self, reason: CloseReason) -> bool {
+        let first = self.close_when_drained.set(reason).is_ok();
+        if first {
+            self.task.wake();
+        }
+        first
+    }
+
+    /// The close to begin once the queue is empty, if one was asked for.
+    pub fn drained_close_reason(&self) -> Option<CloseReason> {
+        self.close_when_drained.get().copied()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.frames.lock().expect("mailbox lock").is_empty()
+    }
+
     /// Why the connection is closing, once it is.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.close.get().copied()
@@ -180,6 +203,14 @@ pub struct Registration {
     pub first_of_user: bool,
 }
 
+/// The user already holds the most connections a user may hold on this hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the user already holds {limit} connections, the most allowed")]
+pub struct TooManyConnections {
+    /// The limit.
+    pub limit: usize,
+}
+
 /// What unregistering tells its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unregistered {
@@ -205,20 +236,48 @@ pub struct HubStats {
     pub slow_consumers_closed: u64,
 }
 
-type Conn = Mailbox;
-
 struct Entry {
-    conn: Arc<Conn>,
+    conn: Arc<Mailbox>,
     namespaces: u64,
+}
+
+/// One user's connections on this hub. Adding and removing one is O(1) in how many the user
+/// holds: a user with thousands of connections cannot make churn quadratic under the hub's lock.
+#[derive(Default)]
+struct UserConns {
+    conns: IndexMap<ConnId, Arc<Mailbox>>,
+    /// How many connections hold each role (a user's tokens may carry different roles); at most
+    /// one entry per role of the catalog.
+    per_role: Vec<(u32, usize)>,
+}
+
+impl UserConns {
+    /// Counts a connection of `role` in (`+1`) or out (`-1`); returns how many remain.
+    fn count(&mut self, role: u32, delta: isize) -> usize {
+        let index = match self.per_role.iter().position(|(r, _)| *r == role) {
+            Some(index) => index,
+            None => {
+                self.per_role.push((role, 0));
+                self.per_role.len() - 1
+            }
+        };
+        let count = &mut self.per_role[index].1;
+        *count = count.saturating_add_signed(delta);
+        let remaining = *count;
+        if remaining == 0 {
+            self.per_role.swap_remove(index);
+        }
+        remaining
+    }
 }
 
 #[derive(Default)]
 struct Registry {
     conns: HashMap<ConnId, Entry>,
     /// Index `namespace * roles + role`: the subscribers of a namespace holding a role.
-    buckets: Vec<IndexMap<ConnId, Arc<Conn>>>,
-    /// Every connection of a user, for ownership and `userIds` targeting (a user has few).
-    users: HashMap<Arc<str>, Vec<(ConnId, Arc<Conn>)>>,
+    buckets: Vec<IndexMap<ConnId, Arc<Mailbox>>>,
+    /// Every connection of a user, for ownership and `userIds` targeting.
+    users: HashMap<Arc<str>, UserConns>,
 }
 
 /// The connections of one node and the delivery of publications to them.
@@ -228,6 +287,7 @@ pub struct Hub {
     all_roles: RoleMask,
     own_only: RoleMask,
     queue_capacity: usize,
+    max_connections_per_user: usize,
     registry: RwLock<Registry>,
     next_id: AtomicU64,
     published: AtomicU64,
@@ -258,6 +318,7 @@ impl Hub {
             all_roles: catalog.all_roles(),
             own_only: catalog.own_events_only(),
             queue_capacity: queue_capacity.max(1),
+            max_connections_per_user: usize::MAX,
             registry: RwLock::new(registry),
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(0),
@@ -265,6 +326,21 @@ impl Hub {
             slow_closed: AtomicU64::new(0),
             emptied: Notify::new(),
         }
+    }
+
+    /// Limits how many connections one user may hold on this hub (unlimited by default).
+    pub fn with_max_connections_per_user(mut self, limit: usize) -> Self {
+        self.max_connections_per_user = limit.max(1);
+        self
+    }
+
+    /// How many connections `user_id` holds on this hub.
+    pub fn user_connections(&self, user_id: &str) -> usize {
+        let registry = self.registry.read().expect("hub lock");
+        registry
+            .users
+            .get(user_id)
+            .map_or(0, |user| user.conns.len())
     }
 
     /// The catalog this hub serves.
@@ -276,7 +352,7 @@ impl Hub {
     ///
     /// # Panics
     /// When `info.role` is not a role index of the catalog.
-    pub fn register(&self, info: ConnectionInfo) -> Registration {
+    pub fn register(&self, info: ConnectionInfo) -> Result<Registration, TooManyConnections> {
         self.register_with(info, None)
     }
 
@@ -285,10 +361,23 @@ impl Hub {
     ///
     /// # Panics
     /// When `info.role` is not a role index of the catalog.
-    pub fn register_with(&self, info: ConnectionInfo, greeting: Option<Frame>) -> Registration {
+    pub fn register_with(
+        &self,
+        info: ConnectionInfo,
+        greeting: Option<Frame>,
+    ) -> Result<Registration, TooManyConnections> {
         assert!((info.role as usize) < self.roles, "role index out of range");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.registry.write().expect("hub lock");
+        let held = registry
+            .users
+            .get(info.user_id.as_str())
+            .map_or(0, |user| user.conns.len());
+        if held >= self.max_connections_per_user {
+            return Err(TooManyConnections {
+                limit: self.max_connections_per_user,
+            });
+        }
         let user_id: Arc<str> = registry
             .users
             .get_key_value(info.user_id.as_str())
@@ -305,13 +394,9 @@ impl Hub {
             let bucket = self.bucket(ns, info.role);
             registry.buckets[bucket].insert(id, conn.clone());
         }
-        // Most users hold one connection: no room reserved for more.
-        let user = registry
-            .users
-            .entry(user_id)
-            .or_insert_with(|| Vec::with_capacity(1));
-        user.push((id, conn.clone()));
-        let first_of_user = user.iter().filter(|(_, c)| c.role == info.role).count() == 1;
+        let user = registry.users.entry(user_id).or_default();
+        user.conns.insert(id, conn.clone());
+        let first_of_user = user.count(info.role, 1) == 1;
         registry.conns.insert(
             id,
             Entry {
@@ -319,11 +404,11 @@ impl Hub {
                 namespaces,
             },
         );
-        Registration {
+        Ok(Registration {
             id,
             mailbox: conn,
             first_of_user,
-        }
+        })
     }
 
     /// Removes a connection; `None` if it was not registered.
@@ -337,9 +422,9 @@ impl Hub {
         }
         let mut last_of_user = true;
         if let Some(user) = registry.users.get_mut(&conn.user_id) {
-            user.retain(|(other, _)| *other != id);
-            last_of_user = !user.iter().any(|(_, c)| c.role == conn.role);
-            if user.is_empty() {
+            user.conns.swap_remove(&id);
+            last_of_user = user.count(conn.role, -1) == 0;
+            if user.conns.is_empty() {
                 registry.users.remove(&conn.user_id);
             }
         }
@@ -380,7 +465,15 @@ impl Hub {
     /// rules) and returns how many that was. A connection whose queue is full is closed as a slow
     /// consumer; nothing here waits.
     pub fn deliver(&self, publication: &Publication) -> usize {
-        self.published.fetch_add(1, Ordering::Relaxed);
+        let sent = self.fan_out(publication);
+        self.delivered.fetch_add(sent as u64, Ordering::Relaxed);
+        // Counted once every recipient has it queued, so `published` tells an observer (a test,
+        // a health check) that the publication's deliveries are all made.
+        self.published.fetch_add(1, Ordering::Release);
+        sent
+    }
+
+    fn fan_out(&self, publication: &Publication) -> usize {
         let event = &publication.event;
         let Some(ns) = self.catalog.namespace_index(event.namespace()) else {
             return 0;
@@ -390,7 +483,7 @@ impl Hub {
             return 0;
         }
         let has_owner = event.descriptor.owner_field.is_some();
-        let excluded = |conn: &Conn| {
+        let excluded = |conn: &Mailbox| {
             event
                 .options
                 .exclude_user_ids
@@ -403,7 +496,7 @@ impl Hub {
                     .any(|s| **s == *conn.session_id)
         };
         let mut sent = 0;
-        let mut send = |conn: &Conn| {
+        let mut send = |conn: &Mailbox| {
             if excluded(conn) {
                 return;
             }
@@ -412,11 +505,7 @@ impl Hub {
             }
             match conn.push(publication.frame.clone()) {
                 Ok(()) => sent += 1,
-                Err(Full) => {
-                    if conn.close(close::SLOW_CONSUMER) {
-                        self.slow_closed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                Err(Full) => self.close_slow_consumer(conn),
             }
         };
 
@@ -429,7 +518,7 @@ impl Hub {
                 let Some(conns) = registry.users.get(user) else {
                     continue;
                 };
-                for (id, conn) in conns {
+                for (id, conn) in &conns.conns {
                     let role = RoleMask::single(conn.role);
                     let subscribed = registry.conns[id].namespaces & (1 << ns) != 0;
                     let owns = !has_owner || event.owner.as_deref() == Some(user);
@@ -448,7 +537,7 @@ impl Hub {
                     else {
                         continue;
                     };
-                    for (id, conn) in conns {
+                    for (id, conn) in &conns.conns {
                         if conn.role == role && registry.conns[id].namespaces & (1 << ns) != 0 {
                             send(conn);
                         }
@@ -461,15 +550,30 @@ impl Hub {
             }
         }
         drop(registry);
-        self.delivered.fetch_add(sent as u64, Ordering::Relaxed);
         sent
     }
 
-    /// Asks every connection to close (server shutdown).
+    /// Closes a connection whose queue is full (4008) and counts it, once.
+    pub fn close_slow_consumer(&self, mailbox: &Mailbox) {
+        if mailbox.close(close::SLOW_CONSUMER) {
+            self.slow_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks every connection to close at once.
     pub fn close_all(&self, reason: CloseReason) {
         let registry = self.registry.read().expect("hub lock");
         for entry in registry.conns.values() {
             entry.conn.close(reason);
+        }
+    }
+
+    /// Asks every connection to close once it has written what is queued for it (server
+    /// shutdown: events accepted before are delivered, then the close).
+    pub fn close_all_when_drained(&self, reason: CloseReason) {
+        let registry = self.registry.read().expect("hub lock");
+        for entry in registry.conns.values() {
+            entry.conn.close_when_drained(reason);
         }
     }
 
@@ -490,7 +594,7 @@ impl Hub {
     pub fn stats(&self) -> HubStats {
         HubStats {
             connections: self.registry.read().expect("hub lock").conns.len() as u64,
-            published: self.published.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Acquire),
             delivered: self.delivered.load(Ordering::Relaxed),
             slow_consumers_closed: self.slow_closed.load(Ordering::Relaxed),
         }

@@ -7,6 +7,7 @@
 //! [`EventSink`] through the typed [`Emit`] builder. [`Server`] serves WebSocket clients and the
 //! publish API; its [`Hub`] delivers each [`Publication`] only to the connections allowed to see it.
 
+mod accept;
 mod auth;
 mod broker;
 mod catalog;
@@ -16,6 +17,7 @@ mod event;
 mod frame;
 mod http;
 mod hub;
+mod limits;
 pub mod protocol;
 mod publication;
 mod publish;
@@ -28,12 +30,16 @@ pub use catalog::{
     Catalog, DecodeError, EventEntry, NamespaceDescriptor, PresenceRule, PresenceTrigger,
     RoleDescriptor,
 };
-pub use emit::{Emit, EmitOptions, EventSink};
-pub use event::{Event, EventDescriptor, OutgoingEvent, percent_change};
+pub use emit::{CatalogNamespace, Emit, EmitOptions, EventSink};
+pub use event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues, percent_change};
 pub use frame::Frame;
 pub use http::ApiError;
-pub use hub::{ConnId, ConnectionInfo, Full, Hub, HubStats, Mailbox, Registration, Unregistered};
+pub use hub::{
+    ConnId, ConnectionInfo, Full, Hub, HubStats, Mailbox, Registration, TooManyConnections,
+    Unregistered,
+};
+pub use limits::ConnectRate;
 pub use publication::{IdGenerator, Publication, now_ms};
-pub use publish::Publisher;
+pub use publish::{PublishError, Publisher};
 pub use role::RoleMask;
 pub use server::{Server, ServerConfig, bind};

@@ -52,6 +52,12 @@ pub mod close {
         code: 4002,
         reason: "idle timeout",
     };
+    /// The user already holds the most connections allowed per user (a race past the handshake's
+    /// own check, which refuses with 429 `too_many_connections`).
+    pub const TOO_MANY_CONNECTIONS: CloseReason = CloseReason {
+        code: 4029,
+        reason: "too many connections for this user",
+    };
     /// The connection's outbound queue filled up: it did not read fast enough.
     pub const SLOW_CONSUMER: CloseReason = CloseReason {
         code: 4008,
@@ -77,8 +83,39 @@ pub enum ClientMessage {
     Ping {
         /// Echoed back in the pong.
         #[serde(default)]
-        id: Option<serde_json::Value>,
+        id: Option<PingId>,
     },
+}
+
+/// The longest string a `ping` may carry as its `id`.
+pub const MAX_PING_ID_LEN: usize = 64;
+
+/// A `ping`'s `id`: a JSON number or a string of at most [`MAX_PING_ID_LEN`] bytes, so that a
+/// pong costs no more than the ping that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum PingId {
+    /// A number, echoed exactly as sent.
+    Number(serde_json::Number),
+    /// A short string.
+    String(String),
+}
+
+impl<'de> Deserialize<'de> for PingId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Number(n) => Ok(PingId::Number(n)),
+            serde_json::Value::String(s) if s.len() <= MAX_PING_ID_LEN => Ok(PingId::String(s)),
+            serde_json::Value::String(s) => Err(D::Error::custom(format!(
+                "a ping `id` string may be at most {MAX_PING_ID_LEN} bytes, not {}",
+                s.len()
+            ))),
+            _ => Err(D::Error::custom(
+                "a ping `id` must be a number or a short string",
+            )),
+        }
+    }
 }
 
 /// What the server sends besides events.
@@ -114,7 +151,7 @@ pub enum ControlMessage {
     Pong {
         /// The ping's id, if it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<serde_json::Value>,
+        id: Option<PingId>,
     },
     /// A client message could not be handled; the connection stays open.
     Error {

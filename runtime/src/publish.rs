@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::broker::{Broker, BrokerError};
 use crate::emit::EventSink;
-use crate::event::OutgoingEvent;
+use crate::event::{ComputeError, OutgoingEvent};
 use crate::publication::{IdGenerator, Publication, now_ms};
 
 /// Gives events their id and timestamp, serializes the envelope once, and hands it to the broker.
@@ -38,10 +38,25 @@ impl Publisher {
     }
 }
 
+/// Why a typed emitter's event was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The broker did not take it.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// A computed field cannot be sent.
+    #[error("invalid payload: {0}")]
+    Invalid(#[from] ComputeError),
+}
+
 impl EventSink for Publisher {
-    type Output = Result<String, BrokerError>;
+    type Output = Result<String, PublishError>;
 
     fn publish(&self, event: OutgoingEvent) -> Self::Output {
-        Publisher::publish(self, event)
+        Ok(Publisher::publish(self, event)?)
+    }
+
+    fn refuse(&self, error: ComputeError) -> Self::Output {
+        Err(error.into())
     }
 }

@@ -4,36 +4,39 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{AuthError, Authenticator, JwtConfig, KeyError};
 use crate::broker::{Broker, InMemoryBroker};
 use crate::catalog::Catalog;
-use crate::connection;
 use crate::http::{self, ApiError};
 use crate::hub::Hub;
+use crate::limits::{ConnectLimiter, ConnectRate};
 use crate::protocol::close;
 use crate::publication::IdGenerator;
 use crate::publish::Publisher;
 use crate::role::RoleMask;
+use crate::{accept, connection};
 
 /// Bytes read from a socket at a time, preallocated per connection.
 const READ_BUFFER: usize = 256;
@@ -58,14 +61,21 @@ pub struct ServerConfig {
     /// Browser origins allowed to connect; empty allows any. Requests without `Origin`
     /// (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
-    /// How long shutdown waits for connections to finish their close handshake.
+    /// How long shutdown may take in all: in-flight publishes finishing, every connection writing
+    /// what is queued for it, and the close handshakes.
     pub shutdown_timeout: Duration,
+    /// The most connections one user may hold on this node (429 `too_many_connections` beyond).
+    pub max_connections_per_user: usize,
+    /// How often one user may connect (429 `connect_rate_exceeded` beyond).
+    pub connect_rate: ConnectRate,
+    /// How long a client may take to send a request's headers, and a publish request's body.
+    pub request_timeout: Duration,
 }
 
 impl ServerConfig {
     /// Defaults for one machine: 64 KiB messages, 1 MiB publish bodies, 1024-frame queues,
-    /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s shutdown grace (longer than a
-    /// connection's own 5 s close grace, so even clients that never answer are gone by then).
+    /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s for shutdown, 64 connections per
+    /// user, 30 connects at once then 5 per second per user, 10 s to send a request.
     pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
         ServerConfig {
             jwt,
@@ -77,6 +87,9 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(75),
             allowed_origins: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
+            max_connections_per_user: 64,
+            connect_rate: ConnectRate::DEFAULT,
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -89,6 +102,48 @@ pub(crate) struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) sessions: IdGenerator,
     pub(crate) shutting_down: AtomicBool,
+    pub(crate) publishes: InFlight,
+    connects: ConnectLimiter,
+}
+
+/// Counts publish requests being handled, so that shutdown can wait for them.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One publish request being handled; dropping it ends it.
+pub(crate) struct PublishGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    /// Starts a publish unless the server is shutting down. Counted before the flag is read, so
+    /// shutdown (which sets the flag, then waits for the count) never misses one.
+    pub(crate) fn start<'a>(&'a self, shutting_down: &AtomicBool) -> Option<PublishGuard<'a>> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let guard = PublishGuard(self);
+        (!shutting_down.load(Ordering::SeqCst)).then_some(guard)
+    }
+
+    async fn finished(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for PublishGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// An omnicast server for one catalog.
@@ -108,7 +163,10 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A single-node server: its hub behind the in-memory broker.
     pub fn new(catalog: &'static Catalog, config: ServerConfig) -> Result<Self, KeyError> {
-        let hub = Arc::new(Hub::new(catalog, config.queue_capacity));
+        let hub = Arc::new(
+            Hub::new(catalog, config.queue_capacity)
+                .with_max_connections_per_user(config.max_connections_per_user),
+        );
         let broker = Arc::new(InMemoryBroker::new(hub.clone()));
         Self::with_broker(hub, broker, config)
     }
@@ -123,12 +181,14 @@ impl Server {
         let auth = Authenticator::new(hub.catalog(), &config.jwt)?;
         Ok(Server {
             state: Arc::new(AppState {
+                connects: ConnectLimiter::new(config.connect_rate),
                 config,
                 publisher: Publisher::new(broker),
                 hub,
                 auth,
                 sessions: IdGenerator::new("ses"),
                 shutting_down: AtomicBool::new(false),
+                publishes: InFlight::default(),
             }),
         })
     }
@@ -153,38 +213,50 @@ impl Server {
             .with_state(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight publishes finish,
-    /// closes every WebSocket with 1001 and waits (up to the configured grace) for them to end.
+    /// Serves until `shutdown` resolves, then shuts down in the order that loses nothing
+    /// accepted: new publishes and connections are refused (503 `shutting_down`), in-flight
+    /// publishes finish, every connection writes what is queued for it and then closes with
+    /// 1001. All of it within [`ServerConfig::shutdown_timeout`]; connections still open then
+    /// are closed at once.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let signal = async move {
+        let grace = state.config.shutdown_timeout;
+        let stop_accepting = async move {
             shutdown.await;
+            let deadline = Instant::now() + grace;
+            tracing::info!("shutting down: refusing new publishes and connections");
             state.shutting_down.store(true, Ordering::SeqCst);
-            state.hub.close_all(close::GOING_AWAY);
-            tracing::info!("shutting down: closing connections");
-        };
-        // Events are small frames that must leave at once: no Nagle delay on any connection.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "TCP_NODELAY not set");
+            // The listener stays open meanwhile, so late requests get a clear 503.
+            if tokio::time::timeout_at(deadline, state.publishes.finished())
+                .await
+                .is_err()
+            {
+                tracing::warn!("publishes still in flight at the shutdown deadline");
             }
-        });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(signal)
-            .await?;
-        let grace = self.state.config.shutdown_timeout;
-        if tokio::time::timeout(grace, self.state.hub.emptied())
+            deadline
+        };
+        let deadline =
+            accept::serve(listener, self.router(), &self.state.config, stop_accepting).await;
+        let hub = &self.state.hub;
+        tracing::info!(
+            connections = hub.stats().connections,
+            "shutting down: delivering what is queued, then closing connections"
+        );
+        hub.close_all_when_drained(close::GOING_AWAY);
+        if tokio::time::timeout_at(deadline, hub.emptied())
             .await
             .is_err()
         {
             tracing::warn!(
-                remaining = self.state.hub.stats().connections,
-                "connections still open after the shutdown grace period"
+                remaining = hub.stats().connections,
+                "connections still writing at the shutdown deadline: closing them now"
             );
+            hub.close_all(close::GOING_AWAY);
+            let _ = tokio::time::timeout(Duration::from_secs(1), hub.emptied()).await;
         }
         Ok(())
     }
@@ -211,9 +283,24 @@ struct ConnectParams {
 
 async fn upgrade(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<ConnectParams>,
+    params: Result<Query<ConnectParams>, QueryRejection>,
     request: Request,
 ) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            return ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                message: format!(
+                    "{}; expected `token` and `namespaces` at most once each",
+                    rejection.body_text()
+                ),
+                path: None,
+            }
+            .into_response();
+        }
+    };
     let (mut parts, _body) = request.into_parts();
     let headers = &parts.headers;
     if state.shutting_down.load(Ordering::SeqCst) {
@@ -245,6 +332,9 @@ async fn upgrade(
             Err(err) => return err.into_response(),
         },
     };
+    if let Some(refusal) = over_user_limits(&state, &identity.user_id) {
+        return refusal;
+    }
     let catalog = state.hub.catalog();
     let namespaces = match params.namespaces.as_deref().filter(|s| !s.is_empty()) {
         None => catalog.namespaces_visible_to(RoleMask::single(identity.role)),
@@ -288,6 +378,38 @@ async fn upgrade(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     response
+}
+
+/// The refusal, if the user is over a per-user limit: connections held, or the connect rate.
+fn over_user_limits(state: &AppState, user_id: &str) -> Option<Response> {
+    let limit = state.config.max_connections_per_user;
+    if state.hub.user_connections(user_id) >= limit {
+        let message = format!("this user already holds {limit} connections, the most allowed");
+        return Some(
+            ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_connections",
+                message,
+                path: None,
+            }
+            .into_response(),
+        );
+    }
+    if let Err(wait) = state.connects.acquire(user_id, Instant::now().into_std()) {
+        let secs = wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
+        let mut response = ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "connect_rate_exceeded",
+            message: format!("this user connects too often; retry in {secs} s"),
+            path: None,
+        }
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Some(response);
+    }
+    None
 }
 
 /// Why a request to `/ws` is not a WebSocket handshake this server takes (RFC 6455, 4.2.1).
@@ -342,14 +464,28 @@ fn accept_key(parts: &Parts) -> Result<HeaderValue, NotWebSocket> {
     let key = parts
         .headers
         .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| is_handshake_key(key.as_bytes()))
         .ok_or(NotWebSocket {
             status: StatusCode::BAD_REQUEST,
-            message: "the Sec-WebSocket-Key header is missing",
+            message: "the Sec-WebSocket-Key header must be 16 random bytes in base64 (24 characters)",
         })?;
     Ok(
         HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
             .expect("base64 is a valid header"),
     )
+}
+
+/// Whether `key` is what RFC 6455 (4.1) asks a client to send: 16 bytes in base64, which is 22
+/// alphabet characters (the last one holding only 2 of its 6 bits) and `==`.
+fn is_handshake_key(key: &[u8]) -> bool {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let value = |c: &u8| ALPHABET.iter().position(|a| a == c);
+    let [body @ .., last, b'=', b'='] = key else {
+        return false;
+    };
+    body.len() == 21
+        && body.iter().all(|c| value(c).is_some())
+        && value(last).is_some_and(|v| v & 0xF == 0)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

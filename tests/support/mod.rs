@@ -271,6 +271,34 @@ pub async fn refused(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     }
 }
 
+/// Reads one HTTP response from `stream`: its status, its head (lowercase) and its JSON body.
+pub async fn read_response(stream: &mut TcpStream) -> (u16, String, Value) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("the server answers in time")
+            .unwrap();
+        buffer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buffer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if n == 0 || text.len() >= end + 4 + length {
+                let status = head[9..12].parse().unwrap();
+                let body = serde_json::from_str(&text[end + 4..]).unwrap_or(Value::Null);
+                return (status, head, body);
+            }
+        }
+        assert!(n > 0, "the server hung up: {text}");
+    }
+}
+
 /// A client speaking just enough WebSocket by hand to misbehave: it completes the handshake and
 /// then only reads, never answering pings or closes.
 pub struct RawClient {

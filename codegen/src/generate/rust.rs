@@ -157,6 +157,12 @@ fn namespace_enum(catalog: &Catalog) -> TokenStream {
                 namespace.as_str()
             }
         }
+
+        impl ::omnicast_runtime::CatalogNamespace for Namespace {
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        }
     }
 }
 
@@ -228,20 +234,24 @@ fn payload(catalog: &Catalog, event: &Event) -> TokenStream {
             attrs.push(quote!(#[serde(rename = #wire)]));
         }
         if let Some(formula) = &field.computed {
-            let expr = formula_tokens(event, formula);
+            let expr = formula_tokens(event, field, formula);
+            let ty_text = ty.to_string().replace(' ', "");
             if !docs.is_empty() {
                 docs.push_str("\n\n");
             }
             docs.push_str(&format!(
-                "Computed by omnicast: `{}`. Read it with the accessor; any value a publisher sends is replaced.",
-                formula
+                "Computed by omnicast: `{formula}`. Read it with the accessor. A publisher may \
+                 omit it; a value it sends must equal the formula's."
             ));
             let docs = doc(&docs);
+            let formula = formula.to_string();
             return quote! {
                 #docs
-                #[serde(default)]
-                #[event(computed = #expr)]
-                #ident: #ty
+                #(#attrs)*
+                #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
+                #[schemars(with = #ty_text, extend("readOnly" = true))]
+                #[event(computed = #expr, formula = #formula)]
+                #ident: ::core::option::Option<#ty>
             };
         }
         let docs = doc(&docs);
@@ -292,7 +302,9 @@ fn has_float(ty: &FieldType) -> bool {
     }
 }
 
-fn formula_tokens(event: &Event, formula: &Computed) -> TokenStream {
+/// The formula as an expression over `self` giving `Option<T>`: `None` when the result does not
+/// fit the field (integer overflow, or a number that is not finite).
+fn formula_tokens(event: &Event, field: &Field, formula: &Computed) -> TokenStream {
     let operand = |name: &str| {
         let field = event.field(name).expect("validated: operands exist");
         let ident = field_ident(field);
@@ -310,7 +322,11 @@ fn formula_tokens(event: &Event, formula: &Computed) -> TokenStream {
                 field_ident(event.field(minuend).expect("validated")),
                 field_ident(event.field(subtrahend).expect("validated")),
             );
-            quote!(self.#a - self.#b)
+            if field.ty == FieldType::Integer {
+                quote!(self.#a.checked_sub(self.#b))
+            } else {
+                quote!(::core::option::Option::Some(self.#a - self.#b).filter(|v: &f64| v.is_finite()))
+            }
         }
         Computed::PercentChange { from, to } => {
             let (from, to) = (operand(from), operand(to));
@@ -347,7 +363,7 @@ fn constructor(catalog: &Catalog, event: &Event, struct_name: &Ident) -> Option<
     let inits = event.fields.iter().map(|f| {
         let ident = field_ident(f);
         if f.computed.is_some() {
-            quote!(#ident: ::core::default::Default::default())
+            quote!(#ident: ::core::option::Option::None)
         } else {
             quote!(#ident)
         }
@@ -355,20 +371,21 @@ fn constructor(catalog: &Catalog, event: &Event, struct_name: &Ident) -> Option<
     let accessors = computed.iter().map(|f| {
         let ident = field_ident(f);
         let ty = rust_type(catalog, &f.ty);
+        let formula = f.computed.as_ref().expect("computed");
+        let expr = formula_tokens(event, f, formula);
         let docs = doc(&format!(
-            "`{}`, computed from `{}`.",
+            "`{}`: `{formula}` of the current fields; `None` when the result overflows.",
             f.name,
-            f.computed.as_ref().expect("computed")
         ));
         quote! {
             #docs
-            pub fn #ident(&self) -> #ty {
-                self.#ident
+            pub fn #ident(&self) -> ::core::option::Option<#ty> {
+                #expr
             }
         }
     });
     let new_doc = doc(&format!(
-        "Builds the payload, computing {}.",
+        "Builds the payload, computing {}; fails when a result overflows.",
         computed
             .iter()
             .map(|f| format!("`{}`", f.name))
@@ -379,10 +396,13 @@ fn constructor(catalog: &Catalog, event: &Event, struct_name: &Ident) -> Option<
         impl #struct_name {
             #new_doc
             #[allow(clippy::too_many_arguments)]
-            pub fn new(#(#params),*) -> Self {
+            pub fn new(#(#params),*) -> ::core::result::Result<Self, ::omnicast_runtime::ComputeError> {
                 let mut payload = #struct_name { #(#inits),* };
-                ::omnicast_runtime::Event::finalize(&mut payload);
-                payload
+                ::omnicast_runtime::Event::compute(
+                    &mut payload,
+                    ::omnicast_runtime::SentValues::Replace,
+                )?;
+                ::core::result::Result::Ok(payload)
             }
 
             #(#accessors)*
@@ -486,7 +506,7 @@ fn presence_builder(catalog: &Catalog, event: &Event) -> Option<TokenStream> {
         .filter(|f| f.computed.is_some())
         .map(|field| {
             let ident = field_ident(field);
-            quote!(#ident: ::core::default::Default::default())
+            quote!(#ident: ::core::option::Option::None)
         });
     // Parameters a payload does not use are named `_...`, as a person would.
     let uses = |wanted: &Binding| emits.data.iter().any(|(_, b)| b == wanted);
@@ -502,7 +522,10 @@ fn presence_builder(catalog: &Catalog, event: &Event) -> Option<TokenStream> {
     };
     Some(quote! {
         #doc
-        fn #builder(#user_id: &str, #now: u64) -> ::omnicast_runtime::OutgoingEvent {
+        fn #builder(
+            #user_id: &str,
+            #now: u64,
+        ) -> ::core::result::Result<::omnicast_runtime::OutgoingEvent, ::omnicast_runtime::ComputeError> {
             ::omnicast_runtime::OutgoingEvent::new(
                 #payload { #(#fields,)* #(#computed,)* },
                 ::core::default::Default::default(),

@@ -1,7 +1,7 @@
 //! A hand-written payload: the derive alone makes it an event the runtime can send.
 
 use omnicast::Role;
-use omnicast::runtime::{Emit, Event, EventSink, OutgoingEvent, RoleMask};
+use omnicast::runtime::{ComputeError, Emit, Event, EventSink, OutgoingEvent, RoleMask, SentValues};
 use omnicast_macros::Event;
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +13,9 @@ pub struct OrderDispatched {
     pub customer_id: String,
     pub parcels: i64,
     pub weight_grams: i64,
-    #[event(computed = self.weight_grams / self.parcels.max(1))]
+    #[event(computed = self.weight_grams.checked_div(self.parcels.max(1)), formula = "weightGrams / parcels")]
     #[serde(default)]
-    pub average_grams: i64,
+    pub average_grams: Option<i64>,
 }
 
 /// Everyone, narrowed by the payload.
@@ -28,9 +28,12 @@ pub struct SystemPing {
 
 struct Last;
 impl EventSink for Last {
-    type Output = OutgoingEvent;
-    fn publish(&self, event: OutgoingEvent) -> OutgoingEvent {
-        event
+    type Output = Option<OutgoingEvent>;
+    fn publish(&self, event: OutgoingEvent) -> Option<OutgoingEvent> {
+        Some(event)
+    }
+    fn refuse(&self, _: ComputeError) -> Option<OutgoingEvent> {
+        None
     }
 }
 
@@ -43,10 +46,14 @@ fn main() {
     assert_eq!(d.owner_field, Some("customerId"));
     assert_eq!(d.target_roles_field, None);
 
-    let payload = OrderDispatched { customer_id: "C-1".into(), parcels: 2, weight_grams: 900, average_grams: 0 };
-    let sent = Emit::new(&Last, payload).send();
+    let payload = OrderDispatched { customer_id: "C-1".into(), parcels: 2, weight_grams: 900, average_grams: Some(7) };
+    let sent = Emit::new(&Last, payload).send().unwrap();
     assert_eq!(sent.owner.as_deref(), Some("C-1"));
     assert_eq!(sent.data.get(), r#"{"customerId":"C-1","parcels":2,"weightGrams":900,"averageGrams":450}"#);
+
+    let mut claimed = OrderDispatched { customer_id: "C-1".into(), parcels: 2, weight_grams: 900, average_grams: Some(7) };
+    let err = claimed.compute(SentValues::Verify).unwrap_err();
+    assert_eq!(err.to_string(), "`averageGrams` is computed as `weightGrams / parcels` = 450, but the payload says 7; omit it or send 450");
 
     assert_eq!(SystemPing::DESCRIPTOR.roles, RoleMask::ALL);
     assert_eq!(SystemPing::DESCRIPTOR.target_roles_field, Some("toRoles"));

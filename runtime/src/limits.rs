@@ -1,0 +1,143 @@
+//! Per-user limits at the handshake: how often a user may connect, so that a client reconnecting
+//! in a loop cannot flood every staff connection with presence events or the hub with churn.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often one user may open connections: a token bucket of `burst` connects, refilled at
+/// `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectRate {
+    /// Connects allowed at once.
+    pub burst: u32,
+    /// Connects regained per second.
+    pub per_second: f64,
+}
+
+impl ConnectRate {
+    /// 30 connects at once, then 5 per second: far more than tabs and reconnects need.
+    pub const DEFAULT: ConnectRate = ConnectRate {
+        burst: 30,
+        per_second: 5.0,
+    };
+}
+
+/// Token buckets per user id.
+#[derive(Debug)]
+pub(crate) struct ConnectLimiter {
+    rate: ConnectRate,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    by_user: HashMap<Box<str>, Bucket>,
+    /// Prune full buckets when the map reaches this size, so it tracks active users only.
+    prune_at: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl ConnectLimiter {
+    pub(crate) fn new(rate: ConnectRate) -> Self {
+        ConnectLimiter {
+            rate: ConnectRate {
+                burst: rate.burst.max(1),
+                per_second: rate.per_second.max(0.0),
+            },
+            buckets: Mutex::new(Buckets {
+                by_user: HashMap::new(),
+                prune_at: 1024,
+            }),
+        }
+    }
+
+    /// Takes one connect from `user_id`'s bucket, or says how long until one is available.
+    pub(crate) fn acquire(&self, user_id: &str, now: Instant) -> Result<(), Duration> {
+        let burst = f64::from(self.rate.burst);
+        let refill = |bucket: &Bucket| {
+            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+            (bucket.tokens + elapsed * self.rate.per_second).min(burst)
+        };
+        let mut buckets = self.buckets.lock().expect("limiter lock");
+        if !buckets.by_user.contains_key(user_id) && buckets.by_user.len() >= buckets.prune_at {
+            buckets.by_user.retain(|_, bucket| refill(bucket) < burst);
+            buckets.prune_at = (buckets.by_user.len() * 2).max(1024);
+        }
+        let bucket = buckets.by_user.entry(user_id.into()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let tokens = refill(bucket);
+        if tokens < 1.0 {
+            if self.rate.per_second == 0.0 {
+                return Err(Duration::MAX);
+            }
+            return Err(Duration::from_secs_f64(
+                (1.0 - tokens) / self.rate.per_second,
+            ));
+        }
+        *bucket = Bucket {
+            tokens: tokens - 1.0,
+            at: now,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_allowed_then_the_refill_rate() {
+        let limiter = ConnectLimiter::new(ConnectRate {
+            burst: 3,
+            per_second: 2.0,
+        });
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.acquire("u", t0), Ok(()));
+        }
+        let wait = limiter.acquire("u", t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(limiter.acquire("other", t0), Ok(()), "buckets are per user");
+        assert_eq!(
+            limiter.acquire("u", t0 + Duration::from_millis(500)),
+            Ok(())
+        );
+        assert!(
+            limiter
+                .acquire("u", t0 + Duration::from_millis(500))
+                .is_err()
+        );
+        // A long pause refills to the burst, never past it.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(limiter.acquire("u", later), Ok(()));
+        }
+        assert!(limiter.acquire("u", later).is_err());
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_so_the_map_tracks_active_users() {
+        let limiter = ConnectLimiter::new(ConnectRate {
+            burst: 2,
+            per_second: 1.0,
+        });
+        let t0 = Instant::now();
+        // 1,024 makes the first prune (all still active), 2,048 the second, at `later`.
+        for i in 0..2048 {
+            limiter.acquire(&format!("u{i}"), t0).unwrap();
+        }
+        let later = t0 + Duration::from_secs(10);
+        limiter.acquire("newcomer", later).unwrap();
+        let buckets = limiter.buckets.lock().unwrap();
+        assert_eq!(buckets.by_user.len(), 1, "only the newcomer is left");
+    }
+}
