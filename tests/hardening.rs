@@ -457,8 +457,19 @@ async fn shutdown_refuses_new_publishes_and_finishes_those_in_flight() {
         }
     };
     let probe = server.addr;
+    let events = omnicast::Events::new(server.server.publisher());
     tx.send(server).ok().unwrap();
     tokio::time::timeout(WAIT, waiting).await.unwrap();
+    // Typed emitters in the same process are refused too, rather than told a lost event is sent.
+    let typed = omnicast::SystemMaintenancePayload {
+        message: "typed".into(),
+        scheduled_at: None,
+        duration: None,
+    };
+    assert!(matches!(
+        events.system_maintenance(typed).send(),
+        Err(omnicast::runtime::PublishError::ShuttingDown)
+    ));
     let late = json!({"type": "system:maintenance", "data": {"message": "late"}}).to_string();
     let request = format!(
         "POST /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\

@@ -29,6 +29,7 @@ use crate::frame::{self, Frame};
 use crate::hub::{ConnId, ConnectionInfo, Mailbox};
 use crate::protocol::{ClientMessage, CloseReason, ControlMessage, close};
 use crate::publication::now_ms;
+use crate::publish::PublishError;
 use crate::role::RoleMask;
 use crate::server::AppState;
 
@@ -151,10 +152,12 @@ fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32
             continue;
         }
         let published = (rule.build)(user_id, now_ms())
-            .map_err(|err| err.to_string())
-            .and_then(|event| state.publisher.publish(event).map_err(|e| e.to_string()));
-        if let Err(err) = published {
-            tracing::warn!(event = rule.event, %err, "presence event not published");
+            .map_err(PublishError::from)
+            .and_then(|event| state.publisher.publish(event));
+        match published {
+            // Closes caused by the shutdown itself announce nothing: everyone is leaving.
+            Ok(_) | Err(PublishError::ShuttingDown) => {}
+            Err(err) => tracing::warn!(event = rule.event, %err, "presence event not published"),
         }
     }
 }

@@ -131,7 +131,7 @@ pub(crate) async fn publish(
         .into_response();
     }
     // Held until the response is built: shutdown waits for it before closing connections.
-    let Some(_in_flight) = state.publishes.start(&state.shutting_down) else {
+    let Some(pass) = state.publisher.enter() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -165,7 +165,7 @@ pub(crate) async fn publish(
         Ok((events, batch)) => {
             let mut ids = Vec::with_capacity(events.len());
             for event in events {
-                match state.publisher.publish(event) {
+                match pass.publish(event) {
                     Ok(id) => ids.push(id),
                     Err(err) => {
                         return ApiError::new(

@@ -1,6 +1,9 @@
-//! The one publish path: typed emitters and the HTTP API both end in [`Publisher::publish`].
+//! The one publish path: typed emitters and the HTTP API both go through the [`Publisher`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
 
 use crate::broker::{Broker, BrokerError};
 use crate::emit::EventSink;
@@ -8,10 +11,15 @@ use crate::event::{ComputeError, OutgoingEvent};
 use crate::publication::{IdGenerator, Publication, now_ms};
 
 /// Gives events their id and timestamp, serializes the envelope once, and hands it to the broker.
+///
+/// Every publish passes through a gate that shutdown closes: once it is closed nothing new is
+/// taken ([`PublishError::ShuttingDown`]), and shutdown waits for publishes already past it
+/// before it closes connections, so an event accepted is an event delivered.
 #[derive(Clone)]
 pub struct Publisher {
     broker: Arc<dyn Broker>,
     ids: Arc<IdGenerator>,
+    gate: Arc<Gate>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -26,15 +34,74 @@ impl Publisher {
         Publisher {
             broker,
             ids: Arc::new(IdGenerator::new("evt")),
+            gate: Arc::new(Gate::default()),
         }
     }
 
     /// Publishes one event; returns its id.
-    pub fn publish(&self, event: OutgoingEvent) -> Result<String, BrokerError> {
-        let id = self.ids.next();
+    pub fn publish(&self, event: OutgoingEvent) -> Result<String, PublishError> {
+        let pass = self.enter().ok_or(PublishError::ShuttingDown)?;
+        Ok(pass.publish(event)?)
+    }
+
+    /// Passes the gate for a request that publishes later (the HTTP API, which reads and checks
+    /// a body first); `None` once shutdown began. Shutdown waits until the pass is dropped.
+    pub(crate) fn enter(&self) -> Option<Pass<'_>> {
+        self.gate.in_flight.fetch_add(1, Ordering::SeqCst);
+        // Counted before the flag is read: shutdown sets the flag, then waits for the count,
+        // so it never misses a publish that saw the gate open.
+        let pass = Pass { publisher: self };
+        (!self.gate.closed.load(Ordering::SeqCst)).then_some(pass)
+    }
+
+    /// Whether shutdown has closed the gate.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.gate.closed.load(Ordering::SeqCst)
+    }
+
+    /// Closes the gate and waits until every publish past it has finished.
+    pub(crate) async fn close(&self) {
+        self.gate.closed.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.gate.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.gate.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+/// Leave to publish while the gate stays counted as busy.
+pub(crate) struct Pass<'a> {
+    publisher: &'a Publisher,
+}
+
+impl Pass<'_> {
+    /// Publishes one event; returns its id.
+    pub(crate) fn publish(&self, event: OutgoingEvent) -> Result<String, BrokerError> {
+        let id = self.publisher.ids.next();
         let publication = Publication::new(event, id.clone(), now_ms());
-        self.broker.publish(Arc::new(publication))?;
+        self.publisher.broker.publish(Arc::new(publication))?;
         Ok(id)
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let gate = &self.publisher.gate;
+        if gate.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            gate.idle.notify_waiters();
+        }
     }
 }
 
@@ -47,13 +114,16 @@ pub enum PublishError {
     /// A computed field cannot be sent.
     #[error("invalid payload: {0}")]
     Invalid(#[from] ComputeError),
+    /// The server is shutting down and takes no more events.
+    #[error("the server is shutting down and takes no more events")]
+    ShuttingDown,
 }
 
 impl EventSink for Publisher {
     type Output = Result<String, PublishError>;
 
     fn publish(&self, event: OutgoingEvent) -> Self::Output {
-        Ok(Publisher::publish(self, event)?)
+        Publisher::publish(self, event)
     }
 
     fn refuse(&self, error: ComputeError) -> Self::Output {

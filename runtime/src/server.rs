@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -21,7 +20,6 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -101,48 +99,13 @@ pub(crate) struct AppState {
     pub(crate) publisher: Publisher,
     pub(crate) auth: Authenticator,
     pub(crate) sessions: IdGenerator,
-    pub(crate) shutting_down: AtomicBool,
-    pub(crate) publishes: InFlight,
     connects: ConnectLimiter,
 }
 
-/// Counts publish requests being handled, so that shutdown can wait for them.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// One publish request being handled; dropping it ends it.
-pub(crate) struct PublishGuard<'a>(&'a InFlight);
-
-impl InFlight {
-    /// Starts a publish unless the server is shutting down. Counted before the flag is read, so
-    /// shutdown (which sets the flag, then waits for the count) never misses one.
-    pub(crate) fn start<'a>(&'a self, shutting_down: &AtomicBool) -> Option<PublishGuard<'a>> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        let guard = PublishGuard(self);
-        (!shutting_down.load(Ordering::SeqCst)).then_some(guard)
-    }
-
-    async fn finished(&self) {
-        loop {
-            let idle = self.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-}
-
-impl Drop for PublishGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
+impl AppState {
+    /// Whether shutdown has begun: new publishes and connections are refused.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.publisher.is_closed()
     }
 }
 
@@ -187,8 +150,6 @@ impl Server {
                 hub,
                 auth,
                 sessions: IdGenerator::new("ses"),
-                shutting_down: AtomicBool::new(false),
-                publishes: InFlight::default(),
             }),
         })
     }
@@ -229,9 +190,8 @@ impl Server {
             shutdown.await;
             let deadline = Instant::now() + grace;
             tracing::info!("shutting down: refusing new publishes and connections");
-            state.shutting_down.store(true, Ordering::SeqCst);
             // The listener stays open meanwhile, so late requests get a clear 503.
-            if tokio::time::timeout_at(deadline, state.publishes.finished())
+            if tokio::time::timeout_at(deadline, state.publisher.close())
                 .await
                 .is_err()
             {
@@ -303,7 +263,7 @@ async fn upgrade(
     };
     let (mut parts, _body) = request.into_parts();
     let headers = &parts.headers;
-    if state.shutting_down.load(Ordering::SeqCst) {
+    if state.shutting_down() {
         return ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "shutting_down",
@@ -489,7 +449,7 @@ fn is_handshake_key(key: &[u8]) -> bool {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let status = if state.shutting_down.load(Ordering::SeqCst) {
+    let status = if state.shutting_down() {
         "shutting_down"
     } else {
         "ok"
