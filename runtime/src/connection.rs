@@ -70,7 +70,9 @@ pub(crate) async fn run(
         Err(err) => {
             // Another handshake of this user got in between the upgrade's check and now.
             tracing::debug!(user = %identity.user_id, %err, "refused after the upgrade");
-            refuse(socket, config, close::TOO_MANY_CONNECTIONS).await;
+            // Boxed: this rare path must not grow every connection's task (its buffers and
+            // timer would otherwise be part of the task's size).
+            Box::pin(refuse(socket, config, close::TOO_MANY_CONNECTIONS)).await;
             return;
         }
     };

@@ -239,33 +239,45 @@ pub struct HubStats {
 struct Entry {
     conn: Arc<Mailbox>,
     namespaces: u64,
+    /// Where the connection sits in its user's [`UserConns::conns`].
+    user_slot: usize,
 }
 
 /// One user's connections on this hub. Adding and removing one is O(1) in how many the user
-/// holds: a user with thousands of connections cannot make churn quadratic under the hub's lock.
+/// holds (a swap-remove, with each entry knowing its slot): a user with thousands of connections
+/// cannot make churn quadratic under the hub's lock. Most users hold one connection, so nothing
+/// here allocates beyond that one slot.
 #[derive(Default)]
 struct UserConns {
-    conns: IndexMap<ConnId, Arc<Mailbox>>,
-    /// How many connections hold each role (a user's tokens may carry different roles); at most
-    /// one entry per role of the catalog.
-    per_role: Vec<(u32, usize)>,
+    conns: Vec<(ConnId, Arc<Mailbox>)>,
+    /// How many connections hold each role (a user's tokens may carry different roles): the
+    /// first role inline, others (rare) in `more`; at most one entry per role of the catalog.
+    first: Option<(u32, usize)>,
+    more: Vec<(u32, usize)>,
 }
 
 impl UserConns {
     /// Counts a connection of `role` in (`+1`) or out (`-1`); returns how many remain.
     fn count(&mut self, role: u32, delta: isize) -> usize {
-        let index = match self.per_role.iter().position(|(r, _)| *r == role) {
-            Some(index) => index,
-            None => {
-                self.per_role.push((role, 0));
-                self.per_role.len() - 1
-            }
+        let slot = match &mut self.first {
+            Some((r, count)) if *r == role => count,
+            None => &mut self.first.insert((role, 0)).1,
+            Some(_) => match self.more.iter().position(|(r, _)| *r == role) {
+                Some(i) => &mut self.more[i].1,
+                None => {
+                    self.more.push((role, 0));
+                    &mut self.more.last_mut().expect("just pushed").1
+                }
+            },
         };
-        let count = &mut self.per_role[index].1;
-        *count = count.saturating_add_signed(delta);
-        let remaining = *count;
+        *slot = slot.saturating_add_signed(delta);
+        let remaining = *slot;
         if remaining == 0 {
-            self.per_role.swap_remove(index);
+            if self.first.is_some_and(|(r, _)| r == role) {
+                self.first = self.more.pop();
+            } else {
+                self.more.retain(|(r, _)| *r != role);
+            }
         }
         remaining
     }
@@ -395,13 +407,15 @@ impl Hub {
             registry.buckets[bucket].insert(id, conn.clone());
         }
         let user = registry.users.entry(user_id).or_default();
-        user.conns.insert(id, conn.clone());
+        let user_slot = user.conns.len();
+        user.conns.push((id, conn.clone()));
         let first_of_user = user.count(info.role, 1) == 1;
         registry.conns.insert(
             id,
             Entry {
                 conn: conn.clone(),
                 namespaces,
+                user_slot,
             },
         );
         Ok(Registration {
@@ -422,9 +436,16 @@ impl Hub {
         }
         let mut last_of_user = true;
         if let Some(user) = registry.users.get_mut(&conn.user_id) {
-            user.conns.swap_remove(&id);
+            user.conns.swap_remove(entry.user_slot);
             last_of_user = user.count(conn.role, -1) == 0;
-            if user.conns.is_empty() {
+            if let Some((moved, _)) = user.conns.get(entry.user_slot) {
+                let moved = *moved;
+                registry
+                    .conns
+                    .get_mut(&moved)
+                    .expect("a user's connections are registered")
+                    .user_slot = entry.user_slot;
+            } else if user.conns.is_empty() {
                 registry.users.remove(&conn.user_id);
             }
         }

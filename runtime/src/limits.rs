@@ -33,9 +33,14 @@ pub(crate) struct ConnectLimiter {
 #[derive(Debug, Default)]
 struct Buckets {
     by_user: HashMap<Box<str>, Bucket>,
-    /// Prune full buckets when the map reaches this size, so it tracks active users only.
-    prune_at: usize,
+    /// Acquisitions since full buckets were last dropped.
+    since_prune: usize,
 }
+
+/// Full buckets (users who have not connected for a while) are dropped every this many
+/// acquisitions, once there are at least this many users: the map holds recent connectors only,
+/// and pruning costs O(1) per acquisition on average.
+const PRUNE_EVERY: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -50,10 +55,7 @@ impl ConnectLimiter {
                 burst: rate.burst.max(1),
                 per_second: rate.per_second.max(0.0),
             },
-            buckets: Mutex::new(Buckets {
-                by_user: HashMap::new(),
-                prune_at: 1024,
-            }),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
@@ -65,9 +67,11 @@ impl ConnectLimiter {
             (bucket.tokens + elapsed * self.rate.per_second).min(burst)
         };
         let mut buckets = self.buckets.lock().expect("limiter lock");
-        if !buckets.by_user.contains_key(user_id) && buckets.by_user.len() >= buckets.prune_at {
+        buckets.since_prune += 1;
+        if buckets.since_prune >= PRUNE_EVERY && buckets.by_user.len() >= PRUNE_EVERY {
+            buckets.since_prune = 0;
             buckets.by_user.retain(|_, bucket| refill(bucket) < burst);
-            buckets.prune_at = (buckets.by_user.len() * 2).max(1024);
+            buckets.by_user.shrink_to_fit();
         }
         let bucket = buckets.by_user.entry(user_id.into()).or_insert(Bucket {
             tokens: burst,
@@ -131,7 +135,8 @@ mod tests {
             per_second: 1.0,
         });
         let t0 = Instant::now();
-        // 1,024 makes the first prune (all still active), 2,048 the second, at `later`.
+        // The prune among these (at the 1,025th) finds every bucket in use; the newcomer's is
+        // the 1,024th acquisition after it, with every bucket full by then.
         for i in 0..2048 {
             limiter.acquire(&format!("u{i}"), t0).unwrap();
         }
