@@ -4,6 +4,10 @@
 //! [`Namespace`] and value enums, one `...Payload` struct per event, the [`CATALOG`] permission
 //! table, and the typed [`Events`] emitters.
 //!
+//! A service that only emits into its own [`EventSink`](runtime::EventSink) needs none of the
+//! server: `omnicast = { default-features = false }` leaves out the `server` feature (axum,
+//! hyper, tungstenite, jsonwebtoken), and nothing here ever pulls in the generator or a CLI.
+//!
 //! ```
 //! use omnicast::{Events, OrderStatusChangedPayload, OrderStatus, Role};
 //! # use omnicast::runtime::{ComputeError, EventSink, OutgoingEvent};
@@ -27,9 +31,11 @@
 //!     .send();
 //! ```
 
-pub mod docs;
-
 pub use omnicast_runtime as runtime;
+
+/// The markdown reference (`generated-docs/EVENTS.md`), rendered at build time from the same
+/// events.yaml as the types above; `omnicast gen` writes it out.
+pub const REFERENCE_MD: &str = include_str!(concat!(env!("OUT_DIR"), "/EVENTS.md"));
 
 mod generated {
     #![allow(missing_docs)]

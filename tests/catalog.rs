@@ -27,8 +27,11 @@ fn raw(value: &Value) -> Box<serde_json::value::RawValue> {
 #[test]
 fn every_example_decodes_and_validates_against_its_schema() {
     let model = model();
-    let docs = omnicast::docs::files();
-    let envelope: Value = serde_json::from_str(&docs[Path::new("schemas/envelope.json")]).unwrap();
+    // `cli/tests/generated_docs.rs` keeps this file exactly what `omnicast gen` writes.
+    let envelope =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("generated-docs/schemas/envelope.json");
+    let envelope: Value =
+        serde_json::from_str(&std::fs::read_to_string(envelope).unwrap()).unwrap();
     for event in &model.events {
         let entry = CATALOG
             .event(&event.name)
@@ -63,14 +66,15 @@ fn every_example_decodes_and_validates_against_its_schema() {
         envelope["$defs"] = schema.get("$defs").cloned().unwrap_or(json!({}));
         let variants = envelope["oneOf"].as_array_mut().unwrap();
         for variant in variants.iter_mut() {
-            let stem = omnicast::docs::schema_stem(
+            let stem = omnicast::runtime::names::schema_stem(
                 variant["properties"]["type"]["const"].as_str().unwrap(),
             );
-            variant["properties"]["data"] = if stem == omnicast::docs::schema_stem(&event.name) {
-                schema.clone()
-            } else {
-                json!(false)
-            };
+            variant["properties"]["data"] =
+                if stem == omnicast::runtime::names::schema_stem(&event.name) {
+                    schema.clone()
+                } else {
+                    json!(false)
+                };
         }
         let message = json!({
             "type": event.name, "namespace": event.namespace, "data": event.example,

@@ -81,20 +81,11 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// Suggests the candidate closest to `input`, when one is close enough to be a likely typo.
+/// `did you mean `admin`?` for the candidate closest to `input`, when one is close enough to be
+/// a likely typo (the rule is [`names::closest`](crate::names::closest)).
 pub fn did_you_mean<'c>(
     input: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| {
-            (
-                strsim::jaro_winkler(&input.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
-        })
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+    crate::names::closest(input, candidates).map(|c| format!("did you mean `{c}`?"))
 }

@@ -8,7 +8,7 @@
 pub mod diagnostic;
 pub mod generate;
 pub mod model;
-pub mod names;
+pub use omnicast_runtime::names;
 mod raw;
 mod validate;
 

@@ -109,14 +109,7 @@ impl Context<'_> {
     }
 }
 
-fn is_snake(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !name.ends_with('_')
-        && !name.contains("__")
-}
+use names::is_snake;
 
 fn roles(cx: &mut Context<'_>, raw: &OrderedMap<crate::raw::RawRole>) -> Vec<Role> {
     cx.duplicates(raw, "role", &["roles"]);
@@ -264,8 +257,7 @@ fn events(cx: &mut Context<'_>, raw: &RawCatalog, roles: &[Role], enums: &[Enum]
                 event: Some(name),
                 field: None,
             };
-            let valid_name = matches!(name.split_once(':'),
-                Some((prefix, action)) if is_snake(prefix) && is_snake(action));
+            let valid_name = names::is_event_name(name);
             if !valid_name {
                 cx.error(
                     at,
@@ -307,9 +299,7 @@ fn event_name_suggestion(name: &str) -> Option<String> {
     } else {
         snake.replacen('_', ":", 1)
     };
-    let valid = matches!(candidate.split_once(':'),
-        Some((prefix, action)) if is_snake(prefix) && is_snake(action));
-    valid.then_some(candidate)
+    names::is_event_name(&candidate).then_some(candidate)
 }
 
 fn event(
@@ -892,12 +882,7 @@ fn evaluate(formula: &Computed, object: &serde_json::Map<String, Value>) -> Opti
             subtrahend,
         } => get(minuend)? - get(subtrahend)?,
         Computed::PercentChange { from, to } => {
-            let (old, new) = (get(from)?, get(to)?);
-            if old == 0.0 {
-                0.0
-            } else {
-                ((new - old) / old * 10_000.0).round() / 100.0
-            }
+            omnicast_runtime::percent_change(get(from)?, get(to)?)?
         }
     })
 }

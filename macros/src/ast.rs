@@ -2,6 +2,8 @@
 
 use syn::{Data, DeriveInput, Expr, Fields, GenericArgument, Ident, LitStr, PathArguments, Type};
 
+use omnicast_runtime::names;
+
 use crate::attr::{self, Errors, FieldAttrs, Roles, StructAttrs};
 
 pub struct Input<'a> {
@@ -78,7 +80,7 @@ impl<'a> Input<'a> {
             let ident = field.ident.as_ref().expect("named fields have names");
             let wire = match attr::serde_rename(&field.attrs) {
                 Some(rename) => rename.value(),
-                None if camel_case => lower_camel(&ident.unraw_string()),
+                None if camel_case => names::serde_camel(&ident.unraw_string()),
                 None => ident.unraw_string(),
             };
             let field_attrs = FieldAttrs::parse(&field.attrs, &mut errors);
@@ -102,7 +104,7 @@ impl<'a> Input<'a> {
         }
 
         if let Some(name) = &attrs.name
-            && !is_event_name(&name.value())
+            && !names::is_event_name(&name.value())
         {
             errors.spanned(
                 name,
@@ -221,35 +223,6 @@ fn generic_arg<'t>(ty: &'t Type, wrapper: &str) -> Option<&'t Type> {
         GenericArgument::Type(t) => Some(t),
         _ => None,
     }
-}
-
-/// `namespace:action`, both parts snake_case starting with a letter.
-fn is_event_name(name: &str) -> bool {
-    let part = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && !s.ends_with('_')
-            && !s.contains("__")
-    };
-    matches!(name.split_once(':'), Some((ns, action)) if part(ns) && part(action))
-}
-
-/// serde's `camelCase` rule for a snake_case field name.
-fn lower_camel(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 trait UnrawString {

@@ -5,8 +5,9 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde_json::value::RawValue;
 
-use crate::emit::EmitOptions;
 use crate::event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues};
+use crate::names;
+use crate::options::EmitOptions;
 use crate::role::RoleMask;
 
 /// A role of the catalog; its index in [`Catalog::roles`] is its bit in a [`RoleMask`].
@@ -36,6 +37,7 @@ pub struct EventEntry {
     pub descriptor: &'static EventDescriptor,
     decode: fn(&str, EmitOptions) -> Result<OutgoingEvent, DecodeError>,
     schema: fn() -> schemars::Schema,
+    example: &'static str,
 }
 
 impl EventEntry {
@@ -45,7 +47,20 @@ impl EventEntry {
             descriptor: &E::DESCRIPTOR,
             decode: decode_as::<E>,
             schema: schema_of::<E>,
+            example: "{}",
         }
+    }
+
+    /// The same entry with the catalog's example payload (JSON text).
+    pub const fn with_example(mut self, example: &'static str) -> Self {
+        self.example = example;
+        self
+    }
+
+    /// The catalog's example payload, as JSON text (checked against the fields when the catalog
+    /// was validated).
+    pub fn example(&self) -> &'static str {
+        self.example
     }
 
     /// Parses `data` (JSON text) as this event's payload and prepares it for delivery.
@@ -297,17 +312,8 @@ impl Catalog {
     ) -> Result<OutgoingEvent, DecodeError> {
         let entry = self.event(name).ok_or_else(|| DecodeError::UnknownType {
             name: name.to_owned(),
-            suggestion: closest(name, self.events.iter().map(|e| e.descriptor.name)),
+            suggestion: names::closest(name, self.events.iter().map(|e| e.descriptor.name)),
         })?;
         entry.decode(data.get(), options)
     }
-}
-
-/// The candidate closest to `input`, when it is close enough to be a likely typo.
-fn closest(input: &str, candidates: impl Iterator<Item = &'static str>) -> Option<&'static str> {
-    candidates
-        .map(|c| (strsim::jaro_winkler(input, c), c))
-        .filter(|(score, _)| *score > 0.85)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
 }

@@ -4,26 +4,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::event::{ComputeError, Event, OutgoingEvent};
+use crate::options::EmitOptions;
 use crate::role::RoleMask;
-
-/// The emitter's broadcast options (the reference's "Broadcasting Options").
-///
-/// Options only narrow: `roles` intersects the event's roles, `user_ids` restricts recipients to
-/// those users, the exclusions remove recipients. `namespace` chooses which namespace's subscribers
-/// are addressed; it never changes which roles may see the event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EmitOptions {
-    /// Only these roles (intersected with the event's roles).
-    pub roles: Option<RoleMask>,
-    /// Only these users.
-    pub user_ids: Option<Vec<String>>,
-    /// Never these users.
-    pub exclude_user_ids: Vec<String>,
-    /// Never these connections.
-    pub exclude_session_ids: Vec<String>,
-    /// Address this namespace's subscribers instead of the event's own namespace.
-    pub namespace: Option<&'static str>,
-}
 
 /// A namespace of a generated catalog: its `Namespace` enum implements this. The typed emitter's
 /// `in_namespace` takes nothing else, so a misspelt namespace is a compile error rather than an

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::emit::EmitOptions;
+use crate::options::EmitOptions;
 use crate::role::RoleMask;
 
 /// What the permission filter needs to know about one event type; one per event in the catalog.

@@ -1,45 +1,40 @@
-//! The generic omnicast runtime: what generated catalogs implement, and the server that delivers
-//! their events.
+//! The generic omnicast runtime, in two layers.
 //!
-//! The runtime never knows a specific event. A catalog generated from `events.yaml` describes its
-//! roles, namespaces and events with the descriptor types here ([`Catalog`], [`EventDescriptor`]),
-//! implements [`Event`] for each payload (through `#[derive(Event)]`), and hands ready events to an
-//! [`EventSink`] through the typed [`Emit`] builder. [`Server`] serves WebSocket clients and the
-//! publish API; its [`Hub`] delivers each [`Publication`] only to the connections allowed to see it.
+//! **The base layer** is what generated catalogs use and all a service that only emits needs:
+//! the [`Event`] trait every payload implements (through `#[derive(Event)]`), the descriptors a
+//! catalog describes itself with ([`Catalog`], [`EventDescriptor`], [`RoleMask`]), the typed
+//! [`Emit`] builder and the [`EventSink`] it hands ready events to, the delivery rules
+//! ([`delivery`]), the wire protocol's messages ([`protocol`]) and the naming rules every
+//! omnicast crate shares ([`names`]). It depends on serde, serde_json and schemars only.
+//!
+//! **The server** ([`server`], the `server` feature, on by default) serves WebSocket clients and
+//! the publish API: its hub delivers each publication only to the connections allowed to see it.
+//! The runtime never knows a specific event; generated code never needs the server.
 
-mod accept;
-mod auth;
-mod broker;
 mod catalog;
-mod connection;
+pub mod delivery;
 mod emit;
 mod event;
-mod frame;
-mod http;
-mod hub;
-mod limits;
+pub mod names;
+mod options;
 pub mod protocol;
-mod publication;
-mod publish;
 mod role;
-mod server;
+#[cfg(feature = "server")]
+pub mod server;
 
-pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, mint_hs256};
-pub use broker::{Broker, BrokerError, InMemoryBroker};
 pub use catalog::{
     Catalog, DecodeError, EventEntry, NamespaceDescriptor, PresenceRule, PresenceTrigger,
     RoleDescriptor,
 };
-pub use emit::{CatalogNamespace, Emit, EmitOptions, EventSink};
+pub use emit::{CatalogNamespace, Emit, EventSink};
 pub use event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues, percent_change};
-pub use frame::Frame;
-pub use http::ApiError;
-pub use hub::{
-    ConnId, ConnectionInfo, Full, Hub, HubStats, Mailbox, Registration, TooManyConnections,
-    Unregistered,
-};
-pub use limits::ConnectRate;
-pub use publication::{IdGenerator, Publication, now_ms};
-pub use publish::{PublishError, Publisher};
+pub use options::EmitOptions;
 pub use role::RoleMask;
-pub use server::{Server, ServerConfig, bind};
+
+#[cfg(feature = "server")]
+pub use server::{
+    ApiError, AuthError, Authenticator, Broker, BrokerError, ConnId, ConnectRate, ConnectionInfo,
+    Frame, Full, Hub, HubStats, IdGenerator, Identity, InMemoryBroker, JwtConfig, JwtKey, KeyError,
+    Mailbox, Publication, PublishError, Publisher, Registration, Server, ServerConfig,
+    TooManyConnections, Unregistered, bind, mint_hs256, now_ms,
+};

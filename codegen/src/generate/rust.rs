@@ -429,7 +429,8 @@ fn table(catalog: &Catalog) -> TokenStream {
     });
     let events = catalog.events.iter().map(|e| {
         let payload = ident(&names::payload_struct(&e.name));
-        quote!(::omnicast_runtime::EventEntry::of::<#payload>())
+        let example = serde_json::to_string(&e.example).expect("a YAML example is JSON");
+        quote!(::omnicast_runtime::EventEntry::of::<#payload>().with_example(#example))
     });
     let presence_builders = catalog
         .events

@@ -1,4 +1,8 @@
-//! Wire names to Rust identifiers: the case rules in one place.
+//! The naming rules every omnicast crate shares, in one place: wire names to Rust identifiers
+//! (codegen and the derive), the event-name syntax (validation and the derive), schema file
+//! stems (codegen and `omnicast gen`), and the did-you-mean suggestion (catalog diagnostics and
+//! the publish API). They live in the runtime's base layer because every other crate depends on
+//! it, and it depends on none of them.
 
 /// `order:status_changed` -> `OrderStatusChangedPayload`.
 pub fn payload_struct(event: &str) -> String {
@@ -71,6 +75,34 @@ pub fn serde_camel(snake: &str) -> String {
         }
     }
     out
+}
+
+/// A lowercase snake_case word: `orders`, `status_changed` (no leading digit or underscore, no
+/// double or trailing underscore). Roles, namespaces and both halves of event names.
+pub fn is_snake(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.ends_with('_')
+        && !name.contains("__")
+}
+
+/// An event name: `namespace:action`, both snake_case (`order:status_changed`).
+pub fn is_event_name(name: &str) -> bool {
+    matches!(name.split_once(':'), Some((prefix, action)) if is_snake(prefix) && is_snake(action))
+}
+
+/// The candidate closest to `input`, when one is close enough to be a likely typo (Jaro-Winkler
+/// over lowercased text above 0.8).
+pub fn closest<'c>(input: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    let input = input.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&input, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
 }
 
 /// Whether `name` is a Rust keyword (strict or reserved) that needs `r#` as an identifier.
@@ -171,6 +203,24 @@ mod tests {
             "customer_added_to_cart"
         );
         assert_eq!(schema_stem("order:created"), "order.created");
+    }
+
+    #[test]
+    fn event_names_and_suggestions() {
+        assert!(is_event_name("order:status_changed"));
+        for bad in [
+            "order",
+            "Order:created",
+            "order:",
+            ":created",
+            "order:created_",
+            "a:b:c",
+        ] {
+            assert!(!is_event_name(bad), "{bad}");
+        }
+        assert_eq!(closest("admn", ["admin", "staff"]), Some("admin"));
+        assert_eq!(closest("ADMIN", ["admin"]), Some("admin"));
+        assert_eq!(closest("zzz", ["admin", "staff"]), None);
     }
 
     #[test]

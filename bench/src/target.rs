@@ -73,7 +73,7 @@ impl Target {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
                 command
                     .arg(exe)
-                    .args(["serve", "--bind", &addr.to_string()])
+                    .args([crate::SERVE, "--bind", &addr.to_string()])
                     .env("OMNICAST_JWT_SECRET", SECRET)
                     .env("OMNICAST_API_KEY", API_KEY)
                     // Bursts of a whole run's events are queued at once; see the README.

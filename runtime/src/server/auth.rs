@@ -1,7 +1,6 @@
 //! Connection authentication: JWTs (HS256 by default, RS256/ES256 public keys by configuration),
 //! verified before the WebSocket upgrade.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::errors::ErrorKind;
@@ -9,6 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value, json};
 
 use crate::catalog::Catalog;
+use crate::server::http::ApiError;
 
 /// The key tokens are verified with.
 #[derive(Clone)]
@@ -115,8 +115,7 @@ impl AuthError {
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.code(), "message": self.to_string() });
-        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+        ApiError::new(StatusCode::UNAUTHORIZED, self.code(), self.to_string()).into_response()
     }
 }
 
@@ -209,7 +208,7 @@ impl Authenticator {
         let exp = claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0);
         // `as` saturates: an `exp` beyond u64 milliseconds never expires, and never overflows.
         let valid_until_ms = ((exp * 1000.0) as u64).saturating_add(self.leeway_ms);
-        if crate::publication::now_ms() >= valid_until_ms {
+        if crate::server::publication::now_ms() >= valid_until_ms {
             return Err(AuthError::Expired);
         }
         let string = |name: &str| {
@@ -235,7 +234,7 @@ impl Authenticator {
 
 /// Mints an HS256 token (`omnicast token`, tests): `sub`, `role`, `iat` and `exp = now + ttl`.
 pub fn mint_hs256(secret: &[u8], user_id: &str, role: &str, ttl_secs: u64) -> String {
-    let now = crate::publication::now_ms() / 1000;
+    let now = crate::server::publication::now_ms() / 1000;
     let claims = json!({ "sub": user_id, "role": role, "iat": now, "exp": now + ttl_secs });
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

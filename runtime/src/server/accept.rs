@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::server::ServerConfig;
+use crate::server::config::ServerConfig;
 
 /// Serves `router` on `listener` until `stop` resolves with a deadline, then stops accepting,
 /// lets every HTTP connection finish the request it is handling (idle keep-alive connections

@@ -1,8 +1,11 @@
 //! The omnicast command line: serve events, mint dev tokens, publish, validate the catalog and
-//! regenerate its documentation.
+//! regenerate its documentation. The binary is `src/main.rs`; this library is what it runs, so
+//! the benchmark can start the very same server (`omnicast_cli::run`).
 
-mod bench;
-mod config;
+pub mod config;
+pub mod docs;
+
+use std::ffi::OsString;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,8 +60,6 @@ enum Command {
         #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
         api_key: String,
     },
-    /// Run the fan-out benchmark against omnicast and its peers (see the README).
-    Bench(bench::BenchArgs),
     /// Validate an events.yaml and print every problem found.
     Check {
         /// The catalog file.
@@ -76,8 +77,9 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    match Cli::parse().command {
+/// Parses `args` (the program name first) and runs the command.
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    match Cli::parse_from(args).command {
         Command::Serve(args) => serve(*args),
         Command::Token {
             sub,
@@ -103,13 +105,6 @@ fn main() -> ExitCode {
             url,
             api_key,
         } => emit(&event, &data, options.as_deref(), &url, &api_key),
-        Command::Bench(args) => match bench::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err}");
-                ExitCode::FAILURE
-            }
-        },
         Command::Check { catalog } => check(&catalog),
         Command::Gen { out, check } => gen_docs(&out, check),
     }
@@ -289,9 +284,9 @@ fn check(catalog: &std::path::Path) -> ExitCode {
 
 fn gen_docs(out: &std::path::Path, check: bool) -> ExitCode {
     let result = if check {
-        omnicast::docs::drift(out)
+        docs::drift(out)
     } else {
-        omnicast::docs::write(out)
+        docs::write(out)
     };
     match result {
         Ok(drift) if drift.is_empty() => {

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
-use crate::broker::{Broker, BrokerError};
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
-use crate::publication::{IdGenerator, Publication, now_ms};
+use crate::server::broker::{Broker, BrokerError};
+use crate::server::publication::{IdGenerator, Publication, now_ms};
 
 /// Gives events their id and timestamp, serializes the envelope once, and hands it to the broker.
 ///

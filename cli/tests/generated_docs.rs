@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use omnicast::docs::{self, Drift};
+use omnicast_cli::docs::{self, Drift};
 
 #[test]
 fn generated_docs_are_fresh() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated-docs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../generated-docs");
     let drift = docs::drift(&dir).expect("generated-docs/ is readable");
     if drift.is_empty() {
         return;
@@ -35,7 +35,10 @@ fn every_event_has_a_schema_and_a_reference_row() {
     let files = docs::files();
     for entry in omnicast::CATALOG.events {
         let name = entry.descriptor.name;
-        let schema = format!("schemas/{}.json", docs::schema_stem(name));
+        let schema = format!(
+            "schemas/{}.json",
+            omnicast::runtime::names::schema_stem(name)
+        );
         assert!(files.keys().any(|p| p == Path::new(&schema)), "no {schema}");
         assert!(
             docs::EVENTS_MD.contains(&format!("| [`{name}`]")),

@@ -2,22 +2,19 @@
 //! without scanning every connection, and delivered by cloning one shared frame into bounded
 //! per-connection queues.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::{Future, poll_fn};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::task::{Poll, Waker};
+use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use indexmap::IndexMap;
 use tokio::sync::Notify;
 
 use crate::catalog::Catalog;
-use crate::frame::Frame;
+use crate::delivery::Audience;
 use crate::protocol::{CloseReason, close};
-use crate::publication::Publication;
-use crate::role::RoleMask;
+use crate::server::frame::Frame;
+use crate::server::mailbox::{Full, Mailbox};
+use crate::server::publication::Publication;
 
 /// A connection's id within this hub.
 pub type ConnId = u64;
@@ -33,163 +30,6 @@ pub struct ConnectionInfo {
     pub role: u32,
     /// Subscribed namespaces, one bit per catalog namespace.
     pub namespaces: u64,
-}
-
-/// What the hub and a connection's task share: the connection's bounded outbound queue and its
-/// closing state. One allocation per connection, and nothing preallocated: an idle connection
-/// costs a few words here.
-///
-/// One task consumes a mailbox, awaiting [`pop`](Self::pop) and [`closed`](Self::closed) or
-/// polling by hand after [`register`](Self::register): a new frame and a close request both wake
-/// that task through one registered waker, which costs a delivery a few atomic operations rather
-/// than the locks of a waiter list.
-pub struct Mailbox {
-    session_id: Box<str>,
-    user_id: Arc<str>,
-    role: u32,
-    capacity: usize,
-    frames: Mutex<VecDeque<Frame>>,
-    close: OnceLock<CloseReason>,
-    /// A close asked for once everything queued has been written (server shutdown).
-    close_when_drained: OnceLock<CloseReason>,
-    task: AtomicWaker,
-}
-
-/// The queue is full: the connection is not reading fast enough.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
-
-impl Mailbox {
-    fn new(
-        session_id: Box<str>,
-        user_id: Arc<str>,
-        role: u32,
-        capacity: usize,
-        greeting: Option<Frame>,
-    ) -> Self {
-        Mailbox {
-            session_id,
-            user_id,
-            role,
-            capacity,
-            frames: Mutex::new(greeting.into_iter().collect()),
-            close: OnceLock::new(),
-            close_when_drained: OnceLock::new(),
-            task: AtomicWaker::new(),
-        }
-    }
-
-    /// Queues a frame for the connection's writer, unless the queue is full.
-    pub fn push(&self, frame: Frame) -> Result<(), Full> {
-        let mut frames = self.frames.lock().expect("mailbox lock");
-        if frames.len() >= self.capacity {
-            return Err(Full);
-        }
-        frames.push_back(frame);
-        drop(frames);
-        self.task.wake();
-        Ok(())
-    }
-
-    /// The next queued frame, if any.
-    pub fn try_pop(&self) -> Option<Frame> {
-        let mut frames = self.frames.lock().expect("mailbox lock");
-        let frame = frames.pop_front();
-        release_if_empty(&mut frames);
-        frame
-    }
-
-    /// Moves up to `out.len()` queued frames, in order, into the front of `out` (one lock for a
-    /// whole batch); returns how many.
-    pub(crate) fn pop_into(&self, out: &mut [Bytes]) -> usize {
-        let mut frames = self.frames.lock().expect("mailbox lock");
-        let count = frames.len().min(out.len());
-        for (slot, frame) in out.iter_mut().zip(frames.drain(..count)) {
-            *slot = frame.into_bytes();
-        }
-        release_if_empty(&mut frames);
-        count
-    }
-
-    /// Leaves `waker` to be woken by the next push or close request: how a consumer that polls by
-    /// hand ([`try_pop`](Self::try_pop), [`close_reason`](Self::close_reason)) waits. Register
-    /// first, then check, so that nothing pushed in between goes unnoticed.
-    pub fn register(&self, waker: &Waker) {
-        self.task.register(waker);
-    }
-
-    /// Waits for the next queued frame.
-    pub fn pop(&self) -> impl Future<Output = Frame> + '_ {
-        self.wait_for(Self::try_pop)
-    }
-
-    /// Asks the connection to close; returns false if it was already closing.
-    pub fn close(&self, reason: CloseReason) -> bool {
-        let first = self.close.set(reason).is_ok();
-        if first {
-            self.task.wake();
-        }
-        first
-    }
-
-    /// Asks the connection to close once it has written everything queued for it so far (and
-    /// whatever is queued until then); returns false if such a close was already asked for.
-    pub fn close_when_drained(&self, reason: CloseReason) -> bool {
-        let first = self.close_when_drained.set(reason).is_ok();
-        if first {
-            self.task.wake();
-        }
-        first
-    }
-
-    /// The close to begin once the queue is empty, if one was asked for.
-    pub fn drained_close_reason(&self) -> Option<CloseReason> {
-        self.close_when_drained.get().copied()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.frames.lock().expect("mailbox lock").is_empty()
-    }
-
-    /// Why the connection is closing, once it is.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        self.close.get().copied()
-    }
-
-    /// Resolves when the connection is asked to close.
-    pub fn closed(&self) -> impl Future<Output = CloseReason> + '_ {
-        self.wait_for(Self::close_reason)
-    }
-
-    /// Resolves with `check`'s first `Some`, re-checked whenever the consuming task is woken.
-    fn wait_for<T: 'static>(&self, check: fn(&Self) -> Option<T>) -> impl Future<Output = T> + '_ {
-        poll_fn(move |cx| {
-            if let Some(value) = check(self) {
-                return Poll::Ready(value);
-            }
-            self.task.register(cx.waker());
-            // Checked again after registering: a push or close in between woke no one.
-            check(self).map_or(Poll::Pending, Poll::Ready)
-        })
-    }
-}
-
-/// An empty queue holds no memory: idle connections stay small, and a burst's growth is given
-/// back once it has been written.
-fn release_if_empty(frames: &mut VecDeque<Frame>) {
-    if frames.is_empty() {
-        frames.shrink_to_fit();
-    }
-}
-
-impl std::fmt::Debug for Mailbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailbox")
-            .field("session_id", &self.session_id)
-            .field("close", &self.close_reason())
-            .finish_non_exhaustive()
-    }
 }
 
 /// What registering a connection gives its owner.
@@ -296,8 +136,6 @@ struct Registry {
 pub struct Hub {
     catalog: &'static Catalog,
     roles: usize,
-    all_roles: RoleMask,
-    own_only: RoleMask,
     queue_capacity: usize,
     max_connections_per_user: usize,
     registry: RwLock<Registry>,
@@ -327,8 +165,6 @@ impl Hub {
         Hub {
             catalog,
             roles,
-            all_roles: catalog.all_roles(),
-            own_only: catalog.own_events_only(),
             queue_capacity: queue_capacity.max(1),
             max_connections_per_user: usize::MAX,
             registry: RwLock::new(registry),
@@ -494,34 +330,22 @@ impl Hub {
         sent
     }
 
+    /// Finds the candidates through the indexes (rule 1, the subscription, and the cheapest
+    /// superset of the audience) and lets [`Audience::admits`] decide each one.
     fn fan_out(&self, publication: &Publication) -> usize {
         let event = &publication.event;
         let Some(ns) = self.catalog.namespace_index(event.namespace()) else {
             return 0;
         };
-        let allowed = event.allowed_roles() & self.all_roles;
-        if allowed.is_empty() {
+        let audience = Audience::of(self.catalog, event);
+        if audience.roles().is_empty() {
             return 0;
         }
-        let has_owner = event.descriptor.owner_field.is_some();
-        let excluded = |conn: &Mailbox| {
-            event
-                .options
-                .exclude_user_ids
-                .iter()
-                .any(|u| **u == *conn.user_id)
-                || event
-                    .options
-                    .exclude_session_ids
-                    .iter()
-                    .any(|s| **s == *conn.session_id)
-        };
         let mut sent = 0;
-        let mut send = |conn: &Mailbox| {
-            if excluded(conn) {
-                return;
-            }
-            if conn.close_reason().is_some() {
+        let mut offer = |conn: &Mailbox| {
+            if !audience.admits(conn.role, &conn.user_id, &conn.session_id)
+                || conn.close_reason().is_some()
+            {
                 return;
             }
             match conn.push(publication.frame.clone()) {
@@ -529,43 +353,33 @@ impl Hub {
                 Err(Full) => self.close_slow_consumer(conn),
             }
         };
-
         let registry = self.registry.read().expect("hub lock");
-        if let Some(user_ids) = &event.options.user_ids {
+        let subscribed = |id: &ConnId| registry.conns[id].namespaces & (1 << ns) != 0;
+        if let Some(user_ids) = audience.user_ids() {
+            // Named users: their connections, each user once.
             let mut users: Vec<&str> = user_ids.iter().map(String::as_str).collect();
             users.sort_unstable();
             users.dedup();
-            for user in users {
-                let Some(conns) = registry.users.get(user) else {
-                    continue;
-                };
+            for conns in users.into_iter().filter_map(|u| registry.users.get(u)) {
                 for (id, conn) in &conns.conns {
-                    let role = RoleMask::single(conn.role);
-                    let subscribed = registry.conns[id].namespaces & (1 << ns) != 0;
-                    let owns = !has_owner || event.owner.as_deref() == Some(user);
-                    if subscribed
-                        && allowed.contains(role)
-                        && (!self.own_only.contains(role) || owns)
-                    {
-                        send(conn);
+                    if subscribed(id) {
+                        offer(conn);
                     }
                 }
             }
         } else {
-            for role in allowed.indexes() {
-                if self.own_only.contains(RoleMask::single(role)) && has_owner {
-                    let Some(conns) = event.owner.as_deref().and_then(|o| registry.users.get(o))
-                    else {
-                        continue;
-                    };
-                    for (id, conn) in &conns.conns {
-                        if conn.role == role && registry.conns[id].namespaces & (1 << ns) != 0 {
-                            send(conn);
+            for role in audience.roles().indexes() {
+                if audience.is_owned_by_role(role) {
+                    // Only the owner's connections can be admitted.
+                    let owner = audience.owner().and_then(|o| registry.users.get(o));
+                    for (id, conn) in owner.into_iter().flat_map(|u| &u.conns) {
+                        if conn.role == role && subscribed(id) {
+                            offer(conn);
                         }
                     }
                 } else {
                     for conn in registry.buckets[self.bucket(ns, role)].values() {
-                        send(conn);
+                        offer(conn);
                     }
                 }
             }
@@ -639,62 +453,6 @@ fn bits(mask: u64) -> impl Iterator<Item = usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use super::{Frame, Mailbox};
-    use crate::protocol::close;
-
-    fn mailbox() -> Arc<Mailbox> {
-        Arc::new(Mailbox::new("s".into(), Arc::from("u"), 0, 4, None))
-    }
-
-    /// Bounds a wait that must end, so that a lost wake-up fails the test instead of hanging it.
-    async fn bounded<T>(future: impl Future<Output = T>) -> T {
-        tokio::time::timeout(Duration::from_secs(10), future)
-            .await
-            .expect("a wake-up was lost")
-    }
-
-    #[tokio::test]
-    async fn a_push_from_another_task_wakes_the_waiting_pop() {
-        let mailbox = mailbox();
-        let producer = mailbox.clone();
-        let pushed = tokio::spawn(async move {
-            for frame in ["one", "two"] {
-                tokio::task::yield_now().await;
-                producer.push(Frame::text(frame)).unwrap();
-            }
-        });
-        assert_eq!(bounded(mailbox.pop()).await.payload(), "one");
-        assert_eq!(bounded(mailbox.pop()).await.payload(), "two");
-        pushed.await.unwrap();
-    }
-
-    /// One task may wait for frames and for the close at once: one registered waker must serve
-    /// both.
-    #[tokio::test]
-    async fn one_task_waits_for_frames_and_for_the_close_at_once() {
-        let mailbox = mailbox();
-        let other = mailbox.clone();
-        let (saw_close, close_seen) = tokio::sync::oneshot::channel();
-        let sender = tokio::spawn(async move {
-            tokio::task::yield_now().await;
-            assert!(other.close(close::SLOW_CONSUMER));
-            // The close alone must wake the task: the frame comes only once it was seen.
-            bounded(close_seen).await.unwrap();
-            other.push(Frame::text("late")).unwrap();
-        });
-        let closed = async {
-            let reason = mailbox.closed().await;
-            saw_close.send(()).unwrap();
-            reason
-        };
-        let (frame, reason) = bounded(async { tokio::join!(mailbox.pop(), closed) }).await;
-        assert_eq!((frame.payload(), reason), ("late", close::SLOW_CONSUMER));
-        sender.await.unwrap();
-    }
-
     /// One user's many connections: first and last are told apart per role, the limit holds,
     /// and removing connections in any order keeps the per-user index right.
     #[test]
@@ -755,39 +513,5 @@ mod tests {
         }
         assert_eq!(hub.user_connections("many"), 0);
         assert!(hub.unregister(ids[0]).is_none());
-    }
-
-    #[test]
-    fn a_full_queue_refuses_and_an_emptied_one_holds_no_memory() {
-        let mailbox = mailbox();
-        for i in 0..4 {
-            mailbox.push(Frame::text(&i.to_string())).unwrap();
-        }
-        assert_eq!(mailbox.push(Frame::text("5")), Err(super::Full));
-        while mailbox.try_pop().is_some() {}
-        assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
-    }
-
-    #[test]
-    fn batches_come_out_in_order_and_an_emptied_queue_holds_no_memory() {
-        let mailbox = mailbox();
-        for i in 0..3 {
-            mailbox.push(Frame::text(&i.to_string())).unwrap();
-        }
-        let mut batch: [bytes::Bytes; 2] = Default::default();
-        assert_eq!(mailbox.pop_into(&mut batch), 2);
-        assert_eq!(
-            batch,
-            [Frame::text("0").into_bytes(), Frame::text("1").into_bytes()]
-        );
-        assert_ne!(
-            mailbox.frames.lock().unwrap().capacity(),
-            0,
-            "one frame is left"
-        );
-        assert_eq!(mailbox.pop_into(&mut batch), 1);
-        assert_eq!(batch[0], Frame::text("2").into_bytes());
-        assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
-        assert_eq!(mailbox.pop_into(&mut batch), 0);
     }
 }

@@ -1,4 +1,5 @@
-//! One WebSocket connection, served by one task that reads and writes the upgraded socket itself.
+//! The socket driver: one WebSocket connection, served by one task that reads and writes the
+//! upgraded socket itself. Frames only: what the client's messages mean is the session's.
 //!
 //! Outgoing event frames are written exactly as the hub encoded them, many per vectored write:
 //! no per-recipient framing, copying or locking. Client frames are parsed by tungstenite's
@@ -10,7 +11,6 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice, Read, Write};
 use std::mem;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -23,15 +23,11 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, protocol::WebSocketContext};
 
-use crate::auth::Identity;
-use crate::catalog::PresenceTrigger;
-use crate::frame::{self, Frame};
-use crate::hub::{ConnId, ConnectionInfo, Mailbox};
-use crate::protocol::{ClientMessage, CloseReason, ControlMessage, close};
-use crate::publication::now_ms;
-use crate::publish::PublishError;
-use crate::role::RoleMask;
-use crate::server::AppState;
+use crate::protocol::{CloseReason, ControlMessage, close};
+use crate::server::frame::{self, Frame};
+use crate::server::hub::Hub;
+use crate::server::mailbox::Mailbox;
+use crate::server::publication::now_ms;
 
 /// The upgraded socket.
 pub(crate) type Socket = TokioIo<Upgraded>;
@@ -41,57 +37,27 @@ const BATCH: usize = 64;
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves one upgraded connection until it closes.
-pub(crate) async fn run(
+/// How a connection's one timer runs.
+pub(crate) struct Timing {
+    /// How often the server pings.
+    pub(crate) heartbeat: Duration,
+    /// A client from which nothing arrives for this long is closed (4002).
+    pub(crate) idle_timeout: Duration,
+    /// When the token expires (4001); `None` for never.
+    pub(crate) expires_at: Option<Instant>,
+}
+
+/// Drives one registered connection until it closes: writes what its mailbox holds, reads and
+/// answers the client's frames (text messages through `on_text`), pings, and closes it when
+/// asked, when it is idle, or when its token expires.
+pub(crate) async fn drive(
     socket: Socket,
     config: WebSocketConfig,
-    state: Arc<AppState>,
-    identity: Identity,
-    namespaces: u64,
+    mailbox: &Mailbox,
+    hub: &Hub,
+    timing: Timing,
+    on_text: &mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
 ) {
-    let session_id = state.sessions.next();
-    let catalog = state.hub.catalog();
-    let ready = ControlMessage::Ready {
-        session_id: session_id.clone(),
-        user_id: identity.user_id.clone(),
-        role: catalog.roles[identity.role as usize].name.to_owned(),
-        namespaces: names(&state, namespaces),
-    };
-    let registration = match state.hub.register_with(
-        ConnectionInfo {
-            session_id: session_id.clone(),
-            user_id: identity.user_id.clone(),
-            role: identity.role,
-            namespaces,
-        },
-        Some(Frame::text(&ready.to_json())),
-    ) {
-        Ok(registration) => registration,
-        Err(err) => {
-            // Another handshake of this user got in between the upgrade's check and now.
-            tracing::debug!(user = %identity.user_id, %err, "refused after the upgrade");
-            // Boxed: this rare path must not grow every connection's task (its buffers and
-            // timer would otherwise be part of the task's size).
-            Box::pin(refuse(socket, config, close::TOO_MANY_CONNECTIONS)).await;
-            return;
-        }
-    };
-    let id = registration.id;
-    let mailbox = registration.mailbox;
-    if registration.first_of_user {
-        presence(
-            &state,
-            PresenceTrigger::FirstConnect,
-            &identity.user_id,
-            identity.role,
-        );
-    }
-    tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
-
-    // Too far ahead for an `Instant` (an `exp` centuries away): never expires.
-    let expires_at = Instant::now().checked_add(Duration::from_millis(
-        identity.valid_until_ms.saturating_sub(now_ms()),
-    ));
     let mut connection = Connection {
         socket,
         ws: WebSocketContext::new(Role::Server, Some(config)),
@@ -99,35 +65,20 @@ pub(crate) async fn run(
         unsent: Vec::new(),
         phase: Phase::Open,
         reading: Reading::Frames,
-        mailbox: &mailbox,
-        state: &state,
-        id,
+        mailbox,
+        hub,
+        on_text,
         last_seen: now_ms(),
-        heartbeat: state.config.heartbeat_interval,
-        idle_timeout: state.config.idle_timeout,
-        expires_at,
+        timing,
     };
     let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
     tokio::pin!(timer);
     poll_fn(|cx| connection.poll(cx, timer.as_mut())).await;
-    drop(connection);
-
-    if let Some(gone) = state.hub.unregister(id)
-        && gone.last_of_user
-    {
-        presence(
-            &state,
-            PresenceTrigger::LastDisconnect,
-            &gone.user_id,
-            gone.role,
-        );
-    }
-    tracing::debug!(session = %session_id, reason = ?mailbox.close_reason(), "disconnected");
 }
 
 /// Closes a connection that was never registered: the close frame, then a bounded wait for the
 /// peer's answer.
-async fn refuse(mut socket: Socket, config: WebSocketConfig, reason: CloseReason) {
+pub(crate) async fn refuse(mut socket: Socket, config: WebSocketConfig, reason: CloseReason) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut ws = WebSocketContext::new(Role::Server, Some(config));
     // tungstenite writes the close frame into the buffer; it reads nothing here.
@@ -145,28 +96,6 @@ async fn refuse(mut socket: Socket, config: WebSocketConfig, reason: CloseReason
         io::Result::Ok(())
     })
     .await;
-}
-
-/// Emits the catalog's presence events for this trigger and role.
-fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32) {
-    for rule in state.hub.catalog().presence {
-        if rule.on != trigger || !rule.roles.contains(RoleMask::single(role)) {
-            continue;
-        }
-        let published = (rule.build)(user_id, now_ms())
-            .map_err(PublishError::from)
-            .and_then(|event| state.publisher.publish(event));
-        match published {
-            // Closes caused by the shutdown itself announce nothing: everyone is leaving.
-            Ok(_) | Err(PublishError::ShuttingDown) => {}
-            Err(err) => tracing::warn!(event = rule.event, %err, "presence event not published"),
-        }
-    }
-}
-
-fn names(state: &AppState, mask: u64) -> Vec<String> {
-    let names = state.hub.catalog().namespace_names(mask);
-    names.into_iter().map(str::to_owned).collect()
 }
 
 enum Phase {
@@ -199,13 +128,12 @@ struct Connection<'a> {
     phase: Phase,
     reading: Reading,
     mailbox: &'a Mailbox,
-    state: &'a AppState,
-    id: ConnId,
+    hub: &'a Hub,
+    /// Answers a client's text message (the session's protocol).
+    on_text: &'a mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
     /// When the client last sent anything, in milliseconds since the epoch.
     last_seen: u64,
-    heartbeat: Duration,
-    idle_timeout: Duration,
-    expires_at: Option<Instant>,
+    timing: Timing,
 }
 
 impl Connection<'_> {
@@ -274,15 +202,17 @@ impl Connection<'_> {
 
     /// The next heartbeat, or the token's expiry if that comes first.
     fn next_tick(&self, now: Instant) -> Instant {
-        let ping = now + self.heartbeat;
-        self.expires_at.map_or(ping, |at| at.min(ping))
+        let ping = now + self.timing.heartbeat;
+        self.timing.expires_at.map_or(ping, |at| at.min(ping))
     }
 
     /// Heartbeat time: close an expired or idle connection, or ping it.
     fn tick(&mut self, now: Instant) {
-        if self.expires_at.is_some_and(|at| now >= at) {
+        if self.timing.expires_at.is_some_and(|at| now >= at) {
             self.mailbox.close(close::TOKEN_EXPIRED);
-        } else if now_ms().saturating_sub(self.last_seen) > self.idle_timeout.as_millis() as u64 {
+        } else if now_ms().saturating_sub(self.last_seen)
+            > self.timing.idle_timeout.as_millis() as u64
+        {
             self.mailbox.close(close::IDLE_TIMEOUT);
         } else {
             self.replies.extend_from_slice(frame::ping());
@@ -372,7 +302,7 @@ impl Connection<'_> {
 
     fn on_message(&mut self, message: Message) {
         let reply = match message {
-            Message::Text(text) => handle(self.state, self.id, &text),
+            Message::Text(text) => (self.on_text)(&text),
             Message::Binary(_) => Some(ControlMessage::error(
                 "binary_not_supported",
                 "binary frames are not supported; send JSON text",
@@ -388,7 +318,7 @@ impl Connection<'_> {
             && self.mailbox.push(Frame::text(&reply.to_json())).is_err()
         {
             // The client sends faster than it reads its replies.
-            self.state.hub.close_slow_consumer(self.mailbox);
+            self.hub.close_slow_consumer(self.mailbox);
         }
     }
 
@@ -498,59 +428,4 @@ impl Write for Io<'_, '_, '_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// Handles one text message; returns the reply.
-fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
-    let message: ClientMessage = match serde_json::from_str(text) {
-        Ok(message) => message,
-        Err(err) if err.is_syntax() || err.is_eof() => {
-            return Some(ControlMessage::error("invalid_json", err.to_string()));
-        }
-        Err(err) => {
-            return Some(ControlMessage::error(
-                "invalid_message",
-                format!(
-                    "{err}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"ping\", ...}}"
-                ),
-            ));
-        }
-    };
-    let catalog = state.hub.catalog();
-    match message {
-        ClientMessage::Ping { id } => Some(ControlMessage::Pong { id }),
-        ClientMessage::Subscribe { namespaces } => {
-            let mask = match mask_of(catalog, &namespaces) {
-                Ok(mask) => mask,
-                Err(reply) => return Some(reply),
-            };
-            let current = state.hub.namespaces(id).unwrap_or(0);
-            let now = state.hub.set_namespaces(id, current | mask).unwrap_or(0);
-            Some(ControlMessage::Subscribed {
-                namespaces: names(state, now),
-            })
-        }
-        ClientMessage::Unsubscribe { namespaces } => {
-            let mask = match mask_of(catalog, &namespaces) {
-                Ok(mask) => mask,
-                Err(reply) => return Some(reply),
-            };
-            let current = state.hub.namespaces(id).unwrap_or(0);
-            let now = state.hub.set_namespaces(id, current & !mask).unwrap_or(0);
-            Some(ControlMessage::Unsubscribed {
-                namespaces: names(state, now),
-            })
-        }
-    }
-}
-
-fn mask_of(
-    catalog: &crate::catalog::Catalog,
-    namespaces: &[String],
-) -> Result<u64, ControlMessage> {
-    catalog
-        .namespace_mask(namespaces.iter().map(String::as_str))
-        .map_err(|name| {
-            ControlMessage::error("unknown_namespace", format!("unknown namespace `{name}`"))
-        })
 }

@@ -12,7 +12,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::target::Kind;
+use crate::target::Kind;
 
 pub type Socket = WebSocketStream<TcpStream>;
 
@@ -158,7 +158,7 @@ pub async fn drain(
             continue;
         }
         if let Some(stamp) = stamp(&text, stamp_key) {
-            let latency = super::now_us().saturating_sub(stamp);
+            let latency = crate::run::now_us().saturating_sub(stamp);
             tally.latencies_us.push(latency.min(u32::MAX as u64) as u32);
         }
         if let Some(check) = &check {

@@ -121,12 +121,17 @@ impl FileConfig {
 
 /// The resolved settings, and what was generated for development.
 pub struct Resolved {
+    /// The listen address.
     pub bind: SocketAddr,
+    /// The listen backlog.
     pub backlog: u32,
+    /// The server's settings.
     pub server: ServerConfig,
     /// The HS256 secret, when one is used (to print how to mint tokens).
     pub jwt_secret: Option<String>,
+    /// Whether the JWT secret was generated (and so may be printed).
     pub generated_secret: bool,
+    /// Whether the API key was generated (and so may be printed).
     pub generated_api_key: bool,
 }
 

@@ -1,72 +1,23 @@
 //! `POST /api/events`: untyped publishers (other languages, curl) go through the catalog's
-//! decoder and then the same [`Publisher`](crate::Publisher) as typed emitters.
+//! decoder and then the same [`Publisher`](crate::server::Publisher) as typed emitters.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::catalog::{Catalog, DecodeError};
-use crate::emit::EmitOptions;
 use crate::event::OutgoingEvent;
+use crate::options::EmitOptions;
 use crate::role::RoleMask;
-use crate::server::AppState;
-
-/// An HTTP error with the JSON body `{error, message, path?}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// The status.
-    pub status: StatusCode,
-    /// A stable machine-readable code.
-    pub code: &'static str,
-    /// What went wrong.
-    pub message: String,
-    /// Where in the request, when known (`data.total`, `[2].options.roles[0]`).
-    pub path: Option<String>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            path: None,
-        }
-    }
-
-    fn at(mut self, path: String) -> Self {
-        self.path = Some(path);
-        self
-    }
-
-    /// Puts a batch position in front of the path (`[2].data.total`).
-    fn prefixed(mut self, prefix: &str) -> Self {
-        if prefix.is_empty() {
-            return self;
-        }
-        self.path = Some(match self.path {
-            Some(path) => format!("{prefix}.{path}"),
-            None => prefix.to_owned(),
-        });
-        self
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let Some(path) = self.path {
-            body["path"] = Value::String(path);
-        }
-        (self.status, Json(body)).into_response()
-    }
-}
+use crate::server::http::{ApiError, has_api_key};
+use crate::server::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,36 +43,12 @@ struct RequestOptions {
     namespace: Option<String>,
 }
 
-/// Whether `headers` carry one of `keys` as a bearer token; compared in constant time.
-pub(crate) fn has_api_key(headers: &HeaderMap, keys: &[String]) -> bool {
-    let Some(given) = bearer(headers) else {
-        return false;
-    };
-    // Every key is compared, so timing does not tell which one (or how much of one) matched.
-    keys.iter().fold(false, |found, key| {
-        found | bool::from(key.as_bytes().ct_eq(given.as_bytes()))
-    })
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// `POST /api/events`: one event `{type, data, options?, timestamp?}` or a JSON array of them.
 /// A batch is all or nothing: every event is checked before any is published.
 ///
 /// The key is checked from the headers before any of the body is read, and the body must arrive
 /// within the request timeout.
-pub(crate) async fn publish(
-    State(state): State<std::sync::Arc<AppState>>,
-    request: Request,
-) -> Response {
+pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request) -> Response {
     if !has_api_key(request.headers(), &state.config.api_keys) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

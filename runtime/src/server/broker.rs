@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::hub::Hub;
-use crate::publication::Publication;
+use crate::server::hub::Hub;
+use crate::server::publication::Publication;
 
 /// Carries publications to every hub serving clients: in memory for one node; a distributed
 /// broker (Redis) implements the same trait when several nodes serve the same clients.

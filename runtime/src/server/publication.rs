@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::event::OutgoingEvent;
-use crate::frame::Frame;
+use crate::server::frame::Frame;
 
 /// An event on its way to the hub(s): routing facts plus the frame every recipient gets.
 #[derive(Debug, Clone)]

@@ -1,9 +1,4 @@
-//! `omnicast bench`: the fan-out benchmark. Starts each target server (omnicast and the peers) as
-//! its own process pinned to one core, drives it from this process with real WebSocket clients
-//! and the publish API, and reports throughput, latency, memory and CPU, median over several runs.
-
-mod client;
-mod target;
+//! The scenarios, their measurements and the report.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,15 +7,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use omnicast::runtime::mint_hs256;
+use omnicast::CATALOG;
+use omnicast::runtime::delivery::Audience;
+use omnicast::runtime::{EmitOptions, OutgoingEvent, mint_hs256};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use client::{Check, Socket, Sources, Tally};
-pub use target::Kind;
-use target::Target;
+use crate::client::{self, Check, Socket, Sources, Tally};
+pub use crate::target::Kind;
+use crate::target::{self, Target};
 
-/// `omnicast bench` options.
+/// `omnicast-bench` options.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Servers to measure.
@@ -451,14 +448,13 @@ async fn measure(
         }
         Load::Mixed { .. } => {
             // Customers first: their presence events then reach nobody and do not blur the count.
-            let roles = ["admin", "manager", "staff", "customer"];
             let mut customers = open(target, &sources, n / 4, |i| {
                 (format!("u{}", i * 4 + 3), "customer", "")
             })
             .await;
             let others = open(target, &sources, n - n / 4, |i| {
                 let i = i + i / 3; // skip every fourth index: those are the customers
-                (format!("u{i}"), roles[i % 4], "")
+                (format!("u{i}"), MIXED_ROLES[i % 4], "")
             })
             .await;
             customers
@@ -642,68 +638,12 @@ fn post_to(
     }
 }
 
-/// One event's audience: which roles may see it, its owner field, its target-roles field.
-struct Audience {
-    roles: Vec<bool>,
-    owner: Option<String>,
-    target_roles: Option<String>,
-}
+/// The role of client `i` in the mixed scenario: admin, manager, staff, customer in turn.
+const MIXED_ROLES: [&str; 4] = ["admin", "manager", "staff", "customer"];
 
-/// Who may receive what, from events.yaml: written from the rules, not from the server's code.
-struct Rules {
-    roles: Vec<String>,
-    events: BTreeMap<String, Audience>,
-    own_only: Vec<bool>,
-}
-
-impl Rules {
-    fn load() -> Result<Rules, String> {
-        let model = omnicast_codegen::load(std::path::Path::new("events.yaml"))
-            .map_err(|d| d.to_string())?;
-        let roles: Vec<String> = model.roles.iter().map(|r| r.name.clone()).collect();
-        let events = model
-            .events
-            .iter()
-            .map(|e| {
-                let audience = model.audience_roles(e);
-                let audience = Audience {
-                    roles: (0..roles.len()).map(|r| audience.contains(&r)).collect(),
-                    owner: e.owner.clone(),
-                    target_roles: e.target_roles.clone(),
-                };
-                (e.name.clone(), audience)
-            })
-            .collect();
-        let own_only = model.roles.iter().map(|r| r.own_events_only).collect();
-        Ok(Rules {
-            roles,
-            events,
-            own_only,
-        })
-    }
-
-    fn allowed(&self, role: usize, user: &str, kind: &str, data: &Value) -> bool {
-        let Some(Audience {
-            roles: allowed,
-            owner,
-            target_roles: target,
-        }) = self.events.get(kind)
-        else {
-            return false;
-        };
-        let targeted = target
-            .as_ref()
-            .and_then(|t| data.get(t))
-            .and_then(Value::as_array)
-            .is_none_or(|t| {
-                t.iter()
-                    .any(|r| r.as_str() == Some(self.roles[role].as_str()))
-            });
-        let owns = !self.own_only[role] || owner.as_ref().is_none_or(|o| data[o] == user);
-        allowed[role] && targeted && owns
-    }
-}
-
+/// The catalog's events in turn, each with the catalog's example and a random customer as its
+/// owner. Each request's `timestamp` is its index, so a client can tell which one it received
+/// and check it with the runtime's own delivery rules ([`Audience`]) over the compiled catalog.
 async fn mixed(
     target: &Target,
     sockets: Vec<(usize, Socket)>,
@@ -711,43 +651,42 @@ async fn mixed(
     agent: &ureq::Agent,
     metrics: &mut Metrics,
 ) -> Result<Vec<Tally>, String> {
-    let rules = Arc::new(Rules::load()?);
-    let model =
-        omnicast_codegen::load(std::path::Path::new("events.yaml")).map_err(|d| d.to_string())?;
     let clients: Vec<usize> = sockets.iter().map(|(i, _)| *i).collect();
     let customers: Vec<usize> = clients.iter().copied().filter(|i| i % 4 == 3).collect();
-    let stream: Vec<Value> = (0..events)
-        .map(|k| {
-            let event = &model.events[k % model.events.len()];
-            let mut data = event.example.clone();
-            if let Some(owner) = &event.owner
-                && !customers.is_empty()
-            {
-                data[owner] = json!(format!("u{}", customers[(k * 7919) % customers.len()]));
-            }
-            json!({ "type": event.name, "data": data })
-        })
-        .collect();
-    let expected: u64 = stream
-        .iter()
-        .map(|e| {
-            let kind = e["type"].as_str().unwrap();
-            clients
-                .iter()
-                .filter(|&&i| rules.allowed(i % 4, &format!("u{i}"), kind, &e["data"]))
-                .count() as u64
-        })
+    let mut stream = Vec::with_capacity(events);
+    let mut decoded = Vec::with_capacity(events);
+    for k in 0..events {
+        let entry = &CATALOG.events[k % CATALOG.events.len()];
+        let mut data: Value = serde_json::from_str(entry.example()).map_err(|e| e.to_string())?;
+        if let Some(owner) = entry.descriptor.owner_field
+            && !customers.is_empty()
+        {
+            data[owner] = json!(format!("u{}", customers[(k * 7919) % customers.len()]));
+        }
+        let raw = serde_json::value::to_raw_value(&data).map_err(|e| e.to_string())?;
+        let event = CATALOG
+            .decode(entry.descriptor.name, &raw, EmitOptions::default())
+            .map_err(|e| format!("{}: {e}", entry.descriptor.name))?;
+        decoded.push(event);
+        stream.push(json!({ "type": entry.descriptor.name, "data": data, "timestamp": k }));
+    }
+    let decoded = Arc::new(decoded);
+    let role_of = |i: usize| {
+        CATALOG
+            .role_index(MIXED_ROLES[i % 4])
+            .expect("the catalog has the reference's four roles")
+    };
+    let admits = move |decoded: &[OutgoingEvent], k: usize, i: usize| {
+        Audience::of(&CATALOG, &decoded[k]).admits(role_of(i), &format!("u{i}"), "")
+    };
+    let expected: u64 = (0..events)
+        .map(|k| clients.iter().filter(|&&i| admits(&decoded, k, i)).count() as u64)
         .sum();
     let running = start_draining(target.kind, sockets, "\"never-present\"", |i| {
-        let rules = rules.clone();
-        let user = format!("u{i}");
+        let decoded = decoded.clone();
         Some(Arc::new(move |event: &Value| {
-            rules.allowed(
-                i % 4,
-                &user,
-                event["type"].as_str().unwrap_or(""),
-                &event["data"],
-            )
+            let k = event["timestamp"].as_u64().map(|k| k as usize);
+            k.is_some_and(|k| k < decoded.len() && admits(&decoded, k, i))
         }) as Check)
     })
     .await;

@@ -1,0 +1,60 @@
+//! The load tool, run as `bench/run.sh` runs it (without pinning), from the project's root.
+
+use std::path::Path;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ sits in the project's root");
+    let output = Command::new(env!("CARGO_BIN_EXE_omnicast-bench"))
+        .args(args)
+        .current_dir(root)
+        .output()
+        .expect("the load tool runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The benchmark's load tool itself works: a quick run against omnicast (no peers, no pinning)
+/// reports every scenario with nothing lost and nothing wrongly delivered. No figure is asserted:
+/// speed is the benchmark's business, not the test suite's.
+#[test]
+fn the_benchmark_runs_and_finds_no_lost_or_wrong_deliveries() {
+    let (ok, stdout, stderr) = bench(&[
+        "--quick",
+        "--runs",
+        "1",
+        "--no-pin",
+        "--targets",
+        "omnicast",
+        "--scenarios",
+        "fanout-1k,fixed-1k,idle-10k,targeted-1k,mixed-10k",
+        // 100 or 1,000 clients per scenario: several source addresses, as beyond 20,000.
+        "--per-source-address",
+        "40",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("100 connections from 3 source addresses"),
+        "clients not spread over source addresses: {stderr}"
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| omnicast |"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    for row in rows {
+        // | server | connected/failed | connect | deliveries/s | events/s | p50 | p99 | p99.9 | max | lost | wrong | ...
+        assert!(row[2].ends_with("/0"), "failed connections: {row:?}");
+        assert_eq!(
+            (row[10], row[11]),
+            ("0", "0"),
+            "lost or wrong deliveries: {row:?}"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! The one JSON error every refusal of the HTTP side is made of: `{error, message, path?}`.
+
+use axum::Json;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// An HTTP error with the JSON body `{error, message, path?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Where in the request, when known (`data.total`, `[2].options.roles[0]`).
+    pub path: Option<String>,
+    /// Headers the refusal carries besides the body (`Retry-After`, `Sec-WebSocket-Version`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    /// An error without a path.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            path: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same error, with a header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The same error, at `path` in the request.
+    pub fn at(mut self, path: String) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    /// Puts a batch position in front of the path (`[2].data.total`).
+    pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
+        if prefix.is_empty() {
+            return self;
+        }
+        self.path = Some(match self.path {
+            Some(path) => format!("{prefix}.{path}"),
+            None => prefix.to_owned(),
+        });
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if let Some(path) = self.path {
+            body["path"] = Value::String(path);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}

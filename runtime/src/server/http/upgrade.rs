@@ -1,0 +1,204 @@
+//! `GET /ws`: the authenticated WebSocket handshake, answered by the runtime itself (RFC 6455,
+//! HTTP/1.1), and the spawn of the session.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::role::RoleMask;
+use crate::server::auth::AuthError;
+use crate::server::http::{ApiError, bearer};
+use crate::server::session;
+use crate::server::state::AppState;
+
+/// Bytes read from a socket at a time, preallocated per connection.
+const READ_BUFFER: usize = 256;
+
+#[derive(Deserialize)]
+pub(crate) struct ConnectParams {
+    token: Option<String>,
+    namespaces: Option<String>,
+}
+
+pub(crate) async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<ConnectParams>, QueryRejection>,
+    request: Request,
+) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            let message = format!(
+                "{}; expected `token` and `namespaces` at most once each",
+                rejection.body_text()
+            );
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+                .into_response();
+        }
+    };
+    let (mut parts, _body) = request.into_parts();
+    let headers = &parts.headers;
+    if state.shutting_down() {
+        let message = "the server is shutting down";
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !state.config.allowed_origins.is_empty()
+        && !state
+            .config
+            .allowed_origins
+            .iter()
+            .any(|allowed| origin.as_bytes() == allowed.as_bytes())
+    {
+        let message = "this origin may not connect";
+        return ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
+    }
+    let token = bearer(headers).or(params.token.as_deref());
+    let identity = match token {
+        None => return AuthError::Missing.into_response(),
+        Some(token) => match state.auth.verify(token) {
+            Ok(identity) => identity,
+            Err(err) => return err.into_response(),
+        },
+    };
+    if let Some(refusal) = over_user_limits(&state, &identity.user_id) {
+        return refusal.into_response();
+    }
+    let catalog = state.hub.catalog();
+    let namespaces = match params.namespaces.as_deref().filter(|s| !s.is_empty()) {
+        None => catalog.namespaces_visible_to(RoleMask::single(identity.role)),
+        Some(list) => match catalog.namespace_mask(list.split(',').map(str::trim)) {
+            Ok(mask) => mask,
+            Err(unknown) => {
+                let message = format!("unknown namespace `{unknown}`");
+                return ApiError::new(StatusCode::BAD_REQUEST, "unknown_namespace", message)
+                    .into_response();
+            }
+        },
+    };
+    let accept = match accept_key(&parts) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return upgrade_required().into_response();
+    };
+    let limit = state.config.max_message_bytes;
+    // Clients send little: a small read buffer (tungstenite preallocates 128 KiB by default)
+    // keeps idle connections cheap.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                session::run(TokioIo::new(upgraded), config, state, identity, namespaces).await;
+            }
+            Err(err) => tracing::debug!(%err, "upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The refusal, if the user is over a per-user limit: connections held, or the connect rate.
+fn over_user_limits(state: &AppState, user_id: &str) -> Option<ApiError> {
+    let limit = state.config.max_connections_per_user;
+    if state.hub.user_connections(user_id) >= limit {
+        let message = format!("this user already holds {limit} connections, the most allowed");
+        return Some(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            message,
+        ));
+    }
+    if let Err(wait) = state.connects.acquire(user_id, Instant::now().into_std()) {
+        let secs = wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
+        let message = format!("this user connects too often; retry in {secs} s");
+        return Some(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "connect_rate_exceeded",
+                message,
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)),
+        );
+    }
+    None
+}
+
+/// Not a WebSocket (version 13) upgrade (RFC 6455, 4.2.2): 426 with the version expected.
+fn upgrade_required() -> ApiError {
+    let message = "this endpoint takes WebSocket (version 13) upgrades over HTTP/1.1";
+    ApiError::new(StatusCode::UPGRADE_REQUIRED, "not_websocket", message)
+        .with_header(header::UPGRADE, HeaderValue::from_static("websocket"))
+        .with_header(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        )
+}
+
+/// Checks the handshake's headers and answers its key.
+fn accept_key(parts: &Parts) -> Result<HeaderValue, ApiError> {
+    let lists = |name| {
+        parts
+            .headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+    };
+    if !lists(header::CONNECTION).any(|token| token.eq_ignore_ascii_case("upgrade"))
+        || !lists(header::UPGRADE).any(|token| token.eq_ignore_ascii_case("websocket"))
+    {
+        return Err(upgrade_required());
+    }
+    if parts.headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+        return Err(upgrade_required());
+    }
+    let key = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| is_handshake_key(key.as_bytes()))
+        .ok_or_else(|| {
+            let message =
+                "the Sec-WebSocket-Key header must be 16 random bytes in base64 (24 characters)";
+            ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", message)
+        })?;
+    Ok(
+        HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .expect("base64 is a valid header"),
+    )
+}
+
+/// Whether `key` is what RFC 6455 (4.1) asks a client to send: 16 bytes in base64, which is 22
+/// alphabet characters (the last one holding only 2 of its 6 bits) and `==`.
+fn is_handshake_key(key: &[u8]) -> bool {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let value = |c: &u8| ALPHABET.iter().position(|a| a == c);
+    let [body @ .., last, b'=', b'='] = key else {
+        return false;
+    };
+    body.len() == 21
+        && body.iter().all(|c| value(c).is_some())
+        && value(last).is_some_and(|v| v & 0xF == 0)
+}

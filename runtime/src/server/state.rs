@@ -1,0 +1,28 @@
+//! The state every request and connection shares: the leaf the endpoints, the accept loop and
+//! the sessions depend on, so that none of them depends on another.
+
+use std::sync::Arc;
+
+use crate::server::auth::Authenticator;
+use crate::server::config::ServerConfig;
+use crate::server::hub::Hub;
+use crate::server::limits::ConnectLimiter;
+use crate::server::publication::IdGenerator;
+use crate::server::publish::Publisher;
+
+/// Shared by every request and connection.
+pub(crate) struct AppState {
+    pub(crate) config: ServerConfig,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) publisher: Publisher,
+    pub(crate) auth: Authenticator,
+    pub(crate) sessions: IdGenerator,
+    pub(crate) connects: ConnectLimiter,
+}
+
+impl AppState {
+    /// Whether shutdown has begun: new publishes and connections are refused.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.publisher.is_closed()
+    }
+}
