@@ -203,7 +203,7 @@ fn session((slot, generation): (usize, usize)) -> String {
     format!("session-{slot}-{generation}")
 }
 
-/// DESIGN.md's rules, from the YAML model: may connection `c` (number `index`) receive `e`?
+/// The four delivery rules (ARCHITECTURE.md), from the YAML model: may connection `c` (number `index`) receive `e`?
 fn oracle(index: usize, c: &Conn, e: &Ev) -> bool {
     let event = &MODEL.events[e.event];
     let role = &MODEL.roles[c.role];

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value, json};
 
 use crate::catalog::Catalog;
-use crate::server::http::ApiError;
+use crate::server::error::ApiError;
 
 /// The key tokens are verified with.
 #[derive(Clone)]

@@ -318,9 +318,9 @@ impl Hub {
         registry.conns.get(&id).map(|e| e.namespaces)
     }
 
-    /// Queues the publication's frame to every connection allowed to receive it (DESIGN.md's four
-    /// rules) and returns how many that was. A connection whose queue is full is closed as a slow
-    /// consumer; nothing here waits.
+    /// Queues the publication's frame to every connection allowed to receive it (the four
+    /// delivery rules of ARCHITECTURE.md) and returns how many that was. A connection whose queue
+    /// is full is closed as a slow consumer; nothing here waits.
     pub fn deliver(&self, publication: &Publication) -> usize {
         let sent = self.fan_out(publication);
         self.delivered.fetch_add(sent as u64, Ordering::Relaxed);

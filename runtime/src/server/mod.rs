@@ -7,6 +7,7 @@ mod auth;
 mod broker;
 mod config;
 mod connection;
+mod error;
 mod frame;
 mod http;
 mod hub;
@@ -32,7 +33,7 @@ pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, 
 pub use broker::{Broker, BrokerError, InMemoryBroker};
 pub use config::ServerConfig;
 pub use frame::Frame;
-pub use http::ApiError;
+pub use error::ApiError;
 pub use hub::{
     ConnId, ConnectionInfo, Hub, HubStats, Registration, TooManyConnections, Unregistered,
 };

@@ -1,7 +1,5 @@
-//! The HTTP endpoints, one module each, and what they share: the error body and the bearer
-//! token.
+//! The HTTP endpoints, one module each, and what they share: the bearer token.
 
-mod error;
 pub(crate) mod health;
 pub(crate) mod publish;
 pub(crate) mod upgrade;
@@ -9,7 +7,7 @@ pub(crate) mod upgrade;
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
-pub use error::ApiError;
+pub use crate::server::error::ApiError;
 
 /// Whether `headers` carry one of `keys` as a bearer token; compared in constant time.
 pub(crate) fn has_api_key(headers: &HeaderMap, keys: &[String]) -> bool {
