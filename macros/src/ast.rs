@@ -1,10 +1,12 @@
-//! The derive input, checked: a struct with named fields and well-formed `#[event]` attributes.
+//! The derive input, read: a struct with named fields, its `#[event]` attributes and its fields'
+//! wire names. Judging them is [`check`](crate::check)'s phase.
 
-use syn::{Data, DeriveInput, Expr, Fields, GenericArgument, Ident, LitStr, PathArguments, Type};
+use syn::{Data, DeriveInput, Expr, Fields, Ident, LitStr, Type};
 
 use omnicast_runtime::names;
 
 use crate::attr::{self, Errors, FieldAttrs, Roles, StructAttrs};
+use crate::check;
 
 pub struct Input<'a> {
     pub ident: &'a Ident,
@@ -32,10 +34,21 @@ pub struct FieldRef<'a> {
     pub wire: String,
 }
 
-struct Field<'a> {
-    ident: &'a Ident,
-    ty: &'a Type,
-    wire: String,
+/// A field as the struct declares it, with its wire name.
+pub struct Field<'a> {
+    pub ident: &'a Ident,
+    pub ty: &'a Type,
+    pub wire: String,
+}
+
+/// The derive input read but not yet judged: what [`check::input`] checks.
+pub struct Parsed<'a> {
+    pub ident: &'a Ident,
+    pub attrs: StructAttrs,
+    pub description: String,
+    pub fields: Vec<Field<'a>>,
+    pub computed: Vec<Computed<'a>>,
+    pub errors: Errors,
 }
 
 impl<'a> Input<'a> {
@@ -103,125 +116,14 @@ impl<'a> Input<'a> {
             });
         }
 
-        if let Some(name) = &attrs.name
-            && !names::is_event_name(&name.value())
-        {
-            errors.spanned(
-                name,
-                format!(
-                    "event name `{}` must be `namespace:action` in snake_case, like `order:created`",
-                    name.value()
-                ),
-            );
-        }
-        let owner = attrs.owner.as_ref().and_then(|owner| {
-            let field = find_field(&all_fields, owner, &mut errors)?;
-            if !is_path_to(field.ty, "String") {
-                errors.spanned(
-                    field.ty,
-                    format!("owner field `{owner}` must be a `String` (the owner's user id)"),
-                );
-            }
-            Some(FieldRef {
-                ident: field.ident,
-                wire: field.wire.clone(),
-            })
-        });
-        let target_roles = attrs.target_roles.as_ref().and_then(|target| {
-            let field = find_field(&all_fields, target, &mut errors)?;
-            if option_vec_item(field.ty).is_none() {
-                errors.spanned(
-                    field.ty,
-                    format!("target roles field `{target}` must be an `Option<Vec<Role>>`"),
-                );
-            }
-            Some(FieldRef {
-                ident: field.ident,
-                wire: field.wire.clone(),
-            })
-        });
-
-        let missing = |key: &str, example: &str| {
-            syn::Error::new_spanned(
-                &input.ident,
-                format!("missing `{key}`: add `#[event({key} = {example})]`"),
-            )
-        };
-        if attrs.name.is_none() {
-            errors.push(missing("name", "\"namespace:action\""));
-        }
-        if attrs.namespace.is_none() {
-            errors.push(missing("namespace", "\"orders\""));
-        }
-        if attrs.roles.is_none() {
-            errors.push(syn::Error::new_spanned(
-                &input.ident,
-                "missing `roles`: add `#[event(roles(Role::Admin, ...))]` or `roles(all)`",
-            ));
-        }
-        errors.finish()?;
-
-        Ok(Input {
+        check::input(Parsed {
             ident: &input.ident,
-            name: attrs.name.expect("checked above"),
-            namespace: attrs.namespace.expect("checked above"),
+            attrs,
             description: attr::doc_text(&input.attrs),
-            roles: attrs.roles.expect("checked above"),
-            owner,
-            target_roles,
+            fields: all_fields,
             computed,
+            errors,
         })
-    }
-}
-
-fn find_field<'f, 'a>(
-    fields: &'f [Field<'a>],
-    wanted: &Ident,
-    errors: &mut Errors,
-) -> Option<&'f Field<'a>> {
-    let found = fields.iter().find(|f| *f.ident == *wanted);
-    if found.is_none() {
-        let names = fields
-            .iter()
-            .map(|f| format!("`{}`", f.ident))
-            .collect::<Vec<_>>()
-            .join(", ");
-        errors.spanned(
-            wanted,
-            format!("no field `{wanted}` in this struct; its fields are {names}"),
-        );
-    }
-    found
-}
-
-/// Whether `ty` is a plain path ending in `last` (`String`, `std::string::String`).
-fn is_path_to(ty: &Type, last: &str) -> bool {
-    match ty {
-        Type::Path(p) => {
-            p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == last)
-        }
-        _ => false,
-    }
-}
-
-/// For `Option<Vec<T>>`, `T`.
-fn option_vec_item(ty: &Type) -> Option<&Type> {
-    let inner = generic_arg(ty, "Option")?;
-    generic_arg(inner, "Vec")
-}
-
-fn generic_arg<'t>(ty: &'t Type, wrapper: &str) -> Option<&'t Type> {
-    let Type::Path(p) = ty else { return None };
-    let segment = p.path.segments.last()?;
-    if segment.ident != wrapper {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &segment.arguments else {
-        return None;
-    };
-    match args.args.first()? {
-        GenericArgument::Type(t) => Some(t),
-        _ => None,
     }
 }
 

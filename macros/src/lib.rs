@@ -18,6 +18,7 @@
 
 mod ast;
 mod attr;
+mod check;
 mod expand;
 
 use proc_macro::TokenStream;

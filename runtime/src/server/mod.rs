@@ -32,8 +32,8 @@ use tokio::time::Instant;
 pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, mint_hs256};
 pub use broker::{Broker, BrokerError, InMemoryBroker};
 pub use config::ServerConfig;
-pub use frame::Frame;
 pub use error::ApiError;
+pub use frame::Frame;
 pub use hub::{
     ConnId, ConnectionInfo, Hub, HubStats, Registration, TooManyConnections, Unregistered,
 };
