@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 
 use omnicast::CATALOG;
-use omnicast::runtime::{ConnectionInfo, EmitOptions, Hub, Publication, RoleMask};
+use omnicast::runtime::{ConnectionInfo, EmitOptions, Hub, NamespaceSet, Publication, RoleMask};
 use omnicast_codegen::model::{Audience, Catalog as Model};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -302,8 +302,8 @@ fn request(e: &Ev, sessions: &[String]) -> (String, Value, EmitOptions, Value) {
     (event.name.clone(), data, options, json_options)
 }
 
-fn mask(namespaces: &[usize]) -> u64 {
-    namespaces.iter().fold(0, |m, &n| m | 1 << n)
+fn mask(namespaces: &[usize]) -> NamespaceSet {
+    namespaces.iter().copied().collect()
 }
 
 proptest! {

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues};
 use crate::names;
+use crate::namespaces::NamespaceSet;
 use crate::options::EmitOptions;
 use crate::role::RoleMask;
 
@@ -246,35 +247,40 @@ impl Catalog {
         self.namespaces.iter().position(|n| n.name == name)
     }
 
-    /// The subscription mask of some namespace names; `Err` names the first unknown one.
-    pub fn namespace_mask<'n>(
+    /// The set of some namespace names; `Err` names the first unknown one.
+    pub fn namespace_set<'n>(
         &self,
         names: impl IntoIterator<Item = &'n str>,
-    ) -> Result<u64, &'n str> {
-        names.into_iter().try_fold(0u64, |mask, name| {
-            self.namespace_index(name)
-                .map(|i| mask | 1 << i)
-                .ok_or(name)
-        })
+    ) -> Result<NamespaceSet, &'n str> {
+        names
+            .into_iter()
+            .try_fold(NamespaceSet::EMPTY, |set, name| {
+                self.namespace_index(name)
+                    .map(|i| set.union(NamespaceSet::single(i)))
+                    .ok_or(name)
+            })
     }
 
-    /// The names of the namespaces in a subscription mask, in catalog order.
-    pub fn namespace_names(&self, mask: u64) -> Vec<&'static str> {
-        self.namespaces
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask & (1 << i) != 0)
-            .map(|(_, n)| n.name)
+    /// The names of the namespaces in a set, in catalog order.
+    pub fn namespace_names(&self, set: NamespaceSet) -> Vec<&'static str> {
+        set.indexes()
+            .filter_map(|i| self.namespaces.get(i))
+            .map(|n| n.name)
             .collect()
     }
 
-    /// The namespaces in which `role` may receive at least one event, as a bitmask.
-    pub fn namespaces_visible_to(&self, role: RoleMask) -> u64 {
+    /// Every namespace of the catalog.
+    pub fn all_namespaces(&self) -> NamespaceSet {
+        NamespaceSet::first(self.namespaces.len())
+    }
+
+    /// The namespaces in which `role` may receive at least one event.
+    pub fn namespaces_visible_to(&self, role: RoleMask) -> NamespaceSet {
         self.events
             .iter()
             .filter(|e| e.descriptor.roles.intersects(role))
             .filter_map(|e| self.namespace_index(e.descriptor.namespace))
-            .fold(0, |mask, i| mask | 1 << i)
+            .collect()
     }
 
     /// Every role the catalog defines, as a mask (unlike [`RoleMask::ALL`], only real roles).

@@ -16,6 +16,7 @@ pub mod delivery;
 mod emit;
 mod event;
 pub mod names;
+mod namespaces;
 mod options;
 pub mod protocol;
 mod role;
@@ -28,6 +29,7 @@ pub use catalog::{
 };
 pub use emit::{CatalogNamespace, Emit, EventSink};
 pub use event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues, percent_change};
+pub use namespaces::NamespaceSet;
 pub use options::EmitOptions;
 pub use role::RoleMask;
 

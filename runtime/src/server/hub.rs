@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::catalog::Catalog;
 use crate::delivery::Audience;
+use crate::namespaces::NamespaceSet;
 use crate::protocol::{CloseReason, close};
 use crate::server::frame::Frame;
 use crate::server::mailbox::{Full, Mailbox};
@@ -28,8 +29,8 @@ pub struct ConnectionInfo {
     pub user_id: String,
     /// The role's index in the catalog.
     pub role: u32,
-    /// Subscribed namespaces, one bit per catalog namespace.
-    pub namespaces: u64,
+    /// Subscribed namespaces.
+    pub namespaces: NamespaceSet,
 }
 
 /// What registering a connection gives its owner.
@@ -78,7 +79,7 @@ pub struct HubStats {
 
 struct Entry {
     conn: Arc<Mailbox>,
-    namespaces: u64,
+    namespaces: NamespaceSet,
     /// Where the connection sits in its user's [`UserConns::conns`].
     user_slot: usize,
 }
@@ -237,8 +238,8 @@ impl Hub {
             self.queue_capacity,
             greeting,
         ));
-        let namespaces = info.namespaces & self.namespace_mask();
-        for ns in bits(namespaces) {
+        let namespaces = info.namespaces.intersection(self.catalog.all_namespaces());
+        for ns in namespaces.indexes() {
             let bucket = self.bucket(ns, info.role);
             registry.buckets[bucket].insert(id, conn.clone());
         }
@@ -266,7 +267,7 @@ impl Hub {
         let mut registry = self.registry.write().expect("hub lock");
         let entry = registry.conns.remove(&id)?;
         let conn = entry.conn;
-        for ns in bits(entry.namespaces) {
+        for ns in entry.namespaces.indexes() {
             let bucket = self.bucket(ns, conn.role);
             registry.buckets[bucket].swap_remove(&id);
         }
@@ -296,16 +297,16 @@ impl Hub {
     }
 
     /// Replaces a connection's subscriptions; returns the mask now in force (unknown bits dropped).
-    pub fn set_namespaces(&self, id: ConnId, namespaces: u64) -> Option<u64> {
-        let namespaces = namespaces & self.namespace_mask();
+    pub fn set_namespaces(&self, id: ConnId, namespaces: NamespaceSet) -> Option<NamespaceSet> {
+        let namespaces = namespaces.intersection(self.catalog.all_namespaces());
         let mut registry = self.registry.write().expect("hub lock");
         let registry = &mut *registry;
         let entry = registry.conns.get_mut(&id)?;
         let (old, role) = (entry.namespaces, entry.conn.role);
-        for ns in bits(old & !namespaces) {
+        for ns in old.difference(namespaces).indexes() {
             registry.buckets[ns * self.roles + role as usize].swap_remove(&id);
         }
-        for ns in bits(namespaces & !old) {
+        for ns in namespaces.difference(old).indexes() {
             registry.buckets[ns * self.roles + role as usize].insert(id, entry.conn.clone());
         }
         entry.namespaces = namespaces;
@@ -313,7 +314,7 @@ impl Hub {
     }
 
     /// A connection's subscriptions.
-    pub fn namespaces(&self, id: ConnId) -> Option<u64> {
+    pub fn namespaces(&self, id: ConnId) -> Option<NamespaceSet> {
         let registry = self.registry.read().expect("hub lock");
         registry.conns.get(&id).map(|e| e.namespaces)
     }
@@ -354,7 +355,7 @@ impl Hub {
             }
         };
         let registry = self.registry.read().expect("hub lock");
-        let subscribed = |id: &ConnId| registry.conns[id].namespaces & (1 << ns) != 0;
+        let subscribed = |id: &ConnId| registry.conns[id].namespaces.contains(ns);
         if let Some(user_ids) = audience.user_ids() {
             // Named users: their connections, each user once.
             let mut users: Vec<&str> = user_ids.iter().map(String::as_str).collect();
@@ -438,17 +439,6 @@ impl Hub {
     fn bucket(&self, namespace: usize, role: u32) -> usize {
         namespace * self.roles + role as usize
     }
-
-    fn namespace_mask(&self) -> u64 {
-        match self.catalog.namespaces.len() {
-            64 => u64::MAX,
-            n => (1 << n) - 1,
-        }
-    }
-}
-
-fn bits(mask: u64) -> impl Iterator<Item = usize> {
-    (0..64).filter(move |i| mask & (1 << i) != 0)
 }
 
 #[cfg(test)]
@@ -457,7 +447,7 @@ mod tests {
     /// and removing connections in any order keeps the per-user index right.
     #[test]
     fn a_user_with_many_connections_is_tracked_per_role() {
-        use super::{ConnectionInfo, Hub, TooManyConnections};
+        use super::{ConnectionInfo, Hub, NamespaceSet, TooManyConnections};
         static CATALOG: crate::Catalog = crate::Catalog {
             roles: &[
                 crate::RoleDescriptor {
@@ -480,7 +470,7 @@ mod tests {
             session_id: format!("s{i}"),
             user_id: "many".into(),
             role: i % 2,
-            namespaces: 0,
+            namespaces: NamespaceSet::EMPTY,
         };
         let ids: Vec<_> = (0..10_000)
             .map(|i| {

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::catalog::PresenceTrigger;
+use crate::namespaces::NamespaceSet;
 use crate::protocol::{ClientMessage, ControlMessage, close};
 use crate::role::RoleMask;
 use crate::server::auth::Identity;
@@ -25,7 +26,7 @@ pub(crate) async fn run(
     config: WebSocketConfig,
     state: Arc<AppState>,
     identity: Identity,
-    namespaces: u64,
+    namespaces: NamespaceSet,
 ) {
     let session_id = state.sessions.next();
     let catalog = state.hub.catalog();
@@ -113,7 +114,7 @@ fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32
     }
 }
 
-fn names(state: &AppState, mask: u64) -> Vec<String> {
+fn names(state: &AppState, mask: NamespaceSet) -> Vec<String> {
     let names = state.hub.catalog().namespace_names(mask);
     names.into_iter().map(str::to_owned).collect()
 }
@@ -142,8 +143,11 @@ fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
                 Ok(mask) => mask,
                 Err(reply) => return Some(reply),
             };
-            let current = state.hub.namespaces(id).unwrap_or(0);
-            let now = state.hub.set_namespaces(id, current | mask).unwrap_or(0);
+            let current = state.hub.namespaces(id).unwrap_or_default();
+            let now = state
+                .hub
+                .set_namespaces(id, current.union(mask))
+                .unwrap_or_default();
             Some(ControlMessage::Subscribed {
                 namespaces: names(state, now),
             })
@@ -153,8 +157,11 @@ fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
                 Ok(mask) => mask,
                 Err(reply) => return Some(reply),
             };
-            let current = state.hub.namespaces(id).unwrap_or(0);
-            let now = state.hub.set_namespaces(id, current & !mask).unwrap_or(0);
+            let current = state.hub.namespaces(id).unwrap_or_default();
+            let now = state
+                .hub
+                .set_namespaces(id, current.difference(mask))
+                .unwrap_or_default();
             Some(ControlMessage::Unsubscribed {
                 namespaces: names(state, now),
             })
@@ -165,9 +172,9 @@ fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
 fn mask_of(
     catalog: &crate::catalog::Catalog,
     namespaces: &[String],
-) -> Result<u64, ControlMessage> {
+) -> Result<NamespaceSet, ControlMessage> {
     catalog
-        .namespace_mask(namespaces.iter().map(String::as_str))
+        .namespace_set(namespaces.iter().map(String::as_str))
         .map_err(|name| {
             ControlMessage::error("unknown_namespace", format!("unknown namespace `{name}`"))
         })

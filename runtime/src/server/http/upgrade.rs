@@ -79,7 +79,7 @@ pub(crate) async fn upgrade(
     let catalog = state.hub.catalog();
     let namespaces = match params.namespaces.as_deref().filter(|s| !s.is_empty()) {
         None => catalog.namespaces_visible_to(RoleMask::single(identity.role)),
-        Some(list) => match catalog.namespace_mask(list.split(',').map(str::trim)) {
+        Some(list) => match catalog.namespace_set(list.split(',').map(str::trim)) {
             Ok(mask) => mask,
             Err(unknown) => {
                 let message = format!("unknown namespace `{unknown}`");
