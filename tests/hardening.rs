@@ -18,6 +18,16 @@ fn sign(claims: Value) -> String {
     encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
 }
 
+/// Asserts a refusal's status and error code.
+fn assert_refused((status, body): (u16, Value), expected: (u16, &str)) -> Value {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (expected.0, Some(expected.1)),
+        "{body}"
+    );
+    body
+}
+
 fn now_secs() -> f64 {
     omnicast::runtime::now_ms() as f64 / 1000.0
 }
@@ -181,11 +191,9 @@ async fn a_user_holds_at_most_the_configured_connections() {
     let first = server.connect("many", "customer", &[]).await;
     let _second = server.connect("many", "customer", &[]).await;
     let url = server.ws_url(&format!("token={}", server.token("many", "customer")));
-    let (status, body) = support::refused(&url, &[]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (429, Some("too_many_connections")),
-        "{body}"
+    assert_refused(
+        support::refused(&url, &[]).await,
+        (429, "too_many_connections"),
     );
     // Another user is not affected.
     server.connect("other", "customer", &[]).await;
@@ -213,11 +221,9 @@ async fn a_user_reconnecting_in_a_loop_is_throttled() {
         support::wait_until(|| server.server.hub().user_connections("looper") == 0).await;
     }
     let url = server.ws_url(&format!("token={}", server.token("looper", "customer")));
-    let (status, body) = support::refused(&url, &[]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (429, Some("connect_rate_exceeded")),
-        "{body}"
+    let body = assert_refused(
+        support::refused(&url, &[]).await,
+        (429, "connect_rate_exceeded"),
     );
     assert!(
         body["message"].as_str().unwrap().contains("retry in"),
@@ -234,6 +240,20 @@ async fn a_user_reconnecting_in_a_loop_is_throttled() {
     assert_eq!(presence, ["customer:online", "customer:offline"].repeat(3));
 }
 
+/// An admin client whose socket takes in only 4 KiB before it reads: what it does not read backs
+/// up into the server at once.
+async fn small_window_client(
+    server: &TestServer,
+    user: &str,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let url = server.ws_url(&format!("token={}", server.token(user, "admin")));
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    ws
+}
+
 /// A client that asks for replies faster than it reads them is closed as a slow consumer, and
 /// counted as one.
 #[tokio::test(flavor = "multi_thread")]
@@ -243,11 +263,7 @@ async fn a_client_flooding_requests_without_reading_is_counted_as_slow() {
     let mut config = support::config();
     config.queue_capacity = 4;
     let server = TestServer::with(config).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let url = server.ws_url(&format!("token={}", server.token("flood", "admin")));
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut ws = small_window_client(&server, "flood").await;
     let ping = json!({"type": "ping", "id": "y".repeat(64)}).to_string();
     let flood = async {
         for _ in 0..200_000 {
@@ -274,11 +290,7 @@ async fn protocol_pings_from_a_client_that_never_reads_do_not_grow_memory() {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
     let server = TestServer::start().await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let url = server.ws_url(&format!("token={}", server.token("pinger", "admin")));
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut ws = small_window_client(&server, "pinger").await;
     let before = rss_kb();
     for _ in 0..300_000 {
         ws.feed(Message::Ping(vec![7u8; 16].into())).await.unwrap();
@@ -329,12 +341,7 @@ async fn malformed_keys_and_queries_get_json_errors() {
         );
     }
     let url = server.ws_url(&format!("token={token}&token={token}"));
-    let (status, body) = support::refused(&url, &[]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    let body = assert_refused(support::refused(&url, &[]).await, (400, "invalid_request"));
     assert!(
         body["message"].as_str().unwrap().contains("token"),
         "{body}"

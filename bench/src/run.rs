@@ -677,7 +677,8 @@ async fn mixed(
             .expect("the catalog has the reference's four roles")
     };
     let admits = move |decoded: &[OutgoingEvent], k: usize, i: usize| {
-        Audience::of(&CATALOG, &decoded[k]).admits(role_of(i), &format!("u{i}"), "")
+        let user = format!("u{i}");
+        Audience::of(&CATALOG, &decoded[k]).admits(role_of(i), || (&user, ""))
     };
     let expected: u64 = (0..events)
         .map(|k| clients.iter().filter(|&&i| admits(&decoded, k, i)).count() as u64)

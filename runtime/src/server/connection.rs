@@ -7,7 +7,7 @@
 //! those go to a small buffer that is written between whole event frames, so frames never
 //! interleave on the wire.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, Read, Write};
 use std::mem;
 use std::pin::Pin;
@@ -50,14 +50,16 @@ pub(crate) struct Timing {
 /// Drives one registered connection until it closes: writes what its mailbox holds, reads and
 /// answers the client's frames (text messages through `on_text`), pings, and closes it when
 /// asked, when it is idle, or when its token expires.
-pub(crate) async fn drive(
+pub(crate) fn drive<'a>(
     socket: Socket,
     config: WebSocketConfig,
-    mailbox: &Mailbox,
-    hub: &Hub,
+    mailbox: &'a Mailbox,
+    hub: &'a Hub,
     timing: Timing,
-    on_text: &mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
-) {
+    on_text: &'a mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
+) -> impl Future<Output = ()> + Send + 'a {
+    // Built before the future: an `async fn` would keep its arguments' slots beside the
+    // connection they were moved into, in every connection's task.
     let mut connection = Connection {
         socket,
         ws: WebSocketContext::new(Role::Server, Some(config)),
@@ -71,9 +73,11 @@ pub(crate) async fn drive(
         last_seen: now_ms(),
         timing,
     };
-    let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
-    tokio::pin!(timer);
-    poll_fn(|cx| connection.poll(cx, timer.as_mut())).await;
+    async move {
+        let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
+        tokio::pin!(timer);
+        poll_fn(|cx| connection.poll(cx, timer.as_mut())).await;
+    }
 }
 
 /// Closes a connection that was never registered: the close frame, then a bounded wait for the

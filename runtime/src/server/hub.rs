@@ -343,8 +343,9 @@ impl Hub {
             return 0;
         }
         let mut sent = 0;
-        let mut offer = |conn: &Mailbox| {
-            if !audience.admits(conn.role, &conn.user_id, &conn.session_id)
+        // `role` is the connection's, known from the index where it is.
+        let mut offer = |role: u32, conn: &Mailbox| {
+            if !audience.admits(role, || (&conn.user_id, &conn.session_id))
                 || conn.close_reason().is_some()
             {
                 return;
@@ -364,7 +365,7 @@ impl Hub {
             for conns in users.into_iter().filter_map(|u| registry.users.get(u)) {
                 for (id, conn) in &conns.conns {
                     if subscribed(id) {
-                        offer(conn);
+                        offer(conn.role, conn);
                     }
                 }
             }
@@ -375,12 +376,12 @@ impl Hub {
                     let owner = audience.owner().and_then(|o| registry.users.get(o));
                     for (id, conn) in owner.into_iter().flat_map(|u| &u.conns) {
                         if conn.role == role && subscribed(id) {
-                            offer(conn);
+                            offer(role, conn);
                         }
                     }
                 } else {
                     for conn in registry.buckets[self.bucket(ns, role)].values() {
-                        offer(conn);
+                        offer(role, conn);
                     }
                 }
             }

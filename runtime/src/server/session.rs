@@ -135,38 +135,38 @@ fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
             ));
         }
     };
-    let catalog = state.hub.catalog();
     match message {
         ClientMessage::Ping { id } => Some(ControlMessage::Pong { id }),
-        ClientMessage::Subscribe { namespaces } => {
-            let mask = match mask_of(catalog, &namespaces) {
-                Ok(mask) => mask,
-                Err(reply) => return Some(reply),
-            };
-            let current = state.hub.namespaces(id).unwrap_or_default();
-            let now = state
-                .hub
-                .set_namespaces(id, current.union(mask))
-                .unwrap_or_default();
-            Some(ControlMessage::Subscribed {
-                namespaces: names(state, now),
-            })
-        }
-        ClientMessage::Unsubscribe { namespaces } => {
-            let mask = match mask_of(catalog, &namespaces) {
-                Ok(mask) => mask,
-                Err(reply) => return Some(reply),
-            };
-            let current = state.hub.namespaces(id).unwrap_or_default();
-            let now = state
-                .hub
-                .set_namespaces(id, current.difference(mask))
-                .unwrap_or_default();
-            Some(ControlMessage::Unsubscribed {
-                namespaces: names(state, now),
-            })
-        }
+        ClientMessage::Subscribe { namespaces } => Some(
+            resubscribe(state, id, &namespaces, NamespaceSet::union).map_or_else(
+                |error| error,
+                |now| ControlMessage::Subscribed { namespaces: now },
+            ),
+        ),
+        ClientMessage::Unsubscribe { namespaces } => Some(
+            resubscribe(state, id, &namespaces, NamespaceSet::difference).map_or_else(
+                |error| error,
+                |now| ControlMessage::Unsubscribed { namespaces: now },
+            ),
+        ),
     }
+}
+
+/// Applies `change` (add or remove) of the named namespaces to the connection's subscription;
+/// the names now subscribed to, or the error reply for an unknown namespace.
+fn resubscribe(
+    state: &AppState,
+    id: ConnId,
+    namespaces: &[String],
+    change: fn(NamespaceSet, NamespaceSet) -> NamespaceSet,
+) -> Result<Vec<String>, ControlMessage> {
+    let named = mask_of(state.hub.catalog(), namespaces)?;
+    let current = state.hub.namespaces(id).unwrap_or_default();
+    let now = state
+        .hub
+        .set_namespaces(id, change(current, named))
+        .unwrap_or_default();
+    Ok(names(state, now))
 }
 
 fn mask_of(
