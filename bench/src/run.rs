@@ -57,8 +57,14 @@ pub struct BenchArgs {
 
 #[derive(Debug, Clone, Copy)]
 enum Load {
-    /// Every client receives every event, published as fast as the publish API takes them.
-    Fanout { events: usize },
+    /// Every client receives every event, published as fast as the publish API takes them:
+    /// `batch` events per request, from `publishers` concurrent publishers (each one request
+    /// at a time, over its own keep-alive connection).
+    Fanout {
+        events: usize,
+        batch: usize,
+        publishers: usize,
+    },
     /// Events at a fixed rate, for latency and CPU per delivery.
     Fixed { per_second: usize, seconds: usize },
     /// Connections that only sit there: memory per connection.
@@ -77,11 +83,25 @@ struct Scenario {
     load: Load,
 }
 
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "fanout-1k",
         clients: 1_000,
-        load: Load::Fanout { events: 1_000 },
+        load: Load::Fanout {
+            events: 1_000,
+            batch: 20,
+            publishers: 1,
+        },
+    },
+    // The shape services have: one event per request, from several processes at once.
+    Scenario {
+        name: "fanout-1k-single",
+        clients: 1_000,
+        load: Load::Fanout {
+            events: 1_000,
+            batch: 1,
+            publishers: 4,
+        },
     },
     Scenario {
         name: "fixed-1k",
@@ -94,7 +114,20 @@ const SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: "fanout-10k",
         clients: 10_000,
-        load: Load::Fanout { events: 100 },
+        load: Load::Fanout {
+            events: 100,
+            batch: 20,
+            publishers: 1,
+        },
+    },
+    Scenario {
+        name: "fanout-10k-single",
+        clients: 10_000,
+        load: Load::Fanout {
+            events: 100,
+            batch: 1,
+            publishers: 4,
+        },
     },
     Scenario {
         name: "idle-10k",
@@ -172,8 +205,14 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             if args.quick {
                 s.clients = (s.clients / 10).max(1);
                 s.load = match s.load {
-                    Load::Fanout { events } => Load::Fanout {
+                    Load::Fanout {
+                        events,
+                        batch,
+                        publishers,
+                    } => Load::Fanout {
                         events: (events / 10).max(1),
+                        batch,
+                        publishers,
                     },
                     Load::Fixed { per_second, .. } => Load::Fixed {
                         per_second,
@@ -411,6 +450,31 @@ fn prepare(events: &[Value], size: usize) -> Vec<String> {
 }
 
 /// Sends prepared bodies one after another from a blocking thread, stamping each at send time.
+/// Sends the bodies from `publishers` threads at once, each taking every `publishers`-th body in
+/// turn over its own keep-alive connection (the agent pools one per thread), so that several
+/// requests are in flight as when several services publish.
+async fn publish_concurrently(
+    target: &Target,
+    agent: &ureq::Agent,
+    bodies: Vec<String>,
+    publishers: usize,
+) -> Result<(), String> {
+    if publishers <= 1 {
+        return publish_all(target, agent, bodies).await;
+    }
+    let mut shares = vec![Vec::new(); publishers];
+    for (i, body) in bodies.into_iter().enumerate() {
+        shares[i % publishers].push(body);
+    }
+    let sent = futures_util::future::join_all(
+        shares
+            .into_iter()
+            .map(|share| publish_all(target, agent, share)),
+    )
+    .await;
+    sent.into_iter().collect()
+}
+
 async fn publish_all(
     target: &Target,
     agent: &ureq::Agent,
@@ -490,13 +554,17 @@ async fn measure(
             drop(clients);
             Vec::new()
         }
-        Load::Fanout { events } => {
+        Load::Fanout {
+            events,
+            batch,
+            publishers,
+        } => {
             let running =
                 start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None).await;
-            let bodies = prepare(&vec![maintenance(); events], 20);
+            let bodies = prepare(&vec![maintenance(); events], batch);
             let cpu_before = target.cpu_seconds();
             let started = Instant::now();
-            publish_all(target, &agent, bodies).await?;
+            publish_concurrently(target, &agent, bodies, publishers).await?;
             let elapsed = running
                 .until(connected * events as u64, started, Duration::from_secs(120))
                 .await;

@@ -32,7 +32,7 @@ fn the_benchmark_runs_and_finds_no_lost_or_wrong_deliveries() {
         "--targets",
         "omnicast",
         "--scenarios",
-        "fanout-1k,fixed-1k,idle-10k,targeted-1k,mixed-10k",
+        "fanout-1k,fanout-1k-single,fixed-1k,idle-10k,targeted-1k,mixed-10k",
         // 100 or 1,000 clients per scenario: several source addresses, as beyond 20,000.
         "--per-source-address",
         "40",
@@ -47,7 +47,7 @@ fn the_benchmark_runs_and_finds_no_lost_or_wrong_deliveries() {
         .filter(|l| l.starts_with("| omnicast |"))
         .map(|l| l.split('|').map(str::trim).collect())
         .collect();
-    assert_eq!(rows.len(), 5, "{stdout}");
+    assert_eq!(rows.len(), 6, "{stdout}");
     for row in rows {
         // | server | connected/failed | connect | deliveries/s | events/s | p50 | p99 | p99.9 | max | lost | wrong | ...
         assert!(row[2].ends_with("/0"), "failed connections: {row:?}");
