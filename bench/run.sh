@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 (cd bench/peers && npm ci --no-audit --no-fund --loglevel=error)
 (cd bench/peers/socketioxide && cargo build --release --quiet)
+(cd bench/peers/yardstick && cargo build --release --quiet)
 cargo build --release --quiet -p omnicast-bench
 
 # 10,000 clients and as many server connections need that many descriptors on each side.

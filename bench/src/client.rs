@@ -57,7 +57,7 @@ pub async fn connect(
 ) -> Result<Socket, String> {
     let url = match kind {
         Kind::Omnicast => format!("ws://{addr}/ws?token={token}&namespaces={namespaces}"),
-        Kind::Ws => format!("ws://{addr}/?token={token}"),
+        Kind::Ws | Kind::Yardstick => format!("ws://{addr}/?token={token}"),
         Kind::Socketio | Kind::Socketioxide => {
             format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&token={token}")
         }

@@ -24,7 +24,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "omnicast,ws,socketio,socketioxide"
+        default_value = "omnicast,ws,socketio,socketioxide,yardstick"
     )]
     targets: Vec<Kind>,
     /// Scenarios to run (default: all): fanout-1k, fixed-1k, fanout-10k, idle-10k, targeted-1k,

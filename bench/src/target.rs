@@ -21,6 +21,8 @@ pub enum Kind {
     Socketio,
     /// socketioxide, a Rust Socket.IO server (websocket transport).
     Socketioxide,
+    /// The yardstick: axum + `tokio::sync::broadcast`, no auth, no filtering.
+    Yardstick,
 }
 
 impl Kind {
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Ws => "node ws",
             Kind::Socketio => "socket.io",
             Kind::Socketioxide => "socketioxide",
+            Kind::Yardstick => "yardstick",
         }
     }
 
@@ -80,6 +83,11 @@ impl Target {
                     .env("OMNICAST_QUEUE_CAPACITY", "8192")
                     .env("RUST_LOG", "warn")
                     .env_remove("OMNICAST_CONFIG");
+            }
+            Kind::Yardstick => {
+                command
+                    .arg(peers.join("yardstick/target/release/yardstick-peer"))
+                    .env("PORT", port.to_string());
             }
             Kind::Socketioxide => {
                 command
