@@ -6,7 +6,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, post};
@@ -20,7 +20,7 @@ const CAPACITY: usize = 8192;
 #[tokio::main]
 async fn main() {
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9004);
-    let (tx, _) = broadcast::channel::<Bytes>(CAPACITY);
+    let (tx, _) = broadcast::channel::<Utf8Bytes>(CAPACITY);
     let app = Router::new()
         .route("/", any(upgrade))
         .route("/publish", post(publish))
@@ -30,7 +30,7 @@ async fn main() {
     axum::serve(listener, app).await.unwrap();
 }
 
-async fn publish(State(tx): State<broadcast::Sender<Bytes>>, body: Bytes) -> impl IntoResponse {
+async fn publish(State(tx): State<broadcast::Sender<Utf8Bytes>>, body: Bytes) -> impl IntoResponse {
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
@@ -44,20 +44,20 @@ async fn publish(State(tx): State<broadcast::Sender<Bytes>>, body: Bytes) -> imp
     for event in events {
         let frame = json!({"type": event["type"], "namespace": "system", "data": event["data"], "timestamp": now});
         // No receiver (no client yet) is not an error for a broadcast.
-        let _ = tx.send(Bytes::from(frame.to_string()));
+        let _ = tx.send(Utf8Bytes::from(frame.to_string()));
     }
     StatusCode::ACCEPTED
 }
 
 async fn upgrade(
-    State(tx): State<broadcast::Sender<Bytes>>,
+    State(tx): State<broadcast::Sender<Utf8Bytes>>,
     ws: WebSocketUpgrade,
 ) -> impl IntoResponse {
     ws.read_buffer_size(256)
         .on_upgrade(move |socket| serve(socket, tx.subscribe()))
 }
 
-async fn serve(mut socket: WebSocket, mut rx: broadcast::Receiver<Bytes>) {
+async fn serve(mut socket: WebSocket, mut rx: broadcast::Receiver<Utf8Bytes>) {
     if socket.send(Message::Text(r#"{"type":"ready"}"#.into())).await.is_err() {
         return;
     }
@@ -86,7 +86,7 @@ async fn serve(mut socket: WebSocket, mut rx: broadcast::Receiver<Bytes>) {
     }
 }
 
-async fn feed(socket: &mut WebSocket, frame: Bytes) -> Result<(), axum::Error> {
-    let text = axum::extract::ws::Utf8Bytes::try_from(frame).map_err(axum::Error::new)?;
-    socket.feed(Message::Text(text)).await
+/// Queues one frame: the shared text, cloned by reference count, never copied or re-validated.
+async fn feed(socket: &mut WebSocket, frame: Utf8Bytes) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(frame)).await
 }
