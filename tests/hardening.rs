@@ -229,6 +229,15 @@ async fn a_user_reconnecting_in_a_loop_is_throttled() {
         body["message"].as_str().unwrap().contains("retry in"),
         "{body}"
     );
+    // And says when, in a header a client library can act on.
+    let token = server.token("looper", "customer");
+    let request = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let (status, head, _) = raw(&server, &request).await;
+    assert_eq!(status, 429);
+    assert!(head.contains("retry-after: "), "{head}");
     // Exactly three online/offline pairs reached the staff connection.
     support::marker(&server, "end").await;
     let presence: Vec<String> = staff

@@ -744,18 +744,29 @@ async fn mixed(
             .role_index(MIXED_ROLES[i % 4])
             .expect("the catalog has the reference's four roles")
     };
-    let admits = move |decoded: &[OutgoingEvent], k: usize, i: usize| {
-        let user = format!("u{i}");
-        Audience::of(&CATALOG, &decoded[k]).admits(role_of(i), || (&user, ""))
+    let admits = |event: &OutgoingEvent, role: u32, user: &str| {
+        Audience::of(&CATALOG, event).admits(role, || (user, ""))
     };
-    let expected: u64 = (0..events)
-        .map(|k| clients.iter().filter(|&&i| admits(&decoded, k, i)).count() as u64)
+    let who: Vec<(u32, String)> = clients
+        .iter()
+        .map(|&i| (role_of(i), format!("u{i}")))
+        .collect();
+    let expected: u64 = decoded
+        .iter()
+        .map(|event| {
+            who.iter()
+                .filter(|(role, user)| admits(event, *role, user))
+                .count() as u64
+        })
         .sum();
     let running = start_draining(target.kind, sockets, "\"never-present\"", |i| {
         let decoded = decoded.clone();
+        // Built once per client: the check runs for every delivery it receives.
+        let (role, user) = (role_of(i), format!("u{i}"));
         Some(Arc::new(move |event: &Value| {
             let k = event["timestamp"].as_u64().map(|k| k as usize);
-            k.is_some_and(|k| k < decoded.len() && admits(&decoded, k, i))
+            k.and_then(|k| decoded.get(k))
+                .is_some_and(|event| admits(event, role, &user))
         }) as Check)
     })
     .await;
