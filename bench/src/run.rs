@@ -27,8 +27,8 @@ pub struct BenchArgs {
         default_value = "omnicast,ws,socketio,socketioxide,yardstick"
     )]
     targets: Vec<Kind>,
-    /// Scenarios to run (default: all): fanout-1k, fixed-1k, fanout-10k, idle-10k, targeted-1k,
-    /// targeted-10k, mixed-10k.
+    /// Scenarios to run (default: all): fanout-1k, fanout-1k-single, fixed-1k, lone-1k,
+    /// fanout-10k, fanout-10k-single, idle-10k, targeted-1k, targeted-10k, mixed-10k.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Runs per cell; the report gives the median and the spread.
@@ -40,6 +40,13 @@ pub struct BenchArgs {
     /// Do not pin the servers.
     #[arg(long)]
     no_pin: bool,
+    /// Do not count the servers' write system calls with `perf stat` (frames per write).
+    #[arg(long)]
+    no_syscall_count: bool,
+    /// Record each run's server with `perf record -e cpu-clock -g` while it delivers, into
+    /// `<dir>/<scenario>-<server>-<run>.perf.data` (read with `perf report -i`).
+    #[arg(long, value_name = "DIR")]
+    profile: Option<PathBuf>,
     /// Where the peers' scripts are (npm-installed).
     #[arg(long, default_value = "bench/peers")]
     peers: PathBuf,
@@ -83,7 +90,7 @@ struct Scenario {
     load: Load,
 }
 
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "fanout-1k",
         clients: 1_000,
@@ -108,6 +115,15 @@ const SCENARIOS: [Scenario; 9] = [
         clients: 1_000,
         load: Load::Fixed {
             per_second: 100,
+            seconds: 10,
+        },
+    },
+    // A lone event at a time: what coalescing must not delay.
+    Scenario {
+        name: "lone-1k",
+        clients: 1_000,
+        load: Load::Fixed {
+            per_second: 1,
             seconds: 10,
         },
     },
@@ -167,6 +183,68 @@ struct Metrics {
     wrong: f64,
     rss_per_conn: f64,
     cpu_us_per_delivery: f64,
+    /// The load tool's CPU per delivery: what receiving the stream costs a client.
+    tool_cpu_us_per_delivery: f64,
+    /// Deliveries per write system call of the server's (NaN when perf could not count).
+    frames_per_write: f64,
+}
+
+/// What the server and the load tool spent while one scenario's events were delivered.
+struct Costs {
+    server_cpu: f64,
+    tool_cpu: f64,
+    writes: Option<u64>,
+}
+
+/// Measures [`Costs`] from [`start`](Meter::start) to [`stop`](Meter::stop).
+struct Meter<'t> {
+    target: &'t Target,
+    server_cpu: f64,
+    tool_cpu: f64,
+    writes: Option<target::WriteCount>,
+    profile: Option<target::Perf>,
+}
+
+/// What to attach to a server while it delivers, besides its CPU time.
+#[derive(Debug, Clone)]
+struct Probes {
+    count_writes: bool,
+    /// Where to write a `perf record` of this run, if anywhere.
+    profile: Option<PathBuf>,
+}
+
+impl<'t> Meter<'t> {
+    fn start(target: &'t Target, probes: &Probes) -> Self {
+        // perf first: it takes a moment to attach, which must not be charged to anyone.
+        let writes = probes
+            .count_writes
+            .then(|| target.count_writes())
+            .flatten();
+        let profile = probes
+            .profile
+            .as_deref()
+            .and_then(|path| target.record_profile(path));
+        Meter {
+            target,
+            server_cpu: target.cpu_seconds(),
+            tool_cpu: target::own_cpu_seconds(),
+            writes,
+            profile,
+        }
+    }
+
+    fn stop(self) -> Costs {
+        let server_cpu = self.target.cpu_seconds() - self.server_cpu;
+        let tool_cpu = target::own_cpu_seconds() - self.tool_cpu;
+        if let Some(profile) = self.profile {
+            profile.finish();
+        }
+        Costs {
+            server_cpu,
+            tool_cpu,
+            writes: self.writes.and_then(target::WriteCount::finish),
+        }
+    }
 }
 
 impl Metrics {
@@ -177,14 +255,20 @@ impl Metrics {
         elapsed: Duration,
         events: usize,
         expected: u64,
-        cpu_seconds: Option<f64>,
+        costs: Option<Costs>,
     ) {
         let received: u64 = tallies.iter().map(|t| t.received).sum();
         self.deliveries_per_s = received as f64 / elapsed.as_secs_f64();
         self.events_per_s = events as f64 / elapsed.as_secs_f64();
         self.lost = expected.saturating_sub(received) as f64;
-        if let Some(cpu) = cpu_seconds {
-            self.cpu_us_per_delivery = cpu * 1e6 / received.max(1) as f64;
+        self.frames_per_write = f64::NAN;
+        if let Some(costs) = costs {
+            let per_delivery = |seconds: f64| seconds * 1e6 / received.max(1) as f64;
+            self.cpu_us_per_delivery = per_delivery(costs.server_cpu);
+            self.tool_cpu_us_per_delivery = per_delivery(costs.tool_cpu);
+            if let Some(writes) = costs.writes {
+                self.frames_per_write = received as f64 / writes.max(1) as f64;
+            }
         }
     }
 }
@@ -257,8 +341,19 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     args.runs
                 );
                 let target = Target::start(kind, port, core, &args.peers)?;
-                let metrics =
-                    runtime.block_on(measure(&target, scenario, args.per_source_address))?;
+                let probes = Probes {
+                    count_writes: !args.no_syscall_count,
+                    profile: args.profile.as_ref().map(|dir| {
+                        let server = kind.name().replace(' ', "-");
+                        dir.join(format!("{}-{server}-{}.perf.data", scenario.name, run + 1))
+                    }),
+                };
+                let metrics = runtime.block_on(measure(
+                    &target,
+                    scenario,
+                    args.per_source_address,
+                    &probes,
+                ))?;
                 eprintln!(
                     "{:.0} deliveries/s, p99 {:.1} ms, lost {}, wrong {}",
                     metrics.deliveries_per_s,
@@ -498,6 +593,7 @@ async fn measure(
     target: &Target,
     scenario: &Scenario,
     per_source_address: usize,
+    probes: &Probes,
 ) -> Result<Metrics, String> {
     let n = scenario.clients;
     let sources = Sources::new(per_source_address);
@@ -562,20 +658,20 @@ async fn measure(
             let running =
                 start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None).await;
             let bodies = prepare(&vec![maintenance(); events], batch);
-            let cpu_before = target.cpu_seconds();
+            let meter = Meter::start(target, probes);
             let started = Instant::now();
             publish_concurrently(target, &agent, bodies, publishers).await?;
             let elapsed = running
                 .until(connected * events as u64, started, Duration::from_secs(120))
                 .await;
-            let cpu = target.cpu_seconds() - cpu_before;
+            let costs = meter.stop();
             let tallies = running.finish().await;
             metrics.record(
                 &tallies,
                 elapsed,
                 events,
                 connected * events as u64,
-                Some(cpu),
+                Some(costs),
             );
             tallies
         }
@@ -586,7 +682,7 @@ async fn measure(
             let running =
                 start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None).await;
             let total = per_second * seconds;
-            let cpu_before = target.cpu_seconds();
+            let meter = Meter::start(target, probes);
             let started = Instant::now();
             let addr_target = (target.kind, target.addr);
             let body = prepare(&[maintenance()], 1).remove(0);
@@ -608,14 +704,14 @@ async fn measure(
                 )
                 .await;
             publisher.await.unwrap()?;
-            let cpu = target.cpu_seconds() - cpu_before;
+            let costs = meter.stop();
             let tallies = running.finish().await;
             metrics.record(
                 &tallies,
                 elapsed,
                 total,
                 connected * total as u64,
-                Some(cpu),
+                Some(costs),
             );
             tallies
         }
@@ -798,8 +894,8 @@ fn report(
             "\n### {} ({} clients)\n\n",
             scenario.name, scenario.clients
         ));
-        out.push_str("| server | connected/failed | connect ms | deliveries/s | events/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | wrong | RSS/conn KB | CPU µs/delivery |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| server | connected/failed | connect ms | deliveries/s | events/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | wrong | RSS/conn KB | CPU µs/delivery | frames/write | tool CPU µs/delivery |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (ti, kind) in targets.iter().enumerate() {
             let Some(runs) = results.get(&(si, ti)) else {
                 continue;
@@ -829,11 +925,16 @@ fn report(
             } else {
                 "–".to_owned()
             };
-            let cpu = if matches!(scenario.load, Load::Fixed { .. } | Load::Fanout { .. }) {
-                format!("{:.2}", m(|x| x.cpu_us_per_delivery))
-            } else {
-                "–".to_owned()
+            let costed = matches!(scenario.load, Load::Fixed { .. } | Load::Fanout { .. });
+            let cost = |f: fn(&Metrics) -> f64, digits: usize| {
+                let value = m(f);
+                if costed && value.is_finite() {
+                    format!("{value:.digits$}")
+                } else {
+                    "–".to_owned()
+                }
             };
+            let cpu = cost(|x| x.cpu_us_per_delivery, 2);
             let ms = |f: fn(&Metrics) -> f64| {
                 if matches!(scenario.load, Load::Idle) {
                     "–".to_owned()
@@ -842,7 +943,7 @@ fn report(
                 }
             };
             out.push_str(&format!(
-                "| {} | {:.0}/{:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} |\n",
+                "| {} | {:.0}/{:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |\n",
                 kind.name(),
                 m(|x| x.connected),
                 m(|x| x.failed),
@@ -857,6 +958,8 @@ fn report(
                 m(|x| x.wrong),
                 rss,
                 cpu,
+                cost(|x| x.frames_per_write, 1),
+                cost(|x| x.tool_cpu_us_per_delivery, 2),
             ));
         }
     }

@@ -144,19 +144,104 @@ impl Target {
 
     /// CPU time used so far (user + system), in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / clock_ticks()
+        cpu_seconds_of(&self.pid().to_string())
     }
+
+    /// Starts counting the server's write system calls (`perf stat` on the syscall
+    /// tracepoints); `None` when `perf` is not available here.
+    pub fn count_writes(&self) -> Option<WriteCount> {
+        let output = std::env::temp_dir().join(format!("omnicast-bench-perf-{}", self.pid()));
+        let events = WRITE_SYSCALLS
+            .iter()
+            .map(|s| format!("syscalls:sys_enter_{s}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let perf = self.perf(&["stat", "-x", ",", "-e", &events], &output)?;
+        Some(WriteCount { perf, output })
+    }
+
+    /// Starts sampling the server's stacks into `output` (`perf record -e cpu-clock -g`), for
+    /// `perf report -i <output>`; `None` when `perf` is not available here.
+    pub fn record_profile(&self, output: &Path) -> Option<Perf> {
+        self.perf(&["record", "-q", "-e", "cpu-clock", "-g"], output)
+    }
+
+    fn perf(&self, args: &[&str], output: &Path) -> Option<Perf> {
+        let child = Command::new("perf")
+            .args(args)
+            .args(["-p", &self.pid().to_string()])
+            .arg("-o")
+            .arg(output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        // perf attaches to every thread before it counts; give it the time to.
+        std::thread::sleep(Duration::from_millis(300));
+        Some(Perf(child))
+    }
+}
+
+/// A `perf` attached to a server, until [`finish`](Perf::finish)ed.
+pub struct Perf(Child);
+
+impl Perf {
+    /// Detaches perf, which then writes its output.
+    pub fn finish(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The system calls a server may write a socket with.
+const WRITE_SYSCALLS: [&str; 4] = ["write", "writev", "sendto", "sendmsg"];
+
+/// A running `perf stat` on a server's write system calls.
+pub struct WriteCount {
+    perf: Perf,
+    output: std::path::PathBuf,
+}
+
+impl WriteCount {
+    /// Stops counting; the number of write system calls since [`Target::count_writes`], or
+    /// `None` if perf counted nothing readable (no permission, no tracepoints).
+    pub fn finish(self) -> Option<u64> {
+        self.perf.finish();
+        let text = std::fs::read_to_string(&self.output).ok()?;
+        let _ = std::fs::remove_file(&self.output);
+        // CSV lines: count,unit,event,...; "<not supported>" or "<not counted>" when perf
+        // could not count.
+        let counts: Vec<u64> = text
+            .lines()
+            .filter(|l| l.contains("syscalls:sys_enter_"))
+            .map(|l| l.split(',').next().unwrap_or("").trim().parse::<u64>())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        (counts.len() == WRITE_SYSCALLS.len()).then(|| counts.iter().sum())
+    }
+}
+
+/// The load tool's own CPU time so far (user + system), in seconds: what its clients pay to
+/// receive.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
+}
+
+/// CPU time of process `pid` (a number or `self`) so far, user + system, in seconds.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / clock_ticks()
 }
 
 impl Drop for Target {
