@@ -27,8 +27,8 @@ pub struct BenchArgs {
         default_value = "omnicast,ws,socketio,socketioxide,yardstick"
     )]
     targets: Vec<Kind>,
-    /// Scenarios to run (default: all): fanout-1k, fanout-1k-single, fixed-1k, lone-1k,
-    /// fanout-10k, fanout-10k-single, idle-10k, targeted-1k, targeted-10k, mixed-10k.
+    /// Scenarios to run (default: all): fanout-1k, fanout-1k-single, fixed-1k, fixed-1k-batch,
+    /// lone-1k, fanout-10k, fanout-10k-single, idle-10k, targeted-1k, targeted-10k, mixed-10k.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Runs per cell; the report gives the median and the spread.
@@ -72,8 +72,12 @@ enum Load {
         batch: usize,
         publishers: usize,
     },
-    /// Events at a fixed rate, for latency and CPU per delivery.
-    Fixed { per_second: usize, seconds: usize },
+    /// Events at a fixed rate, for latency and CPU per delivery, `batch` per request.
+    Fixed {
+        per_second: usize,
+        seconds: usize,
+        batch: usize,
+    },
     /// Connections that only sit there: memory per connection.
     Idle,
     /// `events` payments, round robin over the customers: each receives only its own
@@ -90,7 +94,7 @@ struct Scenario {
     load: Load,
 }
 
-const SCENARIOS: [Scenario; 10] = [
+const SCENARIOS: [Scenario; 11] = [
     Scenario {
         name: "fanout-1k",
         clients: 1_000,
@@ -116,6 +120,17 @@ const SCENARIOS: [Scenario; 10] = [
         load: Load::Fixed {
             per_second: 100,
             seconds: 10,
+            batch: 1,
+        },
+    },
+    // The same rate, 10 events per request (10 requests a second).
+    Scenario {
+        name: "fixed-1k-batch",
+        clients: 1_000,
+        load: Load::Fixed {
+            per_second: 100,
+            seconds: 10,
+            batch: 10,
         },
     },
     // A lone event at a time: what coalescing must not delay.
@@ -125,6 +140,7 @@ const SCENARIOS: [Scenario; 10] = [
         load: Load::Fixed {
             per_second: 1,
             seconds: 10,
+            batch: 1,
         },
     },
     Scenario {
@@ -216,10 +232,7 @@ struct Probes {
 impl<'t> Meter<'t> {
     fn start(target: &'t Target, probes: &Probes) -> Self {
         // perf first: it takes a moment to attach, which must not be charged to anyone.
-        let writes = probes
-            .count_writes
-            .then(|| target.count_writes())
-            .flatten();
+        let writes = probes.count_writes.then(|| target.count_writes()).flatten();
         let profile = probes
             .profile
             .as_deref()
@@ -298,9 +311,12 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                         batch,
                         publishers,
                     },
-                    Load::Fixed { per_second, .. } => Load::Fixed {
+                    Load::Fixed {
+                        per_second, batch, ..
+                    } => Load::Fixed {
                         per_second,
                         seconds: 2,
+                        batch,
                     },
                     Load::Mixed { events } => Load::Mixed {
                         events: (events / 10).max(1),
@@ -678,17 +694,20 @@ async fn measure(
         Load::Fixed {
             per_second,
             seconds,
+            batch,
         } => {
             let running =
                 start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None).await;
-            let total = per_second * seconds;
+            let requests = per_second * seconds / batch;
+            let total = requests * batch;
             let meter = Meter::start(target, probes);
             let started = Instant::now();
             let addr_target = (target.kind, target.addr);
-            let body = prepare(&[maintenance()], 1).remove(0);
+            let body = prepare(&vec![maintenance(); batch], batch).remove(0);
+            let per_request = batch as f64 / per_second as f64;
             let publisher = tokio::task::spawn_blocking(move || -> Result<(), String> {
-                for i in 0..total {
-                    let due = started + Duration::from_secs_f64(i as f64 / per_second as f64);
+                for i in 0..requests {
+                    let due = started + Duration::from_secs_f64(i as f64 * per_request);
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }

@@ -72,6 +72,7 @@ pub(crate) fn drive<'a>(
         on_text,
         last_seen: now_ms(),
         timing,
+        deferred: false,
     };
     async move {
         let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
@@ -138,6 +139,8 @@ struct Connection<'a> {
     /// When the client last sent anything, in milliseconds since the epoch.
     last_seen: u64,
     timing: Timing,
+    /// Whether this wake's write was put off once already (see [`Connection::poll_write`]).
+    deferred: bool,
 }
 
 impl Connection<'_> {
@@ -335,6 +338,20 @@ impl Connection<'_> {
         }
         // Whatever a burst grew is given back.
         self.unsent = Vec::new();
+        // A connection woken with several frames queued is behind the publishers: it lets the
+        // scheduler run once more before it writes, so that the publishes being handled
+        // meanwhile land in the same write, and every write the kernel is spared is a segment
+        // each client is spared reading. One frame (a lone event) is written at once.
+        if let Phase::Open = self.phase
+            && !self.deferred
+            && self.replies.is_empty()
+            && (2..BATCH).contains(&self.mailbox.len())
+        {
+            self.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.deferred = false;
         loop {
             let mut batch: [Bytes; BATCH] = std::array::from_fn(|_| Bytes::new());
             let mut count = 0;

@@ -126,7 +126,12 @@ impl Mailbox {
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.frames.lock().expect("mailbox lock").is_empty()
+        self.len() == 0
+    }
+
+    /// How many frames are queued.
+    pub fn len(&self) -> usize {
+        self.frames.lock().expect("mailbox lock").len()
     }
 
     /// Why the connection is closing, once it is.
