@@ -28,6 +28,7 @@ use crate::server::frame::{self, Frame};
 use crate::server::hub::Hub;
 use crate::server::mailbox::Mailbox;
 use crate::server::publication::now_ms;
+use crate::server::publish::Publisher;
 
 /// The upgraded socket.
 pub(crate) type Socket = TokioIo<Upgraded>;
@@ -36,6 +37,15 @@ pub(crate) type Socket = TokioIo<Upgraded>;
 const BATCH: usize = 64;
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The shared parts a connection works with.
+pub(crate) struct Peers<'a> {
+    /// Where slow consumers are counted.
+    pub(crate) hub: &'a Hub,
+    /// Tells how many publishes there have been: several since the last write mean concurrent
+    /// publishers, worth waiting a turn for.
+    pub(crate) publisher: &'a Publisher,
+}
 
 /// How a connection's one timer runs.
 pub(crate) struct Timing {
@@ -54,7 +64,7 @@ pub(crate) fn drive<'a>(
     socket: Socket,
     config: WebSocketConfig,
     mailbox: &'a Mailbox,
-    hub: &'a Hub,
+    peers: Peers<'a>,
     timing: Timing,
     on_text: &'a mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
 ) -> impl Future<Output = ()> + Send + 'a {
@@ -68,11 +78,13 @@ pub(crate) fn drive<'a>(
         phase: Phase::Open,
         reading: Reading::Frames,
         mailbox,
-        hub,
+        hub: peers.hub,
+        publisher: peers.publisher,
         on_text,
         last_seen: now_ms(),
         timing,
         deferred: false,
+        requests_written: 0,
     };
     async move {
         let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
@@ -134,6 +146,7 @@ struct Connection<'a> {
     reading: Reading,
     mailbox: &'a Mailbox,
     hub: &'a Hub,
+    publisher: &'a Publisher,
     /// Answers a client's text message (the session's protocol).
     on_text: &'a mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
     /// When the client last sent anything, in milliseconds since the epoch.
@@ -141,6 +154,8 @@ struct Connection<'a> {
     timing: Timing,
     /// Whether this wake's write was put off once already (see [`Connection::poll_write`]).
     deferred: bool,
+    /// The publisher's request count at the last write.
+    requests_written: u64,
 }
 
 impl Connection<'_> {
@@ -338,13 +353,16 @@ impl Connection<'_> {
         }
         // Whatever a burst grew is given back.
         self.unsent = Vec::new();
-        // A connection woken with several frames queued is behind the publishers: it lets the
-        // scheduler run once more before it writes, so that the publishes being handled
-        // meanwhile land in the same write, and every write the kernel is spared is a segment
-        // each client is spared reading. One frame (a lone event) is written at once.
+        // A connection woken with frames of several publishes queued is behind concurrent
+        // publishers: it lets the scheduler run once more before it writes, so that the
+        // publishes being handled meanwhile land in the same write. Every write the kernel is
+        // spared is a segment each client is spared reading. A lone event, or a lone batch
+        // (already whole), is written at once.
+        let requests = self.publisher.requests();
         if let Phase::Open = self.phase
             && !self.deferred
             && self.replies.is_empty()
+            && requests > self.requests_written + 1
             && (2..BATCH).contains(&self.mailbox.len())
         {
             self.deferred = true;
@@ -352,6 +370,7 @@ impl Connection<'_> {
             return Poll::Pending;
         }
         self.deferred = false;
+        self.requests_written = requests;
         loop {
             let mut batch: [Bytes; BATCH] = std::array::from_fn(|_| Bytes::new());
             let mut count = 0;

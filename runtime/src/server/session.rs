@@ -82,7 +82,11 @@ pub(crate) async fn run(
         expires_at,
     };
     let mut on_text = |text: &str| handle(&state, id, text);
-    connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
+    let peers = connection::Peers {
+        hub: &state.hub,
+        publisher: &state.publisher,
+    };
+    connection::drive(socket, config, &mailbox, peers, timing, &mut on_text).await;
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user
