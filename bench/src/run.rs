@@ -199,6 +199,8 @@ struct Metrics {
     wrong: f64,
     rss_per_conn: f64,
     cpu_us_per_delivery: f64,
+    /// The server core's busy time per delivery (NaN when the server is not pinned).
+    core_us_per_delivery: f64,
     /// The load tool's CPU per delivery: what receiving the stream costs a client.
     tool_cpu_us_per_delivery: f64,
     /// Deliveries per write system call of the server's (NaN when perf could not count).
@@ -208,6 +210,7 @@ struct Metrics {
 /// What the server and the load tool spent while one scenario's events were delivered.
 struct Costs {
     server_cpu: f64,
+    core_busy: Option<f64>,
     tool_cpu: f64,
     writes: Option<u64>,
 }
@@ -216,14 +219,18 @@ struct Costs {
 struct Meter<'t> {
     target: &'t Target,
     server_cpu: f64,
+    core_busy: Option<f64>,
     tool_cpu: f64,
     writes: Option<target::WriteCount>,
     profile: Option<target::Perf>,
+    core: Option<usize>,
 }
 
 /// What to attach to a server while it delivers, besides its CPU time.
 #[derive(Debug, Clone)]
 struct Probes {
+    /// The core the server is pinned to, if it is.
+    core: Option<usize>,
     count_writes: bool,
     /// Where to write a `perf record` of this run, if anywhere.
     profile: Option<PathBuf>,
@@ -240,6 +247,8 @@ impl<'t> Meter<'t> {
         Meter {
             target,
             server_cpu: target.cpu_seconds(),
+            core_busy: probes.core.and_then(target::core_busy_seconds),
+            core: probes.core,
             tool_cpu: target::own_cpu_seconds(),
             writes,
             profile,
@@ -248,12 +257,18 @@ impl<'t> Meter<'t> {
 
     fn stop(self) -> Costs {
         let server_cpu = self.target.cpu_seconds() - self.server_cpu;
+        let core_busy = self
+            .core
+            .and_then(target::core_busy_seconds)
+            .zip(self.core_busy)
+            .map(|(now, before)| now - before);
         let tool_cpu = target::own_cpu_seconds() - self.tool_cpu;
         if let Some(profile) = self.profile {
             profile.finish();
         }
         Costs {
             server_cpu,
+            core_busy,
             tool_cpu,
             writes: self.writes.and_then(target::WriteCount::finish),
         }
@@ -275,10 +290,14 @@ impl Metrics {
         self.events_per_s = events as f64 / elapsed.as_secs_f64();
         self.lost = expected.saturating_sub(received) as f64;
         self.frames_per_write = f64::NAN;
+        self.core_us_per_delivery = f64::NAN;
         if let Some(costs) = costs {
             let per_delivery = |seconds: f64| seconds * 1e6 / received.max(1) as f64;
             self.cpu_us_per_delivery = per_delivery(costs.server_cpu);
             self.tool_cpu_us_per_delivery = per_delivery(costs.tool_cpu);
+            if let Some(busy) = costs.core_busy {
+                self.core_us_per_delivery = per_delivery(busy);
+            }
             if let Some(writes) = costs.writes {
                 self.frames_per_write = received as f64 / writes.max(1) as f64;
             }
@@ -358,6 +377,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 );
                 let target = Target::start(kind, port, core, &args.peers)?;
                 let probes = Probes {
+                    core,
                     count_writes: !args.no_syscall_count,
                     profile: args.profile.as_ref().map(|dir| {
                         let server = kind.name().replace(' ', "-");
@@ -913,8 +933,8 @@ fn report(
             "\n### {} ({} clients)\n\n",
             scenario.name, scenario.clients
         ));
-        out.push_str("| server | connected/failed | connect ms | deliveries/s | events/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | wrong | RSS/conn KB | CPU µs/delivery | frames/write | tool CPU µs/delivery |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| server | connected/failed | connect ms | deliveries/s | events/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | wrong | RSS/conn KB | CPU µs/delivery | core µs/delivery | frames/write | tool CPU µs/delivery |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (ti, kind) in targets.iter().enumerate() {
             let Some(runs) = results.get(&(si, ti)) else {
                 continue;
@@ -962,7 +982,7 @@ fn report(
                 }
             };
             out.push_str(&format!(
-                "| {} | {:.0}/{:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |\n",
+                "| {} | {:.0}/{:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |\n",
                 kind.name(),
                 m(|x| x.connected),
                 m(|x| x.failed),
@@ -977,6 +997,7 @@ fn report(
                 m(|x| x.wrong),
                 rss,
                 cpu,
+                cost(|x| x.core_us_per_delivery, 2),
                 cost(|x| x.frames_per_write, 1),
                 cost(|x| x.tool_cpu_us_per_delivery, 2),
             ));

@@ -223,6 +223,28 @@ impl WriteCount {
     }
 }
 
+/// How long `core` has been busy so far, in seconds (`/proc/stat`: user, nice, system, irq and
+/// softirq time). With the server pinned alone to its core, this is all it costs, including the
+/// receiving side's TCP work that loopback runs in softirq context, which the kernel may charge
+/// to `ksoftirqd` rather than to the server process.
+pub fn core_busy_seconds(core: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&format!("cpu{core}")))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq ...
+    let busy = [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<f64>();
+    Some(busy / clock_ticks())
+}
+
 /// The load tool's own CPU time so far (user + system), in seconds: what its clients pay to
 /// receive.
 pub fn own_cpu_seconds() -> f64 {
