@@ -76,9 +76,9 @@ fn every_example_decodes_and_validates_against_its_schema() {
                     json!(false)
                 };
         }
-        let message = json!({
+        let mut message = json!({
             "type": event.name, "namespace": event.namespace, "data": event.example,
-            "timestamp": 1_700_000_000_000u64, "id": "evt-1"
+            "timestamp": 1_700_000_000_000u64, "id": format!("{}.k3v9q2mf.7", event.namespace)
         });
         let validator = jsonschema::validator_for(&envelope).unwrap();
         assert!(
@@ -86,6 +86,15 @@ fn every_example_decodes_and_validates_against_its_schema() {
             "{}: envelope fails envelope.json",
             event.name
         );
+        // The id is a position in the event's own namespace.
+        for id in ["evt-1", "other.k3v9q2mf.7", "orders.k3v9q2mf.", "orders..7"] {
+            message["id"] = json!(id.replace("orders", &event.namespace).replace("other", "x"));
+            assert!(
+                !validator.is_valid(&message),
+                "{}: id {id} passed",
+                event.name
+            );
+        }
     }
 }
 

@@ -287,10 +287,15 @@ async fn a_client_flooding_requests_without_reading_is_counted_as_slow() {
     support::wait_until(|| server.server.hub().stats().slow_consumers_closed == 1).await;
 }
 
+/// Held by the tests that measure this process's memory and by those that make it grow (a
+/// namespace's history keeps what they publish), so that one never measures the other.
+static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A client that floods protocol pings and never reads does not grow the server: pongs are
 /// coalesced, not queued.
 #[tokio::test(flavor = "multi_thread")]
 async fn protocol_pings_from_a_client_that_never_reads_do_not_grow_memory() {
+    let _alone = MEMORY.lock().await;
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     fn rss_kb() -> u64 {
@@ -406,6 +411,7 @@ async fn slow_requests_are_cut_off() {
 /// than the socket buffers hold, receives every event answered 202, then 1001.
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_delivers_every_accepted_event_before_closing() {
+    let _memory = MEMORY.lock().await;
     let server = TestServer::start().await;
     let mut slow = server.connect("slow", "admin", &["system"]).await;
     let big = "z".repeat(64 * 1024);

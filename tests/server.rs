@@ -362,10 +362,16 @@ async fn subscriptions_change_at_runtime() {
     admin
         .send_json(json!({"type": "subscribe", "namespaces": ["products"]}))
         .await;
-    assert_eq!(
-        admin.next_json().await,
-        json!({"type": "subscribed", "namespaces": ["products", "system"]})
+    let subscribed = admin.next_json().await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    assert_eq!(subscribed["namespaces"], json!(["products", "system"]));
+    // The added namespace's stream position as the subscription began: one event so far.
+    let position = subscribed["positions"]["products"].as_str().unwrap();
+    assert!(
+        position.starts_with("products.") && position.ends_with(".1"),
+        "{subscribed}"
     );
+    assert_eq!(subscribed["positions"].as_object().unwrap().len(), 1);
     server
         .publish("product:deleted", json!({"productId": "seen"}), Value::Null)
         .await;

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Seconds between heartbeat pings [default: 30].
     #[arg(long, env = "OMNICAST_HEARTBEAT_SECS")]
     pub heartbeat_secs: Option<u64>,
+    /// The most events a resuming client may have missed in one namespace; further behind it is
+    /// told `recovered: false` [default: 1000].
+    #[arg(long, env = "OMNICAST_MAX_RECOVERY")]
+    pub max_recovery: Option<u64>,
     /// Seconds without any frame from a client before it is closed [default: 75].
     #[arg(long, env = "OMNICAST_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
@@ -98,6 +102,7 @@ pub struct FileConfig {
     max_message_bytes: Option<usize>,
     queue_capacity: Option<usize>,
     heartbeat_secs: Option<u64>,
+    max_recovery: Option<u64>,
     idle_timeout_secs: Option<u64>,
     allowed_origins: Option<Vec<String>>,
     backlog: Option<u32>,
@@ -200,6 +205,9 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     }
     if let Some(secs) = args.heartbeat_secs.or(file.heartbeat_secs) {
         server.heartbeat_interval = Duration::from_secs(secs.max(1));
+    }
+    if let Some(events) = args.max_recovery.or(file.max_recovery) {
+        server.max_recovery = events;
     }
     if let Some(secs) = args.idle_timeout_secs.or(file.idle_timeout_secs) {
         server.idle_timeout = Duration::from_secs(secs.max(1));

@@ -59,7 +59,11 @@ fn envelope_schema() -> Value {
                     "namespace": { "const": d.namespace },
                     "data": { "$ref": format!("{}.json", schema_stem(d.name)) },
                     "timestamp": { "type": "integer", "minimum": 0, "description": "Milliseconds since the Unix epoch." },
-                    "id": { "type": "string", "description": "The event's unique id." }
+                    "id": {
+                        "type": "string",
+                        "pattern": format!("^{}\\.[0-9A-Za-z]{{1,32}}\\.[0-9]+$", d.namespace),
+                        "description": "The event's unique id and its position in its namespace's stream: `<namespace>.<epoch>.<offset>`. A client sends the last one it saw back in `since` to resume."
+                    }
                 },
                 "required": ["type", "namespace", "data", "timestamp"],
                 "additionalProperties": false

@@ -42,6 +42,17 @@ pub struct Namespace {
     pub name: String,
     /// What its events are about.
     pub description: String,
+    /// What it keeps for clients that resume; `None` for `history: off`.
+    pub history: Option<History>,
+}
+
+/// How much of a namespace's stream is kept: at most `size` events, none older than `ttl_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    /// The most events kept.
+    pub size: u32,
+    /// The longest an event is kept, in seconds.
+    pub ttl_secs: u32,
 }
 
 /// Who may see an event before ownership and targeting apply.

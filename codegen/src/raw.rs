@@ -13,6 +13,8 @@ pub struct RawCatalog {
     pub roles: OrderedMap<RawRole>,
     #[serde(default)]
     pub enums: OrderedMap<RawEnum>,
+    /// The history every namespace keeps unless it says otherwise.
+    pub history: Option<RawHistory>,
     pub namespaces: OrderedMap<RawNamespace>,
 }
 
@@ -35,7 +37,53 @@ pub struct RawEnum {
 #[serde(deny_unknown_fields)]
 pub struct RawNamespace {
     pub description: String,
+    pub history: Option<RawHistory>,
     pub events: OrderedMap<RawEvent>,
+}
+
+/// `history: off` or `history: {size: 1000, ttl: 10m}` (either key may be left to the default).
+#[derive(Debug)]
+pub enum RawHistory {
+    Off,
+    Keep(RawHistoryBounds),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistoryBounds {
+    pub size: Option<u64>,
+    pub ttl: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawHistory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HistoryVisitor;
+        impl<'de> Visitor<'de> for HistoryVisitor {
+            type Value = RawHistory;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`off` or `{size: <events>, ttl: <duration>}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawHistory, E> {
+                if v == "off" {
+                    Ok(RawHistory::Off)
+                } else {
+                    Err(E::custom(format!(
+                        "history `{v}`: expected `off` or `{{size: 1000, ttl: 10m}}`"
+                    )))
+                }
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawHistory, E> {
+                Err(E::custom(format!(
+                    "history `{v}`: write `history: off` to keep none, or `{{size: 1000, ttl: 10m}}`"
+                )))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHistory, A::Error> {
+                RawHistoryBounds::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawHistory::Keep)
+            }
+        }
+        deserializer.deserialize_any(HistoryVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

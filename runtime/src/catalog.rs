@@ -29,6 +29,18 @@ pub struct NamespaceDescriptor {
     pub name: &'static str,
     /// What its events are about.
     pub description: &'static str,
+    /// What it keeps for clients that resume; `None` when it keeps nothing (`history: off`).
+    pub history: Option<HistoryPolicy>,
+}
+
+/// How much of a namespace's stream is kept for clients that resume: at most `size` events,
+/// none older than `ttl_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPolicy {
+    /// The most events kept.
+    pub size: u32,
+    /// The longest an event is kept, in seconds.
+    pub ttl_secs: u32,
 }
 
 /// One event type in the catalog table, with its decoder and schema.

@@ -18,14 +18,15 @@ mod event;
 pub mod names;
 mod namespaces;
 mod options;
+pub mod position;
 pub mod protocol;
 mod role;
 #[cfg(feature = "server")]
 pub mod server;
 
 pub use catalog::{
-    Catalog, DecodeError, EventEntry, NamespaceDescriptor, PresenceRule, PresenceTrigger,
-    RoleDescriptor,
+    Catalog, DecodeError, EventEntry, HistoryPolicy, NamespaceDescriptor, PresenceRule,
+    PresenceTrigger, RoleDescriptor,
 };
 pub use emit::{CatalogNamespace, Emit, EventSink};
 pub use event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues, percent_change};

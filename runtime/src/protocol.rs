@@ -2,6 +2,8 @@
 //! (`ready`, `error` ...); events always carry `namespace:action` and a `namespace`, so the two can
 //! never be confused.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Why and how the server closes a connection.
@@ -73,6 +75,9 @@ pub enum ClientMessage {
     Subscribe {
         /// Namespace names.
         namespaces: Vec<String>,
+        /// The last event id seen of some of them: the server replays what was missed since.
+        #[serde(default)]
+        since: Vec<String>,
     },
     /// Remove namespaces from the subscription.
     Unsubscribe {
@@ -136,11 +141,26 @@ pub enum ControlMessage {
         role: String,
         /// The namespaces subscribed to.
         namespaces: Vec<String>,
+        /// For each namespace named in `since`: whether everything missed follows (`true`), or
+        /// the client must reload its state (`false`). Left out when nothing was resumed.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        recovered: BTreeMap<String, bool>,
+        /// Each subscribed namespace's stream position as the connection joined it: a client's
+        /// position in a namespace is the later (by offset) of this and the last event of it
+        /// received, so events it may not see still move it on.
+        #[serde(default)]
+        positions: BTreeMap<String, String>,
     },
     /// The subscription after a `subscribe`.
     Subscribed {
         /// All namespaces now subscribed to.
         namespaces: Vec<String>,
+        /// As in `ready`, for the namespaces this `subscribe` named in `since`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        recovered: BTreeMap<String, bool>,
+        /// As in `ready`, for the namespaces this `subscribe` added.
+        #[serde(default)]
+        positions: BTreeMap<String, String>,
     },
     /// The subscription after an `unsubscribe`.
     Unsubscribed {
@@ -156,7 +176,7 @@ pub enum ControlMessage {
     /// A client message could not be handled; the connection stays open.
     Error {
         /// A stable code: `invalid_json`, `invalid_message`, `unknown_namespace`,
-        /// `binary_not_supported`.
+        /// `invalid_since`, `binary_not_supported`.
         code: String,
         /// What was wrong.
         message: String,

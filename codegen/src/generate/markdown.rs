@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::model::{Audience, Catalog, Computed, Event, Field};
+use crate::model::{Audience, Catalog, Computed, Event, Field, History};
 use crate::names;
+use crate::validate::history::format_duration;
 
 /// The reference document.
 pub fn render(catalog: &Catalog) -> String {
@@ -177,8 +178,10 @@ fn details(catalog: &Catalog, out: &mut String) {
     for namespace in &catalog.namespaces {
         let _ = writeln!(
             out,
-            "### Namespace `{}`\n\n{}\n",
-            namespace.name, namespace.description
+            "### Namespace `{}`\n\n{}\n\n{}\n",
+            namespace.name,
+            namespace.description,
+            history(namespace.history)
         );
         for event in catalog
             .events
@@ -187,6 +190,19 @@ fn details(catalog: &Catalog, out: &mut String) {
         {
             event_detail(catalog, event, out);
         }
+    }
+}
+
+/// What a client that resumes can get back from a namespace.
+fn history(history: Option<History>) -> String {
+    match history {
+        None => "History: off. A client that resumes here is told `recovered: false` and reloads."
+            .to_owned(),
+        Some(History { size, ttl_secs }) => format!(
+            "History: the last {size} events, each kept for {}. A client that resumes within \
+             that gets what it missed (see the README's recovery protocol).",
+            format_duration(ttl_secs)
+        ),
     }
 }
 

@@ -4,7 +4,9 @@
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::model::{Audience, Binding, Catalog, Computed, Enum, Event, Field, FieldType, Trigger};
+use crate::model::{
+    Audience, Binding, Catalog, Computed, Enum, Event, Field, FieldType, History, Trigger,
+};
 use crate::names;
 
 /// The formatted source of the generated catalog module.
@@ -423,8 +425,21 @@ fn table(catalog: &Catalog) -> TokenStream {
     });
     let namespaces = catalog.namespaces.iter().map(|n| {
         let (name, description) = (&n.name, &n.description);
+        let history = match n.history {
+            None => quote!(::core::option::Option::None),
+            Some(History { size, ttl_secs }) => quote! {
+                ::core::option::Option::Some(::omnicast_runtime::HistoryPolicy {
+                    size: #size,
+                    ttl_secs: #ttl_secs,
+                })
+            },
+        };
         quote! {
-            ::omnicast_runtime::NamespaceDescriptor { name: #name, description: #description }
+            ::omnicast_runtime::NamespaceDescriptor {
+                name: #name,
+                description: #description,
+                history: #history,
+            }
         }
     });
     let events = catalog.events.iter().map(|e| {

@@ -8,6 +8,7 @@ use crate::raw::{OrderedMap, RawCatalog, RawEnum, RawRole};
 
 use super::MAX_ROLES;
 use super::context::{At, Context};
+use super::history;
 use super::types::BUILTIN_TYPES;
 
 /// The help of every duplicate key.
@@ -120,7 +121,7 @@ pub(super) fn enums(cx: &mut Context<'_>, raw: &OrderedMap<RawEnum>) -> Vec<Enum
     out
 }
 
-/// The namespaces: snake_case, at least one.
+/// The namespaces: snake_case, at least one, each with its history.
 pub(super) fn namespaces(cx: &mut Context<'_>, raw: &RawCatalog) -> Vec<Namespace> {
     cx.duplicates(
         &raw.namespaces,
@@ -136,6 +137,7 @@ pub(super) fn namespaces(cx: &mut Context<'_>, raw: &RawCatalog) -> Vec<Namespac
             None,
         );
     }
+    let default = history::default(cx, raw.history.as_ref());
     let mut out = Vec::new();
     for (name, ns) in &raw.namespaces.entries {
         if !is_snake(name) {
@@ -148,6 +150,7 @@ pub(super) fn namespaces(cx: &mut Context<'_>, raw: &RawCatalog) -> Vec<Namespac
         out.push(Namespace {
             name: name.clone(),
             description: ns.description.trim().to_owned(),
+            history: history::namespace(cx, name, ns.history.as_ref(), default),
         });
     }
     out

@@ -5,6 +5,7 @@
 //!   event, field);
 //! - [`locate`]: finding a key path, or one item of a list, in the YAML text;
 //! - [`catalog`]: roles, enums and namespaces;
+//! - [`history`]: what each namespace keeps for clients that resume;
 //! - [`event`]: each event, as a list of named checks;
 //! - [`fields`], [`types`], [`formula`]: a payload's fields, their types, computed formulas;
 //! - [`example`]: a JSON value checked against the fields as the generated struct reads it.
@@ -15,6 +16,7 @@ mod event;
 mod example;
 mod fields;
 mod formula;
+pub mod history;
 mod locate;
 mod types;
 

@@ -34,12 +34,16 @@ pub struct ServerConfig {
     pub connect_rate: ConnectRate,
     /// How long a client may take to send a request's headers, and a publish request's body.
     pub request_timeout: Duration,
+    /// The most events a resuming client may be behind in one namespace: further behind, it is
+    /// told `recovered: false` and reloads instead.
+    pub max_recovery: u64,
 }
 
 impl ServerConfig {
     /// Defaults for one machine: 64 KiB messages, 1 MiB publish bodies, 1024-frame queues,
     /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s for shutdown, 64 connections per
-    /// user, 30 connects at once then 5 per second per user, 10 s to send a request.
+    /// user, 30 connects at once then 5 per second per user, 10 s to send a request, recovery of
+    /// at most 1000 missed events per namespace.
     pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
         ServerConfig {
             jwt,
@@ -54,6 +58,7 @@ impl ServerConfig {
             max_connections_per_user: 64,
             connect_rate: ConnectRate::DEFAULT,
             request_timeout: Duration::from_secs(10),
+            max_recovery: 1000,
         }
     }
 }

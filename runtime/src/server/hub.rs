@@ -202,18 +202,18 @@ impl Hub {
     /// # Panics
     /// When `info.role` is not a role index of the catalog.
     pub fn register(&self, info: ConnectionInfo) -> Result<Registration, TooManyConnections> {
-        self.register_with(info, None)
+        self.register_with(info, Vec::new())
     }
 
-    /// Adds a connection whose queue starts with `greeting`, so that no event published meanwhile
-    /// can reach the client before it (the `ready` message).
+    /// Adds a connection whose queue starts with `initial` (the `ready` message, then a resuming
+    /// client's replay), so that no event published meanwhile can reach the client before them.
     ///
     /// # Panics
     /// When `info.role` is not a role index of the catalog.
     pub fn register_with(
         &self,
         info: ConnectionInfo,
-        greeting: Option<Frame>,
+        initial: Vec<Frame>,
     ) -> Result<Registration, TooManyConnections> {
         assert!((info.role as usize) < self.roles, "role index out of range");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -236,7 +236,7 @@ impl Hub {
             user_id.clone(),
             info.role,
             self.queue_capacity,
-            greeting,
+            initial,
         ));
         let namespaces = info.namespaces.intersection(self.catalog.all_namespaces());
         for ns in namespaces.indexes() {

@@ -25,11 +25,20 @@ pub struct Mailbox {
     pub(crate) user_id: Arc<str>,
     pub(crate) role: u32,
     capacity: usize,
-    frames: Mutex<VecDeque<Frame>>,
+    frames: Mutex<Queue>,
     close: OnceLock<CloseReason>,
     /// A close asked for once everything queued has been written (server shutdown).
     close_when_drained: OnceLock<CloseReason>,
     task: AtomicWaker,
+}
+
+/// The frames waiting to be written.
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Frame>,
+    /// Room above the capacity for a replay queued at once, until the queue is next empty: a
+    /// resuming client gets everything it missed and still the capacity for live events.
+    allowance: usize,
 }
 
 /// The queue is full: the connection is not reading fast enough.
@@ -42,14 +51,17 @@ impl Mailbox {
         user_id: Arc<str>,
         role: u32,
         capacity: usize,
-        greeting: Option<Frame>,
+        initial: Vec<Frame>,
     ) -> Self {
         Mailbox {
             session_id,
             user_id,
             role,
             capacity,
-            frames: Mutex::new(greeting.into_iter().collect()),
+            frames: Mutex::new(Queue {
+                allowance: initial.len(),
+                frames: initial.into(),
+            }),
             close: OnceLock::new(),
             close_when_drained: OnceLock::new(),
             task: AtomicWaker::new(),
@@ -58,33 +70,44 @@ impl Mailbox {
 
     /// Queues a frame for the connection's writer, unless the queue is full.
     pub fn push(&self, frame: Frame) -> Result<(), Full> {
-        let mut frames = self.frames.lock().expect("mailbox lock");
-        if frames.len() >= self.capacity {
+        let mut queue = self.frames.lock().expect("mailbox lock");
+        if queue.frames.len() >= self.capacity + queue.allowance {
             return Err(Full);
         }
-        frames.push_back(frame);
-        drop(frames);
+        queue.frames.push_back(frame);
+        drop(queue);
         self.task.wake();
         Ok(())
     }
 
+    /// Queues a reply and the replay that follows it, whatever the queue holds: they take room
+    /// above the capacity until the queue is next empty.
+    pub(crate) fn push_replay(&self, frames: impl IntoIterator<Item = Frame>) {
+        let mut queue = self.frames.lock().expect("mailbox lock");
+        let before = queue.frames.len();
+        queue.frames.extend(frames);
+        queue.allowance += queue.frames.len() - before;
+        drop(queue);
+        self.task.wake();
+    }
+
     /// The next queued frame, if any.
     pub fn try_pop(&self) -> Option<Frame> {
-        let mut frames = self.frames.lock().expect("mailbox lock");
-        let frame = frames.pop_front();
-        release_if_empty(&mut frames);
+        let mut queue = self.frames.lock().expect("mailbox lock");
+        let frame = queue.frames.pop_front();
+        release_if_empty(&mut queue);
         frame
     }
 
     /// Moves up to `out.len()` queued frames, in order, into the front of `out` (one lock for a
     /// whole batch); returns how many.
     pub(crate) fn pop_into(&self, out: &mut [Bytes]) -> usize {
-        let mut frames = self.frames.lock().expect("mailbox lock");
-        let count = frames.len().min(out.len());
-        for (slot, frame) in out.iter_mut().zip(frames.drain(..count)) {
+        let mut queue = self.frames.lock().expect("mailbox lock");
+        let count = queue.frames.len().min(out.len());
+        for (slot, frame) in out.iter_mut().zip(queue.frames.drain(..count)) {
             *slot = frame.into_bytes();
         }
-        release_if_empty(&mut frames);
+        release_if_empty(&mut queue);
         count
     }
 
@@ -131,7 +154,7 @@ impl Mailbox {
 
     /// How many frames are queued.
     pub fn len(&self) -> usize {
-        self.frames.lock().expect("mailbox lock").len()
+        self.frames.lock().expect("mailbox lock").frames.len()
     }
 
     /// Why the connection is closing, once it is.
@@ -158,10 +181,11 @@ impl Mailbox {
 }
 
 /// An empty queue holds no memory: idle connections stay small, and a burst's growth is given
-/// back once it has been written.
-fn release_if_empty(frames: &mut VecDeque<Frame>) {
-    if frames.is_empty() {
-        frames.shrink_to_fit();
+/// back once it has been written. A replay's allowance ends there too.
+fn release_if_empty(queue: &mut Queue) {
+    if queue.frames.is_empty() {
+        queue.frames.shrink_to_fit();
+        queue.allowance = 0;
     }
 }
 
@@ -183,7 +207,7 @@ mod tests {
     use crate::protocol::close;
 
     fn mailbox() -> Arc<Mailbox> {
-        Arc::new(Mailbox::new("s".into(), Arc::from("u"), 0, 4, None))
+        Arc::new(Mailbox::new("s".into(), Arc::from("u"), 0, 4, Vec::new()))
     }
 
     /// Bounds a wait that must end, so that a lost wake-up fails the test instead of hanging it.
@@ -240,7 +264,24 @@ mod tests {
         }
         assert_eq!(mailbox.push(Frame::text("5")), Err(super::Full));
         while mailbox.try_pop().is_some() {}
-        assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
+        assert_eq!(mailbox.frames.lock().unwrap().frames.capacity(), 0);
+    }
+
+    #[test]
+    fn a_replay_takes_room_above_the_capacity_until_the_queue_is_empty() {
+        let mailbox = mailbox();
+        mailbox.push(Frame::text("live")).unwrap();
+        mailbox.push_replay((0..6).map(|i| Frame::text(&i.to_string())));
+        // 7 queued; the capacity of 4 still has room for 3 more live frames.
+        for _ in 0..3 {
+            mailbox.push(Frame::text("more")).unwrap();
+        }
+        assert_eq!(mailbox.push(Frame::text("over")), Err(super::Full));
+        while mailbox.try_pop().is_some() {}
+        for i in 0..4 {
+            mailbox.push(Frame::text(&i.to_string())).unwrap();
+        }
+        assert_eq!(mailbox.push(Frame::text("5")), Err(super::Full));
     }
 
     #[test]
@@ -256,13 +297,13 @@ mod tests {
             [Frame::text("0").into_bytes(), Frame::text("1").into_bytes()]
         );
         assert_ne!(
-            mailbox.frames.lock().unwrap().capacity(),
+            mailbox.frames.lock().unwrap().frames.capacity(),
             0,
             "one frame is left"
         );
         assert_eq!(mailbox.pop_into(&mut batch), 1);
         assert_eq!(batch[0], Frame::text("2").into_bytes());
-        assert_eq!(mailbox.frames.lock().unwrap().capacity(), 0);
+        assert_eq!(mailbox.frames.lock().unwrap().frames.capacity(), 0);
         assert_eq!(mailbox.pop_into(&mut batch), 0);
     }
 }

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 
 pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, mint_hs256};
-pub use broker::{Broker, BrokerError, InMemoryBroker};
+pub use broker::{Broker, BrokerError, InMemoryBroker, ResumeRequest, Resumed};
 pub use config::ServerConfig;
 pub use error::ApiError;
 pub use frame::Frame;

@@ -4,13 +4,16 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::event::OutgoingEvent;
+use crate::position::Position;
 use crate::server::frame::Frame;
 
 /// An event on its way to the hub(s): routing facts plus the frame every recipient gets.
 #[derive(Debug, Clone)]
 pub struct Publication {
-    /// The event's unique id.
+    /// The event's unique id: its position (`orders.k3v9q2mf.1042`) once a broker gave it one.
     pub id: String,
+    /// Its offset in its namespace's stream; 0 for a publication a broker did not number.
+    pub offset: u64,
     /// Milliseconds since the Unix epoch.
     pub timestamp: u64,
     /// Descriptor, owner, target roles and options: what filtering reads.
@@ -44,10 +47,20 @@ impl Publication {
         let json = serde_json::to_string(&envelope).expect("an envelope of JSON values serializes");
         Publication {
             id,
+            offset: 0,
             timestamp,
             event,
             frame: Frame::text(&json),
         }
+    }
+}
+
+impl Publication {
+    /// A publication at `position` in its namespace's stream: the position is its id.
+    pub fn at(event: OutgoingEvent, position: &Position, now_ms: u64) -> Self {
+        let mut publication = Publication::new(event, position.to_string(), now_ms);
+        publication.offset = position.offset;
+        publication
     }
 }
 
@@ -58,7 +71,8 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Unique ids: a random per-process prefix and a counter, so ids from several nodes never clash.
+/// Unique ids (sessions): a random per-process prefix and a counter, so ids from several nodes
+/// never clash.
 #[derive(Debug)]
 pub struct IdGenerator {
     prefix: String,
@@ -77,7 +91,7 @@ impl IdGenerator {
         }
     }
 
-    /// The next id (`evt_3fa1c09b22e4_1f`).
+    /// The next id (`ses_3fa1c09b22e4_1f`).
     pub fn next(&self) -> String {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("{}_{n:x}", self.prefix)

@@ -8,9 +8,10 @@ use tokio::sync::Notify;
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
 use crate::server::broker::{Broker, BrokerError};
-use crate::server::publication::{IdGenerator, Publication, now_ms};
+use crate::server::publication::now_ms;
 
-/// Gives events their id and timestamp, serializes the envelope once, and hands it to the broker.
+/// Hands events to the broker, which gives each its position (its id), serializes the envelope
+/// once and delivers it.
 ///
 /// Every publish passes through a gate that shutdown closes: once it is closed nothing new is
 /// taken ([`PublishError::ShuttingDown`]), and shutdown waits for publishes already past it
@@ -18,7 +19,6 @@ use crate::server::publication::{IdGenerator, Publication, now_ms};
 #[derive(Clone)]
 pub struct Publisher {
     broker: Arc<dyn Broker>,
-    ids: Arc<IdGenerator>,
     gate: Arc<Gate>,
 }
 
@@ -33,7 +33,6 @@ impl Publisher {
     pub fn new(broker: Arc<dyn Broker>) -> Self {
         Publisher {
             broker,
-            ids: Arc::new(IdGenerator::new("evt")),
             gate: Arc::new(Gate::default()),
         }
     }
@@ -58,6 +57,11 @@ impl Publisher {
     /// How many publishes (requests, typed emits) have passed the gate so far.
     pub(crate) fn requests(&self) -> u64 {
         self.gate.requests.load(Ordering::Relaxed)
+    }
+
+    /// The broker events go through.
+    pub(crate) fn broker(&self) -> &dyn Broker {
+        &*self.broker
     }
 
     /// Whether shutdown has closed the gate.
@@ -98,10 +102,8 @@ pub(crate) struct Pass<'a> {
 impl Pass<'_> {
     /// Publishes one event; returns its id.
     pub(crate) fn publish(&self, event: OutgoingEvent) -> Result<String, BrokerError> {
-        let id = self.publisher.ids.next();
-        let publication = Publication::new(event, id.clone(), now_ms());
-        self.publisher.broker.publish(Arc::new(publication))?;
-        Ok(id)
+        let publication = self.publisher.broker.publish(event, now_ms())?;
+        Ok(publication.id.clone())
     }
 }
 

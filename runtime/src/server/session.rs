@@ -2,49 +2,77 @@
 //! above the frames (`ready`, subscribe, unsubscribe, ping) and the presence events of its
 //! user; the socket itself is driven by [`connection`](super::connection).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::catalog::PresenceTrigger;
+use crate::catalog::{Catalog, PresenceTrigger};
+use crate::delivery::Audience;
 use crate::namespaces::NamespaceSet;
+use crate::position::Position;
 use crate::protocol::{ClientMessage, ControlMessage, close};
 use crate::role::RoleMask;
 use crate::server::auth::Identity;
+use crate::server::broker::{ResumeRequest, Resumed};
 use crate::server::connection::{self, Socket, Timing};
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo};
+use crate::server::mailbox::Mailbox;
 use crate::server::publication::now_ms;
 use crate::server::publish::PublishError;
 use crate::server::state::AppState;
 
-/// Serves one upgraded connection until it closes.
+/// Serves one upgraded connection until it closes. `since` holds the positions the client
+/// resumes from (namespaces it subscribes to, each once).
 pub(crate) async fn run(
     socket: Socket,
     config: WebSocketConfig,
     state: Arc<AppState>,
     identity: Identity,
     namespaces: NamespaceSet,
+    since: Vec<Position>,
 ) {
     let session_id = state.sessions.next();
     let catalog = state.hub.catalog();
-    let ready = ControlMessage::Ready {
-        session_id: session_id.clone(),
-        user_id: identity.user_id.clone(),
-        role: catalog.roles[identity.role as usize].name.to_owned(),
-        namespaces: names(&state, namespaces),
-    };
-    let registration = match state.hub.register_with(
-        ConnectionInfo {
-            session_id: session_id.clone(),
-            user_id: identity.user_id.clone(),
-            role: identity.role,
-            namespaces,
-        },
-        Some(Frame::text(&ready.to_json())),
-    ) {
+    let requests = resume_requests(catalog, namespaces, since);
+    let mut registered = None;
+    // The connection is registered inside the broker's attachment: its queue starts with
+    // `ready`, then the replay, and every live event after them comes after the replay.
+    state
+        .publisher
+        .broker()
+        .resume(&requests, state.config.max_recovery, &mut |resumed| {
+            let (recovered, positions) = outcome(catalog, resumed);
+            let ready = ControlMessage::Ready {
+                session_id: session_id.clone(),
+                user_id: identity.user_id.clone(),
+                role: catalog.roles[identity.role as usize].name.to_owned(),
+                namespaces: names(&state, namespaces),
+                recovered,
+                positions,
+            };
+            let mut initial = vec![Frame::text(&ready.to_json())];
+            initial.extend(replay(
+                catalog,
+                resumed,
+                identity.role,
+                &identity.user_id,
+                &session_id,
+            ));
+            registered = Some(state.hub.register_with(
+                ConnectionInfo {
+                    session_id: session_id.clone(),
+                    user_id: identity.user_id.clone(),
+                    role: identity.role,
+                    namespaces,
+                },
+                initial,
+            ));
+        });
+    let registration = match registered.expect("the broker attaches every connection") {
         Ok(registration) => registration,
         Err(err) => {
             // Another handshake of this user got in between the upgrade's check and now.
@@ -81,7 +109,7 @@ pub(crate) async fn run(
         idle_timeout: state.config.idle_timeout,
         expires_at,
     };
-    let mut on_text = |text: &str| handle(&state, id, text);
+    let mut on_text = |text: &str| handle(&state, id, &mailbox, text);
     let peers = connection::Peers {
         hub: &state.hub,
         publisher: &state.publisher,
@@ -123,8 +151,8 @@ fn names(state: &AppState, mask: NamespaceSet) -> Vec<String> {
     names.into_iter().map(str::to_owned).collect()
 }
 
-/// Handles one text message; returns the reply.
-fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
+/// Handles one text message; returns the reply (a `subscribe` queues its own, with its replay).
+fn handle(state: &AppState, id: ConnId, mailbox: &Mailbox, text: &str) -> Option<ControlMessage> {
     let message: ClientMessage = match serde_json::from_str(text) {
         Ok(message) => message,
         Err(err) if err.is_syntax() || err.is_eof() => {
@@ -141,19 +169,150 @@ fn handle(state: &AppState, id: ConnId, text: &str) -> Option<ControlMessage> {
     };
     match message {
         ClientMessage::Ping { id } => Some(ControlMessage::Pong { id }),
-        ClientMessage::Subscribe { namespaces } => Some(
-            resubscribe(state, id, &namespaces, NamespaceSet::union).map_or_else(
-                |error| error,
-                |now| ControlMessage::Subscribed { namespaces: now },
-            ),
-        ),
+        ClientMessage::Subscribe { namespaces, since } => {
+            subscribe(state, id, mailbox, &namespaces, &since)
+                .err()
+                .map(|error| *error)
+        }
         ClientMessage::Unsubscribe { namespaces } => Some(
             resubscribe(state, id, &namespaces, NamespaceSet::difference).map_or_else(
-                |error| error,
+                |error| *error,
                 |now| ControlMessage::Unsubscribed { namespaces: now },
             ),
         ),
     }
+}
+
+/// Adds the named namespaces to the connection's subscription, resuming those named in `since`:
+/// queues `subscribed` and the replay, or returns the error reply.
+fn subscribe(
+    state: &AppState,
+    id: ConnId,
+    mailbox: &Mailbox,
+    namespaces: &[String],
+    since: &[String],
+) -> Result<(), Reply> {
+    let catalog = state.hub.catalog();
+    let named = mask_of(catalog, namespaces)?;
+    let current = state.hub.namespaces(id).unwrap_or_default();
+    let added = named.difference(current);
+    let invalid = |message| Box::new(ControlMessage::error("invalid_since", message));
+    let since =
+        since_positions(catalog, since.iter().map(String::as_str), named).map_err(invalid)?;
+    if let Some(live) = since.iter().find(|p| {
+        catalog
+            .namespace_index(&p.namespace)
+            .is_some_and(|ns| current.contains(ns))
+    }) {
+        return Err(invalid(format!(
+            "`{}` is subscribed already: `since` resumes a namespace as it is subscribed",
+            live.namespace
+        )));
+    }
+    let requests = resume_requests(catalog, added, since);
+    let (role, user_id) = (mailbox.role, mailbox.user_id.clone());
+    state
+        .publisher
+        .broker()
+        .resume(&requests, state.config.max_recovery, &mut |resumed| {
+            let now = state
+                .hub
+                .set_namespaces(id, current.union(named))
+                .unwrap_or_default();
+            let (recovered, positions) = outcome(catalog, resumed);
+            let reply = ControlMessage::Subscribed {
+                namespaces: names(state, now),
+                recovered,
+                positions,
+            };
+            let replay = replay(catalog, resumed, role, &user_id, &mailbox.session_id);
+            mailbox.push_replay(std::iter::once(Frame::text(&reply.to_json())).chain(replay));
+        });
+    Ok(())
+}
+
+/// One request per namespace of `namespaces`, with its `since` if the client gave one.
+fn resume_requests(
+    catalog: &Catalog,
+    namespaces: NamespaceSet,
+    since: Vec<Position>,
+) -> Vec<ResumeRequest> {
+    namespaces
+        .indexes()
+        .map(|namespace| ResumeRequest {
+            namespace,
+            since: since
+                .iter()
+                .find(|p| p.namespace == catalog.namespaces[namespace].name)
+                .cloned(),
+        })
+        .collect()
+}
+
+/// `recovered` and `positions` for the client, by namespace name.
+fn outcome(
+    catalog: &Catalog,
+    resumed: &[Resumed],
+) -> (BTreeMap<String, bool>, BTreeMap<String, String>) {
+    let name = |r: &Resumed| catalog.namespaces[r.namespace].name.to_owned();
+    let recovered = resumed
+        .iter()
+        .filter_map(|r| Some((name(r), r.recovered?)))
+        .collect();
+    let positions = resumed
+        .iter()
+        .map(|r| (name(r), r.top.to_string()))
+        .collect();
+    (recovered, positions)
+}
+
+/// The replayed events this connection may see now: the delivery rules applied with its
+/// current role, user and session, in order, namespace by namespace.
+fn replay<'r>(
+    catalog: &'static Catalog,
+    resumed: &'r [Resumed],
+    role: u32,
+    user_id: &'r str,
+    session_id: &'r str,
+) -> impl Iterator<Item = Frame> + 'r {
+    resumed
+        .iter()
+        .flat_map(|r| &r.replay)
+        .filter(move |p| Audience::of(catalog, &p.event).admits(role, || (user_id, session_id)))
+        .map(|p| p.frame.clone())
+}
+
+/// Reads the `since` ids of a connect or a `subscribe`: each an event id of a namespace in
+/// `subscribing`, each namespace at most once.
+pub(crate) fn since_positions<'a>(
+    catalog: &Catalog,
+    ids: impl Iterator<Item = &'a str>,
+    subscribing: NamespaceSet,
+) -> Result<Vec<Position>, String> {
+    let mut positions: Vec<Position> = Vec::new();
+    for id in ids {
+        let position = Position::parse(id.trim()).map_err(|err| err.to_string())?;
+        let Some(ns) = catalog.namespace_index(&position.namespace) else {
+            return Err(format!(
+                "`since` names namespace `{}`, which the catalog does not define",
+                position.namespace
+            ));
+        };
+        if !subscribing.contains(ns) {
+            return Err(format!(
+                "`since` names `{}`, which this connection does not subscribe to here",
+                position.namespace
+            ));
+        }
+        if positions.iter().any(|p| p.namespace == position.namespace) {
+            return Err(format!(
+                "`since` names `{}` twice; give one position per namespace",
+                position.namespace
+            ));
+        }
+        positions.push(position);
+    }
+    Ok(positions)
 }
 
 /// Applies `change` (add or remove) of the named namespaces to the connection's subscription;
@@ -163,7 +322,7 @@ fn resubscribe(
     id: ConnId,
     namespaces: &[String],
     change: fn(NamespaceSet, NamespaceSet) -> NamespaceSet,
-) -> Result<Vec<String>, ControlMessage> {
+) -> Result<Vec<String>, Reply> {
     let named = mask_of(state.hub.catalog(), namespaces)?;
     let current = state.hub.namespaces(id).unwrap_or_default();
     let now = state
@@ -176,10 +335,16 @@ fn resubscribe(
 fn mask_of(
     catalog: &crate::catalog::Catalog,
     namespaces: &[String],
-) -> Result<NamespaceSet, ControlMessage> {
+) -> Result<NamespaceSet, Reply> {
     catalog
         .namespace_set(namespaces.iter().map(String::as_str))
         .map_err(|name| {
-            ControlMessage::error("unknown_namespace", format!("unknown namespace `{name}`"))
+            Box::new(ControlMessage::error(
+                "unknown_namespace",
+                format!("unknown namespace `{name}`"),
+            ))
         })
 }
+
+/// An error reply, boxed: the `Ok` paths stay small.
+type Reply = Box<ControlMessage>;

@@ -29,6 +29,7 @@ const READ_BUFFER: usize = 256;
 pub(crate) struct ConnectParams {
     token: Option<String>,
     namespaces: Option<String>,
+    since: Option<String>,
 }
 
 pub(crate) async fn upgrade(
@@ -40,7 +41,7 @@ pub(crate) async fn upgrade(
         Ok(Query(params)) => params,
         Err(rejection) => {
             let message = format!(
-                "{}; expected `token` and `namespaces` at most once each",
+                "{}; expected `token`, `namespaces` and `since` at most once each",
                 rejection.body_text()
             );
             return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
@@ -88,6 +89,18 @@ pub(crate) async fn upgrade(
             }
         },
     };
+    let since = params.since.as_deref().filter(|s| !s.is_empty());
+    let since = match session::since_positions(
+        catalog,
+        since.into_iter().flat_map(|s| s.split(',')),
+        namespaces,
+    ) {
+        Ok(since) => since,
+        Err(message) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_since", message)
+                .into_response();
+        }
+    };
     let accept = match accept_key(&parts) {
         Ok(accept) => accept,
         Err(refusal) => return refusal.into_response(),
@@ -105,7 +118,8 @@ pub(crate) async fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                session::run(TokioIo::new(upgraded), config, state, identity, namespaces).await;
+                let socket = TokioIo::new(upgraded);
+                session::run(socket, config, state, identity, namespaces, since).await;
             }
             Err(err) => tracing::debug!(%err, "upgrade failed"),
         }
