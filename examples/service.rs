@@ -46,6 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .inventory_updated(payload)
                 .to_roles([Role::Admin, Role::Staff])
                 .send()
+                .await
             {
                 Ok(id) => println!("emitted inventory:updated {id} (difference computed: -1)"),
                 Err(err) => eprintln!("emit failed: {err}"),

@@ -489,7 +489,7 @@ async fn shutdown_refuses_new_publishes_and_finishes_those_in_flight() {
         duration: None,
     };
     assert!(matches!(
-        events.system_maintenance(typed).send(),
+        events.system_maintenance(typed).send().await,
         Err(omnicast::runtime::PublishError::ShuttingDown)
     ));
     let late = json!({"type": "system:maintenance", "data": {"message": "late"}}).to_string();

@@ -712,6 +712,7 @@ async fn a_slow_consumer_is_closed_while_a_fast_one_keeps_receiving() {
         events
             .system_maintenance(maintenance(big.clone()))
             .send()
+            .await
             .unwrap();
         tokio::time::timeout(support::WAIT, acks.recv())
             .await
@@ -724,6 +725,7 @@ async fn a_slow_consumer_is_closed_while_a_fast_one_keeps_receiving() {
         events
             .system_maintenance(maintenance(message.into()))
             .send()
+            .await
             .unwrap();
         tokio::time::timeout(support::WAIT, acks.recv())
             .await
@@ -933,7 +935,7 @@ async fn a_client_that_never_reads_again_is_torn_down() {
             scheduled_at: None,
             duration: None,
         };
-        events.system_maintenance(payload).send().unwrap();
+        events.system_maintenance(payload).send().await.unwrap();
         sent += 1;
         tokio::task::yield_now().await;
     }

@@ -86,6 +86,19 @@ pub struct ServeArgs {
     /// Seconds shutdown may take to deliver what is queued and close connections [default: 10].
     #[arg(long, env = "OMNICAST_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: Option<u64>,
+    /// `memory` (one node) or `redis://host:port[/db]` (several nodes sharing one Redis)
+    /// [default: memory].
+    #[arg(long, env = "OMNICAST_BROKER", hide_env_values = true)]
+    pub broker: Option<String>,
+}
+
+/// Where publications go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// The embedded broker: one node.
+    Memory,
+    /// Redis at this URL: several nodes.
+    Redis(String),
 }
 
 /// The config file: the same settings, all optional.
@@ -114,6 +127,7 @@ pub struct FileConfig {
     user_connects_per_sec: Option<f64>,
     request_timeout_secs: Option<u64>,
     shutdown_timeout_secs: Option<u64>,
+    broker: Option<String>,
 }
 
 impl FileConfig {
@@ -138,6 +152,8 @@ pub struct Resolved {
     pub generated_secret: bool,
     /// Whether the API key was generated (and so may be printed).
     pub generated_api_key: bool,
+    /// The broker.
+    pub broker: BrokerChoice,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -238,7 +254,15 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     if let Some(secs) = args.shutdown_timeout_secs.or(file.shutdown_timeout_secs) {
         server.shutdown_timeout = Duration::from_secs(secs.max(1));
     }
+    let broker = match args.broker.or(file.broker).as_deref().map(str::trim) {
+        None | Some("memory") => BrokerChoice::Memory,
+        Some(url) if url.starts_with("redis://") => BrokerChoice::Redis(url.to_owned()),
+        Some(_) => {
+            return Err("the broker is `memory` or a Redis URL, `redis://host:port[/db]`".into());
+        }
+    };
     Ok(Resolved {
+        broker,
         bind: args
             .bind
             .or(file.bind)

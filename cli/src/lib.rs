@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use omnicast::CATALOG;
-use omnicast::runtime::{Server, bind, mint_hs256};
+use omnicast::runtime::{RedisConfig, Server, bind, mint_hs256};
+
+use crate::config::BrokerChoice;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve WebSocket clients and the publish API (in-memory broker).
+    /// Serve WebSocket clients and the publish API (in-memory broker, or Redis for several nodes).
     Serve(Box<config::ServeArgs>),
     /// Mint an HS256 token for a user and role (development and tests).
     Token {
@@ -138,7 +140,16 @@ fn serve(args: config::ServeArgs) -> ExitCode {
             .local_addr()
             .expect("a bound socket has an address");
         let api_key = resolved.server.api_keys[0].clone();
-        let server = match Server::new(&CATALOG, resolved.server.clone()) {
+        let started = match &resolved.broker {
+            BrokerChoice::Memory => {
+                Server::new(&CATALOG, resolved.server.clone()).map_err(|err| err.to_string())
+            }
+            BrokerChoice::Redis(url) => {
+                Server::with_redis(&CATALOG, resolved.server.clone(), RedisConfig::new(url))
+                    .map_err(|err| err.to_string())
+            }
+        };
+        let server = match started {
             Ok(server) => server,
             Err(err) => {
                 eprintln!("error: {err}");
@@ -160,7 +171,13 @@ fn serve(args: config::ServeArgs) -> ExitCode {
 /// Tells a developer how to use the server. Only credentials the server generated itself (dev
 /// mode) are printed; configured ones never appear in output or logs, so placeholders stand in.
 fn print_banner(addr: std::net::SocketAddr, resolved: &config::Resolved, api_key: &str) {
-    println!("omnicast listening on ws://{addr}/ws (in-memory broker)");
+    let broker = match &resolved.broker {
+        config::BrokerChoice::Memory => "in-memory broker".to_owned(),
+        config::BrokerChoice::Redis(url) => {
+            format!("Redis broker at {}", RedisConfig::new(url).address())
+        }
+    };
+    println!("omnicast listening on ws://{addr}/ws ({broker})");
     let secret = match (&resolved.jwt_secret, resolved.generated_secret) {
         (Some(secret), true) => {
             println!("dev JWT secret (generated; set OMNICAST_JWT_SECRET to keep one): {secret}");

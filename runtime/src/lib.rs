@@ -36,8 +36,9 @@ pub use role::RoleMask;
 
 #[cfg(feature = "server")]
 pub use server::{
-    ApiError, AuthError, Authenticator, Broker, BrokerError, ConnId, ConnectRate, ConnectionInfo,
-    Frame, Full, Hub, HubStats, IdGenerator, Identity, InMemoryBroker, JwtConfig, JwtKey, KeyError,
-    Mailbox, Publication, PublishError, Publisher, Registration, Server, ServerConfig,
+    ApiError, AuthError, Authenticator, Batch, BoxFuture, Broker, BrokerError, ConnId, ConnectRate,
+    ConnectionInfo, Frame, Full, Hub, HubStats, IdGenerator, Identity, InMemoryBroker, JwtConfig,
+    JwtKey, KeyError, Mailbox, PresenceChange, Publication, PublishError, Publisher, RedisBroker,
+    RedisConfig, Registration, ResumeRequest, Resumed, Server, ServerConfig, StartError,
     TooManyConnections, Unregistered, bind, mint_hs256, now_ms,
 };

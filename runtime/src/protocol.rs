@@ -60,6 +60,13 @@ pub mod close {
         code: 4029,
         reason: "too many connections for this user",
     };
+    /// This node lost track of a namespace's stream (Redis lost events, or started a new
+    /// epoch): reconnect at once and resume with `since`, to replay what was missed or learn
+    /// `recovered: false`.
+    pub const RESUME_REQUIRED: CloseReason = CloseReason {
+        code: 4010,
+        reason: "reconnect and resume",
+    };
     /// The connection's outbound queue filled up: it did not read fast enough.
     pub const SLOW_CONSUMER: CloseReason = CloseReason {
         code: 4008,

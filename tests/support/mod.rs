@@ -3,12 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use omnicast::CATALOG;
-use omnicast::runtime::{JwtConfig, Server, ServerConfig, bind, mint_hs256};
+use omnicast::runtime::{JwtConfig, RedisConfig, Server, ServerConfig, bind, mint_hs256};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -44,6 +46,26 @@ impl TestServer {
 
     pub async fn with(config: ServerConfig) -> Self {
         let server = Server::new(&CATALOG, config).expect("server config is valid");
+        Self::serving(server)
+    }
+
+    /// A node sharing the Redis at `url`, once it follows Redis.
+    pub async fn node(config: ServerConfig, url: &str) -> Self {
+        let mut redis = RedisConfig::new(url);
+        redis.presence_ttl = Duration::from_secs(2);
+        let server = Server::with_redis(&CATALOG, config, redis).expect("server config is valid");
+        let node = Self::serving(server);
+        node.wait_ready().await;
+        node
+    }
+
+    /// Waits until the node follows its broker.
+    pub async fn wait_ready(&self) {
+        let server = self.server.clone();
+        wait_until(move || server.ready()).await;
+    }
+
+    fn serving(server: Server) -> Self {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1024).expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -84,8 +106,22 @@ impl TestServer {
 
     /// `POST /api/events` with `key`; returns the status and the JSON body.
     pub async fn post(&self, key: Option<&str>, body: String) -> (u16, Value) {
+        self.post_with(key, body, &[]).await
+    }
+
+    /// `POST /api/events` with `key` and more headers.
+    pub async fn post_with(
+        &self,
+        key: Option<&str>,
+        body: String,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let url = format!("http://{}/api/events", self.addr);
         let key = key.map(str::to_owned);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -94,6 +130,9 @@ impl TestServer {
             let mut request = agent.post(&url).header("Content-Type", "application/json");
             if let Some(key) = key {
                 request = request.header("Authorization", &format!("Bearer {key}"));
+            }
+            for (name, value) in &headers {
+                request = request.header(name, value);
             }
             let mut response = request.send(body).expect("the server answers");
             let status = response.status().as_u16();

@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, protocol::WebSocketContext};
 
 use crate::protocol::{CloseReason, ControlMessage, close};
+use crate::server::broker::BoxFuture;
 use crate::server::frame::{self, Frame};
 use crate::server::hub::Hub;
 use crate::server::mailbox::Mailbox;
@@ -57,6 +58,14 @@ pub(crate) struct Timing {
     pub(crate) expires_at: Option<Instant>,
 }
 
+/// What the session made of a client's text message.
+pub(crate) enum Handled {
+    /// Done; this is the reply to queue, if any.
+    Reply(Option<ControlMessage>),
+    /// Done when this completes (it queues its own reply).
+    Later(BoxFuture<'static, ()>),
+}
+
 /// Drives one registered connection until it closes: writes what its mailbox holds, reads and
 /// answers the client's frames (text messages through `on_text`), pings, and closes it when
 /// asked, when it is idle, or when its token expires.
@@ -66,7 +75,7 @@ pub(crate) fn drive<'a>(
     mailbox: &'a Mailbox,
     peers: Peers<'a>,
     timing: Timing,
-    on_text: &'a mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
+    on_text: &'a mut (dyn FnMut(&str) -> Handled + Send),
 ) -> impl Future<Output = ()> + Send + 'a {
     // Built before the future: an `async fn` would keep its arguments' slots beside the
     // connection they were moved into, in every connection's task.
@@ -81,6 +90,7 @@ pub(crate) fn drive<'a>(
         hub: peers.hub,
         publisher: peers.publisher,
         on_text,
+        pending: None,
         last_seen: now_ms(),
         timing,
         deferred: false,
@@ -148,7 +158,11 @@ struct Connection<'a> {
     hub: &'a Hub,
     publisher: &'a Publisher,
     /// Answers a client's text message (the session's protocol).
-    on_text: &'a mut (dyn FnMut(&str) -> Option<ControlMessage> + Send),
+    on_text: &'a mut (dyn FnMut(&str) -> Handled + Send),
+    /// A message whose handling waits on the broker (a `subscribe` that resumes from the shared
+    /// history): the client's next messages are read once it is done, so they are handled in
+    /// order. Events and pings keep flowing meanwhile.
+    pending: Option<BoxFuture<'static, ()>>,
     /// When the client last sent anything, in milliseconds since the epoch.
     last_seen: u64,
     timing: Timing,
@@ -283,6 +297,13 @@ impl Connection<'_> {
             Reading::Frames => {
                 let mut progress = false;
                 loop {
+                    if let Some(pending) = &mut self.pending {
+                        if pending.as_mut().poll(cx).is_pending() {
+                            return Ok(progress);
+                        }
+                        self.pending = None;
+                        progress = true;
+                    }
                     let mut io = Io {
                         socket: &mut self.socket,
                         cx,
@@ -324,7 +345,13 @@ impl Connection<'_> {
 
     fn on_message(&mut self, message: Message) {
         let reply = match message {
-            Message::Text(text) => (self.on_text)(&text),
+            Message::Text(text) => match (self.on_text)(&text) {
+                Handled::Reply(reply) => reply,
+                Handled::Later(pending) => {
+                    self.pending = Some(pending);
+                    None
+                }
+            },
             Message::Binary(_) => Some(ControlMessage::error(
                 "binary_not_supported",
                 "binary frames are not supported; send JSON text",

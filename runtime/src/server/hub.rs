@@ -414,6 +414,20 @@ impl Hub {
         }
     }
 
+    /// Asks every connection subscribed to `namespace` to close once it has written what is
+    /// queued for it; returns how many.
+    pub fn close_subscribers_when_drained(&self, namespace: usize, reason: CloseReason) -> usize {
+        let registry = self.registry.read().expect("hub lock");
+        let mut closed = 0;
+        for role in 0..self.roles as u32 {
+            for conn in registry.buckets[self.bucket(namespace, role)].values() {
+                conn.close_when_drained(reason);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Resolves once no connection is registered.
     pub async fn emptied(&self) {
         loop {

@@ -1,6 +1,6 @@
-//! The server: `GET /ws` (authenticated upgrade), `POST /api/events`, `GET /healthz`, served
-//! with a shutdown that loses nothing accepted. Everything here needs the `server` feature; the
-//! crate's base layer (events, descriptors, emitters) does not.
+//! The server: `GET /ws` (authenticated upgrade), `POST /api/events`, `GET /healthz` and
+//! `GET /readyz`, served with a shutdown that loses nothing accepted. Everything here needs the
+//! `server` feature; the crate's base layer (events, descriptors, emitters) does not.
 
 mod accept;
 mod auth;
@@ -30,7 +30,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 
 pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, mint_hs256};
-pub use broker::{Broker, BrokerError, InMemoryBroker, ResumeRequest, Resumed};
+pub use broker::{
+    Batch, BoxFuture, Broker, BrokerError, InMemoryBroker, PresenceChange, RedisBroker,
+    RedisConfig, ResumeRequest, Resumed,
+};
 pub use config::ServerConfig;
 pub use error::ApiError;
 pub use frame::Frame;
@@ -46,6 +49,17 @@ use crate::catalog::Catalog;
 use crate::protocol::close;
 use limits::ConnectLimiter;
 use state::AppState;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The token key is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The broker cannot be set up (a malformed Redis URL).
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
 
 /// An omnicast server for one catalog.
 #[derive(Clone)]
@@ -64,12 +78,34 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A single-node server: its hub behind the in-memory broker.
     pub fn new(catalog: &'static Catalog, config: ServerConfig) -> Result<Self, KeyError> {
-        let hub = Arc::new(
-            Hub::new(catalog, config.queue_capacity)
-                .with_max_connections_per_user(config.max_connections_per_user),
-        );
+        let hub = Self::hub_for(catalog, &config);
         let broker = Arc::new(InMemoryBroker::new(hub.clone()));
         Self::with_broker(hub, broker, config)
+    }
+
+    /// A node of several sharing the Redis of `redis`. Must be called within a Tokio runtime;
+    /// the node is ready (`GET /readyz`) once Redis answered.
+    pub fn with_redis(
+        catalog: &'static Catalog,
+        config: ServerConfig,
+        redis: RedisConfig,
+    ) -> Result<Self, StartError> {
+        let hub = Self::hub_for(catalog, &config);
+        let broker = Arc::new(RedisBroker::start(hub.clone(), redis)?);
+        Ok(Self::with_broker(hub, broker, config)?)
+    }
+
+    /// The hub a server with `config` holds its connections in.
+    pub fn hub_for(catalog: &'static Catalog, config: &ServerConfig) -> Arc<Hub> {
+        Arc::new(
+            Hub::new(catalog, config.queue_capacity)
+                .with_max_connections_per_user(config.max_connections_per_user),
+        )
+    }
+
+    /// Whether the broker takes publications now (what `GET /readyz` answers).
+    pub fn ready(&self) -> bool {
+        self.state.publisher.broker().ready()
     }
 
     /// A server whose publications go through `broker` (which must deliver into `hub`, here or
@@ -102,12 +138,13 @@ impl Server {
         self.state.publisher.clone()
     }
 
-    /// The routes: `GET /ws`, `POST /api/events`, `GET /healthz`.
+    /// The routes: `GET /ws`, `POST /api/events`, `GET /healthz`, `GET /readyz`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/ws", get(http::upgrade::upgrade))
             .route("/api/events", post(http::publish::publish))
             .route("/healthz", get(http::health::health))
+            .route("/readyz", get(http::health::ready))
             .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))
             .with_state(self.state.clone())
     }

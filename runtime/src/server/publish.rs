@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
-use crate::server::broker::{Broker, BrokerError};
+use crate::server::broker::{Batch, BoxFuture, Broker, BrokerError};
 use crate::server::publication::now_ms;
 
 /// Hands events to the broker, which gives each its position (its id), serializes the envelope
@@ -38,9 +38,10 @@ impl Publisher {
     }
 
     /// Publishes one event; returns its id.
-    pub fn publish(&self, event: OutgoingEvent) -> Result<String, PublishError> {
+    pub async fn publish(&self, event: OutgoingEvent) -> Result<String, PublishError> {
         let pass = self.enter().ok_or(PublishError::ShuttingDown)?;
-        Ok(pass.publish(event)?)
+        let mut ids = pass.publish(vec![event], None).await?;
+        Ok(ids.pop().expect("one id per event"))
     }
 
     /// Passes the gate for a request that publishes later (the HTTP API, which reads and checks
@@ -100,10 +101,22 @@ pub(crate) struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Publishes one event; returns its id.
-    pub(crate) fn publish(&self, event: OutgoingEvent) -> Result<String, BrokerError> {
-        let publication = self.publisher.broker.publish(event, now_ms())?;
-        Ok(publication.id.clone())
+    /// Publishes events in order, all or nothing; returns their ids. Each gets its timestamp
+    /// here (unless the emitter set one), so every node delivers the same envelope.
+    pub(crate) async fn publish(
+        &self,
+        mut events: Vec<OutgoingEvent>,
+        idempotency_key: Option<String>,
+    ) -> Result<Vec<String>, BrokerError> {
+        let now = now_ms();
+        for event in &mut events {
+            event.timestamp.get_or_insert(now);
+        }
+        let batch = Batch {
+            events,
+            idempotency_key,
+        };
+        self.publisher.broker.publish(batch).await
     }
 }
 
@@ -130,14 +143,16 @@ pub enum PublishError {
     ShuttingDown,
 }
 
+/// Typed emitters' `send()` returns a future of the id: `events.order_created(p).send().await`.
 impl EventSink for Publisher {
-    type Output = Result<String, PublishError>;
+    type Output = BoxFuture<'static, Result<String, PublishError>>;
 
     fn publish(&self, event: OutgoingEvent) -> Self::Output {
-        Publisher::publish(self, event)
+        let publisher = self.clone();
+        Box::pin(async move { Publisher::publish(&publisher, event).await })
     }
 
     fn refuse(&self, error: ComputeError) -> Self::Output {
-        Err(error.into())
+        Box::pin(std::future::ready(Err(error.into())))
     }
 }

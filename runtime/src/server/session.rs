@@ -9,15 +9,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::catalog::{Catalog, PresenceTrigger};
+use crate::catalog::{Catalog, PresenceRule, PresenceTrigger};
 use crate::delivery::Audience;
 use crate::namespaces::NamespaceSet;
 use crate::position::Position;
 use crate::protocol::{ClientMessage, ControlMessage, close};
 use crate::role::RoleMask;
 use crate::server::auth::Identity;
-use crate::server::broker::{ResumeRequest, Resumed};
-use crate::server::connection::{self, Socket, Timing};
+use crate::server::broker::BoxFuture;
+use crate::server::broker::{PresenceChange, ResumeRequest, Resumed};
+use crate::server::connection::{self, Handled, Socket, Timing};
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo};
 use crate::server::mailbox::Mailbox;
@@ -44,34 +45,39 @@ pub(crate) async fn run(
     state
         .publisher
         .broker()
-        .resume(&requests, state.config.max_recovery, &mut |resumed| {
-            let (recovered, positions) = outcome(catalog, resumed);
-            let ready = ControlMessage::Ready {
-                session_id: session_id.clone(),
-                user_id: identity.user_id.clone(),
-                role: catalog.roles[identity.role as usize].name.to_owned(),
-                namespaces: names(&state, namespaces),
-                recovered,
-                positions,
-            };
-            let mut initial = vec![Frame::text(&ready.to_json())];
-            initial.extend(replay(
-                catalog,
-                resumed,
-                identity.role,
-                &identity.user_id,
-                &session_id,
-            ));
-            registered = Some(state.hub.register_with(
-                ConnectionInfo {
+        .resume(
+            &requests,
+            state.config.max_recovery,
+            &mut |resumed: &[Resumed]| {
+                let (recovered, positions) = outcome(catalog, resumed);
+                let ready = ControlMessage::Ready {
                     session_id: session_id.clone(),
                     user_id: identity.user_id.clone(),
-                    role: identity.role,
-                    namespaces,
-                },
-                initial,
-            ));
-        });
+                    role: catalog.roles[identity.role as usize].name.to_owned(),
+                    namespaces: names(&state, namespaces),
+                    recovered,
+                    positions,
+                };
+                let mut initial = vec![Frame::text(&ready.to_json())];
+                initial.extend(replay(
+                    catalog,
+                    resumed,
+                    identity.role,
+                    &identity.user_id,
+                    &session_id,
+                ));
+                registered = Some(state.hub.register_with(
+                    ConnectionInfo {
+                        session_id: session_id.clone(),
+                        user_id: identity.user_id.clone(),
+                        role: identity.role,
+                        namespaces,
+                    },
+                    initial,
+                ));
+            },
+        )
+        .await;
     let registration = match registered.expect("the broker attaches every connection") {
         Ok(registration) => registration,
         Err(err) => {
@@ -96,7 +102,8 @@ pub(crate) async fn run(
             PresenceTrigger::FirstConnect,
             &identity.user_id,
             identity.role,
-        );
+        )
+        .await;
     }
     tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
 
@@ -124,20 +131,39 @@ pub(crate) async fn run(
             PresenceTrigger::LastDisconnect,
             &gone.user_id,
             gone.role,
-        );
+        )
+        .await;
     }
     tracing::debug!(session = %session_id, reason = ?mailbox.close_reason(), "disconnected");
 }
 
-/// Emits the catalog's presence events for this trigger and role.
-fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32) {
-    for rule in state.hub.catalog().presence {
-        if rule.on != trigger || !rule.roles.contains(RoleMask::single(role)) {
-            continue;
-        }
-        let published = (rule.build)(user_id, now_ms())
-            .map_err(PublishError::from)
-            .and_then(|event| state.publisher.publish(event));
+/// Emits the catalog's presence events for this trigger and role, when the broker says this
+/// was the user's first (or last) connection on every node.
+async fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32) {
+    let applies =
+        |rule: &&PresenceRule| rule.on == trigger && rule.roles.contains(RoleMask::single(role));
+    if !state
+        .hub
+        .catalog()
+        .presence
+        .iter()
+        .any(|rule| applies(&rule))
+    {
+        return;
+    }
+    let change = PresenceChange {
+        user_id,
+        role,
+        joined: trigger == PresenceTrigger::FirstConnect,
+    };
+    if !state.publisher.broker().presence(change).await {
+        return;
+    }
+    for rule in state.hub.catalog().presence.iter().filter(applies) {
+        let published = match (rule.build)(user_id, now_ms()) {
+            Ok(event) => state.publisher.publish(event).await,
+            Err(err) => Err(PublishError::from(err)),
+        };
         match published {
             // Closes caused by the shutdown itself announce nothing: everyone is leaving.
             Ok(_) | Err(PublishError::ShuttingDown) => {}
@@ -151,47 +177,48 @@ fn names(state: &AppState, mask: NamespaceSet) -> Vec<String> {
     names.into_iter().map(str::to_owned).collect()
 }
 
-/// Handles one text message; returns the reply (a `subscribe` queues its own, with its replay).
-fn handle(state: &AppState, id: ConnId, mailbox: &Mailbox, text: &str) -> Option<ControlMessage> {
+/// Handles one text message: the reply, or (a `subscribe`) the work that queues its own.
+fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str) -> Handled {
     let message: ClientMessage = match serde_json::from_str(text) {
         Ok(message) => message,
         Err(err) if err.is_syntax() || err.is_eof() => {
-            return Some(ControlMessage::error("invalid_json", err.to_string()));
+            return Handled::Reply(Some(ControlMessage::error("invalid_json", err.to_string())));
         }
         Err(err) => {
-            return Some(ControlMessage::error(
+            return Handled::Reply(Some(ControlMessage::error(
                 "invalid_message",
                 format!(
                     "{err}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"ping\", ...}}"
                 ),
-            ));
+            )));
         }
     };
     match message {
-        ClientMessage::Ping { id } => Some(ControlMessage::Pong { id }),
+        ClientMessage::Ping { id } => Handled::Reply(Some(ControlMessage::Pong { id })),
         ClientMessage::Subscribe { namespaces, since } => {
-            subscribe(state, id, mailbox, &namespaces, &since)
-                .err()
-                .map(|error| *error)
+            match subscribe(state, id, mailbox, &namespaces, &since) {
+                Ok(work) => Handled::Later(work),
+                Err(error) => Handled::Reply(Some(*error)),
+            }
         }
-        ClientMessage::Unsubscribe { namespaces } => Some(
+        ClientMessage::Unsubscribe { namespaces } => Handled::Reply(Some(
             resubscribe(state, id, &namespaces, NamespaceSet::difference).map_or_else(
                 |error| *error,
                 |now| ControlMessage::Unsubscribed { namespaces: now },
             ),
-        ),
+        )),
     }
 }
 
 /// Adds the named namespaces to the connection's subscription, resuming those named in `since`:
-/// queues `subscribed` and the replay, or returns the error reply.
+/// the work that queues `subscribed` and the replay, or the error reply.
 fn subscribe(
-    state: &AppState,
+    state: &Arc<AppState>,
     id: ConnId,
-    mailbox: &Mailbox,
+    mailbox: &Arc<Mailbox>,
     namespaces: &[String],
     since: &[String],
-) -> Result<(), Reply> {
+) -> Result<BoxFuture<'static, ()>, Reply> {
     let catalog = state.hub.catalog();
     let named = mask_of(catalog, namespaces)?;
     let current = state.hub.namespaces(id).unwrap_or_default();
@@ -210,25 +237,36 @@ fn subscribe(
         )));
     }
     let requests = resume_requests(catalog, added, since);
-    let (role, user_id) = (mailbox.role, mailbox.user_id.clone());
-    state
-        .publisher
-        .broker()
-        .resume(&requests, state.config.max_recovery, &mut |resumed| {
+    let (state, mailbox) = (state.clone(), mailbox.clone());
+    Ok(Box::pin(async move {
+        let mut attach = |resumed: &[Resumed]| {
+            // The subscription as it is now: an unsubscribe cannot have come in between, as the
+            // connection reads its next message only once this is done.
+            let current = state.hub.namespaces(id).unwrap_or_default();
             let now = state
                 .hub
                 .set_namespaces(id, current.union(named))
                 .unwrap_or_default();
             let (recovered, positions) = outcome(catalog, resumed);
             let reply = ControlMessage::Subscribed {
-                namespaces: names(state, now),
+                namespaces: names(&state, now),
                 recovered,
                 positions,
             };
-            let replay = replay(catalog, resumed, role, &user_id, &mailbox.session_id);
+            let replay = replay(
+                catalog,
+                resumed,
+                mailbox.role,
+                &mailbox.user_id,
+                &mailbox.session_id,
+            );
             mailbox.push_replay(std::iter::once(Frame::text(&reply.to_json())).chain(replay));
-        });
-    Ok(())
+        };
+        let broker = state.publisher.broker();
+        broker
+            .resume(&requests, state.config.max_recovery, &mut attach)
+            .await;
+    }))
 }
 
 /// One request per namespace of `namespaces`, with its `since` if the client gave one.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -44,7 +44,9 @@ struct RequestOptions {
 }
 
 /// `POST /api/events`: one event `{type, data, options?, timestamp?}` or a JSON array of them.
-/// A batch is all or nothing: every event is checked before any is published.
+/// A batch is all or nothing: every event is checked before any is published, and the broker
+/// stores all of them or none. With an `Idempotency-Key`, a retry within the broker's window
+/// answers the first publish's ids and publishes nothing.
 ///
 /// The key is checked from the headers before any of the body is read, and the body must arrive
 /// within the request timeout.
@@ -57,6 +59,10 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
         )
         .into_response();
     }
+    let idempotency_key = match idempotency_key(request.headers()) {
+        Ok(key) => key,
+        Err(err) => return err.into_response(),
+    };
     // Held until the response is built: shutdown waits for it before closing connections.
     let Some(pass) = state.publisher.enter() else {
         return ApiError::new(
@@ -88,31 +94,59 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
                 .into_response();
         }
     };
-    match prepare(state.hub.catalog(), &body) {
-        Ok((events, batch)) => {
-            let mut ids = Vec::with_capacity(events.len());
-            for event in events {
-                match pass.publish(event) {
-                    Ok(id) => ids.push(id),
-                    Err(err) => {
-                        return ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "broker_unavailable",
-                            err.to_string(),
-                        )
-                        .into_response();
-                    }
-                }
-            }
-            let body = if batch {
-                json!({ "ids": ids })
-            } else {
-                json!({ "id": ids[0] })
-            };
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+    let (events, batch) = match prepare(state.hub.catalog(), &body) {
+        Ok(prepared) => prepared,
+        Err(err) => return err.into_response(),
+    };
+    let ids = match pass.publish(events, idempotency_key).await {
+        Ok(ids) => ids,
+        Err(err) => {
+            let retry_after = err.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!(
+                    "{err}; nothing was published, retry later (with the same Idempotency-Key)"
+                ),
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
+            .into_response();
         }
-        Err(err) => err.into_response(),
+    };
+    let body = if batch {
+        json!({ "ids": ids })
+    } else {
+        json!({ "id": ids[0] })
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// The request's `Idempotency-Key`: printable ASCII without spaces, at most
+/// [`MAX_IDEMPOTENCY_KEY`] bytes.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!(
+                "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"
+            ),
+        )
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
     }
+    Ok(Some(key.to_owned()))
 }
 
 /// Parses and decodes a request body into ready events; `true` when it was a batch.

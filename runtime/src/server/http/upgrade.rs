@@ -55,6 +55,17 @@ pub(crate) async fn upgrade(
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             .into_response();
     }
+    if !state.publisher.broker().ready() {
+        // A node that cannot follow its broker would serve a connection no event reaches.
+        let message = "this node cannot reach its broker; retry later, or another node";
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            message,
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .into_response();
+    }
     if let Some(origin) = headers.get(header::ORIGIN)
         && !state.config.allowed_origins.is_empty()
         && !state

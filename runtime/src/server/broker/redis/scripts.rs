@@ -1,0 +1,130 @@
+//! The Lua scripts the Redis broker runs. Redis runs one script at a time, so each is atomic:
+//! every node sees one order per namespace, and a batch is stored whole or not at all.
+//!
+//! Keys of one namespace (`<prefix>:{<namespace>}:meta`, `…:history`) share a hash tag.
+//! The meta hash holds `epoch` and `top` (the last offset given out); the history is a Redis
+//! Stream whose entry ids are `<offset>-0` with the fields `t` (Redis' clock, ms) and `r` (the
+//! record). A missing meta hash means a new epoch: the stale history is deleted with it.
+
+/// Publishes a batch. KEYS: `meta, history` per event, then the idempotency key if ARGV[1] > 0.
+/// ARGV: idempotency window (s, 0 for none), an epoch for streams that have none, then per
+/// event `channel, history size, history ttl (s), record`. Returns `{0, "epoch offset,…"}`, or
+/// `{1, "…"}` with the stored result when the idempotency key was seen already.
+pub(super) const PUBLISH: &str = r#"
+local window = tonumber(ARGV[1])
+local n = #KEYS
+if window > 0 then
+  n = n - 1
+  local done = redis.call('get', KEYS[#KEYS])
+  if done then return {1, done} end
+end
+local clock = redis.call('time')
+local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local ids = {}
+for i = 1, n / 2 do
+  local meta, history = KEYS[2 * i - 1], KEYS[2 * i]
+  local a = 4 * i - 1
+  local channel, size, ttl, record = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  local epoch = redis.call('hget', meta, 'epoch')
+  if not epoch then
+    epoch = ARGV[2]
+    redis.call('del', history)
+    redis.call('hset', meta, 'epoch', epoch, 'top', 0)
+  end
+  local offset = redis.call('hincrby', meta, 'top', 1)
+  if size > 0 then
+    redis.call('xadd', history, 'MAXLEN', size, offset .. '-0', 't', ms, 'r', record)
+    redis.call('expire', history, ttl)
+  end
+  redis.call('publish', channel, epoch .. ' ' .. offset .. ' ' .. record)
+  ids[i] = epoch .. ' ' .. offset
+end
+local result = table.concat(ids, ',')
+if window > 0 then redis.call('set', KEYS[#KEYS], result, 'EX', window) end
+return {0, result}
+"#;
+
+/// Reads a stream after an offset. KEYS: `meta, history`. ARGV: the offset, the most entries to
+/// return, an epoch for a stream that has none. Returns `{epoch, top, now_ms, entries}`, where
+/// entries is every kept entry after the offset, or `false` when more than the most are missed.
+pub(super) const READ: &str = r#"
+local epoch = redis.call('hget', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[1], 'epoch', epoch, 'top', 0)
+end
+local top = tonumber(redis.call('hget', KEYS[1], 'top'))
+local clock = redis.call('time')
+local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local after = tonumber(ARGV[1])
+local missed = top - after
+if missed > tonumber(ARGV[2]) then return {epoch, top, ms, false} end
+local entries = {}
+if missed > 0 then
+  entries = redis.call('xrange', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', missed)
+end
+return {epoch, top, ms, entries}
+"#;
+
+/// Starts a new epoch for a stream whose top went back (Redis restored an older snapshot):
+/// offsets already given out must never name other events. KEYS: `meta, history`. ARGV: the
+/// epoch the node saw, the new epoch. Only the first node to notice rotates it.
+pub(super) const ROTATE: &str = r#"
+if redis.call('hget', KEYS[1], 'epoch') == ARGV[1] then
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[1], 'epoch', ARGV[2])
+end
+return 1
+"#;
+
+/// A user's first connection on a node opened. KEYS: the node's users, the user's nodes.
+/// ARGV: node, user, role. Returns 1 when no other node held the user.
+pub(super) const JOIN: &str = r#"
+redis.call('hset', KEYS[1], ARGV[2], ARGV[3])
+local added = redis.call('sadd', KEYS[2], ARGV[1])
+if added == 1 and redis.call('scard', KEYS[2]) == 1 then return 1 end
+return 0
+"#;
+
+/// A user's last connection on a node closed. KEYS: the node's users, the user's nodes.
+/// ARGV: node, user. Returns 1 when no node holds the user any more (and this call removed
+/// the last: a node already reaped answers 0, so the user goes offline once).
+pub(super) const LEAVE: &str = r#"
+redis.call('hdel', KEYS[1], ARGV[2])
+local removed = redis.call('srem', KEYS[2], ARGV[1])
+if removed == 1 and redis.call('scard', KEYS[2]) == 0 then return 1 end
+return 0
+"#;
+
+/// A node is alive until Redis' clock passes now + ttl. KEYS: the nodes. ARGV: node, ttl (ms).
+pub(super) const HEARTBEAT: &str = r#"
+local clock = redis.call('time')
+local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('zadd', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
+return 1
+"#;
+
+/// Removes nodes whose heartbeat expired, with their users. KEYS: the nodes. ARGV: the key
+/// prefix. Returns `user, role, …` for every user no live node holds any more: the caller emits
+/// their offline events. One call removes a dead node, so its users go offline once.
+pub(super) const REAP: &str = r#"
+local clock = redis.call('time')
+local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local dead = redis.call('zrangebyscore', KEYS[1], '-inf', ms, 'LIMIT', 0, 16)
+local gone = {}
+for _, node in ipairs(dead) do
+  redis.call('zrem', KEYS[1], node)
+  local users_key = ARGV[1] .. ':presence:node:' .. node
+  local users = redis.call('hgetall', users_key)
+  redis.call('del', users_key)
+  for i = 1, #users, 2 do
+    local nodes_key = ARGV[1] .. ':presence:user:' .. users[i]
+    if redis.call('srem', nodes_key, node) == 1 and redis.call('scard', nodes_key) == 0 then
+      gone[#gone + 1] = users[i]
+      gone[#gone + 1] = users[i + 1]
+    end
+  end
+end
+return gone
+"#;

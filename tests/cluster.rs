@@ -1,0 +1,407 @@
+//! Several nodes on one real `redis-server` (started here on a free port): delivery across
+//! nodes, recovery on another node, presence across nodes, and Redis failing under them.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::redis::Redis;
+use support::{API_KEY, Client, Ended, TestServer, config};
+
+fn payment(n: usize, customer: &str) -> Value {
+    json!({
+        "paymentId": format!("PAY-{n}"),
+        "orderId": format!("ORD-{n}"),
+        "customerId": customer,
+        "amount": n,
+        "method": "credit_card",
+        "status": "success",
+    })
+}
+
+/// Three nodes on one Redis.
+async fn cluster(redis: &Redis) -> Vec<TestServer> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(TestServer::node(config(), &redis.url()).await);
+    }
+    nodes
+}
+
+async fn open(server: &TestServer, user: &str, role: &str, query: &str) -> (Client, Value) {
+    let url = server.ws_url(&format!("token={}&{query}", server.token(user, role)));
+    let mut client = Client::open(&url, &[]).await.expect("connection accepted");
+    let ready = client.next_json().await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    (client, ready)
+}
+
+fn amount(event: &Value) -> u64 {
+    event["data"]["amount"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no amount: {event}")) as u64
+}
+
+/// The amounts of the payments received before the marker.
+async fn amounts_until(client: &mut Client, marker: &str) -> Vec<u64> {
+    client
+        .events_until(marker)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "payment:received")
+        .map(amount)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_published_on_any_node_reaches_every_allowed_connection_once() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let query = "namespaces=payments,system";
+    let (mut admin, _) = open(&nodes[0], "admin-1", "admin", query).await;
+    let (mut c1, _) = open(&nodes[1], "c-1", "customer", query).await;
+    let (mut c2, ready) = open(&nodes[2], "c-2", "customer", query).await;
+    let c2_session = ready["sessionId"].as_str().unwrap().to_owned();
+    let (mut c1_again, _) = open(&nodes[2], "c-1", "customer", query).await;
+
+    let mut ids = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        ids.push(
+            node.publish("payment:received", payment(n + 1, "c-1"), Value::Null)
+                .await,
+        );
+    }
+    nodes[1]
+        .publish("payment:received", payment(4, "c-2"), Value::Null)
+        .await;
+    // Options cross nodes too: only c-2's payment to c-2, then one excluding its session.
+    nodes[0]
+        .publish(
+            "payment:received",
+            payment(5, "c-2"),
+            json!({"userIds": ["c-2", "admin-1"]}),
+        )
+        .await;
+    nodes[1]
+        .publish(
+            "payment:received",
+            payment(6, "c-2"),
+            json!({"excludeSessionIds": [c2_session]}),
+        )
+        .await;
+    nodes[2]
+        .publish(
+            "payment:received",
+            payment(7, "c-1"),
+            json!({"excludeUserIds": ["admin-1"]}),
+        )
+        .await;
+    support::marker(&nodes[0], "end").await;
+
+    assert_eq!(amounts_until(&mut admin, "end").await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(amounts_until(&mut c1, "end").await, [1, 2, 3, 7]);
+    assert_eq!(amounts_until(&mut c1_again, "end").await, [1, 2, 3, 7]);
+    assert_eq!(amounts_until(&mut c2, "end").await, [4, 5]);
+    // One stream per namespace: the ids of the three publishes follow each other.
+    let offsets: Vec<u64> = ids
+        .iter()
+        .map(|id| id.rsplit_once('.').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(offsets, [1, 2, 3], "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_with_no_gap() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    for n in 1..=3 {
+        nodes[1]
+            .publish("payment:received", payment(n, "c-1"), Value::Null)
+            .await;
+    }
+    let mut last = String::new();
+    for n in 1..=3 {
+        let event = client.next_json().await;
+        assert_eq!(amount(&event), n);
+        last = event["id"].as_str().unwrap().to_owned();
+    }
+    drop(client);
+    for n in 4..=9 {
+        nodes[n % 3]
+            .publish("payment:received", payment(n, "c-1"), Value::Null)
+            .await;
+    }
+    // Resumed on a node that never served this client.
+    let (mut client, ready) = open(
+        &nodes[2],
+        "admin-1",
+        "admin",
+        &format!("namespaces=payments,system&since={last}"),
+    )
+    .await;
+    assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
+    nodes[0]
+        .publish("payment:received", payment(10, "c-1"), Value::Null)
+        .await;
+    support::marker(&nodes[1], "end").await;
+    assert_eq!(
+        amounts_until(&mut client, "end").await,
+        (4..=10).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_node_started_later_recovers_from_the_shared_history() {
+    let redis = Redis::start();
+    let first = TestServer::node(config(), &redis.url()).await;
+    let (mut client, _) = open(&first, "admin-1", "admin", "namespaces=payments").await;
+    first
+        .publish("payment:received", payment(1, "c-1"), Value::Null)
+        .await;
+    let since = client.next_json().await["id"].as_str().unwrap().to_owned();
+    drop(client);
+    for n in 2..=5 {
+        first
+            .publish("payment:received", payment(n, "c-1"), Value::Null)
+            .await;
+    }
+    // This node saw none of them: the replay comes from Redis.
+    let late = TestServer::node(config(), &redis.url()).await;
+    let (mut client, ready) = open(
+        &late,
+        "admin-1",
+        "admin",
+        &format!("namespaces=payments,system&since={since}"),
+    )
+    .await;
+    assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
+    support::marker(&late, "end").await;
+    assert_eq!(amounts_until(&mut client, "end").await, [2, 3, 4, 5]);
+    // And a customer replaying from there sees only their own.
+    let (mut customer, ready) = open(
+        &late,
+        "c-1",
+        "customer",
+        &format!("namespaces=payments,system&since={since}"),
+    )
+    .await;
+    assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
+    late.publish("payment:received", payment(6, "c-2"), Value::Null)
+        .await;
+    support::marker(&late, "end2").await;
+    assert_eq!(amounts_until(&mut customer, "end2").await, [2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_duplicate() {
+    const EVENTS: usize = 400;
+    let redis = Redis::start();
+    let mut config = config();
+    config.connect_rate = omnicast::runtime::ConnectRate {
+        burst: 1_000,
+        per_second: 1_000.0,
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(TestServer::node(config.clone(), &redis.url()).await);
+    }
+    let (client, ready) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    let mut since = ready["positions"]["payments"].as_str().unwrap().to_owned();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("http://{}/api/events", n.addr))
+        .collect();
+    let publisher = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        for n in 1..=EVENTS {
+            let body = json!({"type": "payment:received", "data": payment(n, "c-1")});
+            let response = agent
+                .post(&urls[n % urls.len()])
+                .header("Authorization", &format!("Bearer {API_KEY}"))
+                .header("Content-Type", "application/json")
+                .send(body.to_string())
+                .expect("the server answers");
+            assert_eq!(response.status().as_u16(), 202);
+        }
+    });
+    let mut client = Some(client);
+    let mut seen: Vec<u64> = Vec::new();
+    let mut reconnects = 0;
+    while seen.len() < EVENTS {
+        let mut current = match client.take() {
+            Some(current) => current,
+            None => {
+                let node = &nodes[reconnects % 3];
+                let (current, ready) = open(
+                    node,
+                    "admin-1",
+                    "admin",
+                    &format!("namespaces=payments&since={since}"),
+                )
+                .await;
+                assert_eq!(ready["recovered"]["payments"], true, "{ready}");
+                reconnects += 1;
+                current
+            }
+        };
+        for _ in 0..(5 + reconnects % 11).min(EVENTS - seen.len()) {
+            let event = current.next_json().await;
+            seen.push(amount(&event));
+            since = event["id"].as_str().unwrap().to_owned();
+        }
+    }
+    publisher.await.unwrap();
+    assert!(reconnects >= 20, "only {reconnects} reconnects");
+    assert_eq!(seen, (1..=EVENTS as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn presence_is_announced_once_across_nodes() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let (mut staff, _) = open(&nodes[0], "staff-1", "staff", "namespaces=customers,system").await;
+    let (first, _) = open(&nodes[1], "c-1", "customer", "namespaces=orders").await;
+    let (second, _) = open(&nodes[2], "c-1", "customer", "namespaces=orders").await;
+    drop(first);
+    support::wait_until(|| nodes[1].server.hub().stats().connections == 0).await;
+    // The leave was recorded before the marker is published.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    support::marker(&nodes[0], "one left").await;
+    let seen: Vec<Value> = staff.events_until("one left").await;
+    let kinds: Vec<&str> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["customer:online"], "{seen:?}");
+    drop(second);
+    let event = staff.next_json().await;
+    assert_eq!(event["type"], "customer:offline", "{event}");
+    assert_eq!(event["data"]["customerId"], "c-1");
+    support::marker(&nodes[0], "end").await;
+    assert!(staff.events_until("end").await.is_empty());
+}
+
+#[tokio::test]
+async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_to_resume() {
+    let mut redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    let before = nodes[1]
+        .publish("payment:received", payment(1, "c-1"), Value::Null)
+        .await;
+    assert_eq!(client.next_json().await["id"], before);
+
+    redis.kill();
+    let body = json!({"type": "payment:received", "data": payment(2, "c-1")}).to_string();
+    let (status, reply) = nodes[1].post(Some(API_KEY), body.clone()).await;
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["error"], "broker_unavailable", "{reply}");
+    let (status, _) = get(&nodes[1], "/readyz").await;
+    assert_eq!(status, 503);
+    let (status, _) = get(&nodes[1], "/healthz").await;
+    assert_eq!(status, 200, "liveness is not readiness");
+    // The connection stays up meanwhile: it answers a ping.
+    client.send_json(json!({"type": "ping", "id": 1})).await;
+    assert_eq!(client.next_json().await["type"], "pong");
+
+    // Redis comes back empty: a new epoch. The node follows again by itself, and its clients
+    // are asked to resume, which tells them the history is gone.
+    redis.restart();
+    for node in &nodes {
+        node.wait_ready().await;
+    }
+    assert_eq!(client.ended().await, Ended::Closed(4010));
+    let (_client, ready) = open(
+        &nodes[0],
+        "admin-1",
+        "admin",
+        &format!("namespaces=payments&since={before}"),
+    )
+    .await;
+    assert_eq!(ready["recovered"], json!({"payments": false}), "{ready}");
+    let (status, reply) = nodes[1].post(Some(API_KEY), body).await;
+    assert_eq!(status, 202, "{reply}");
+    let after = reply["id"].as_str().unwrap();
+    assert_ne!(
+        after.rsplit_once('.').unwrap().0,
+        before.rsplit_once('.').unwrap().0,
+        "a new epoch"
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_lost_its_subscription_delivers_what_it_missed() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    nodes[0]
+        .publish("payment:received", payment(1, "c-1"), Value::Null)
+        .await;
+    assert_eq!(amount(&client.next_json().await), 1);
+    // Every node's subscription is cut; publishes go on meanwhile.
+    assert!(
+        redis
+            .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+            .is_some()
+    );
+    for n in 2..=6 {
+        nodes[1]
+            .publish("payment:received", payment(n, "c-1"), Value::Null)
+            .await;
+    }
+    // The node reconnects, notices the gap by the offsets, and delivers the missed events in
+    // order, with no duplicate, before the live ones.
+    nodes[2]
+        .publish("payment:received", payment(7, "c-1"), Value::Null)
+        .await;
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        got.push(amount(&client.next_json().await));
+    }
+    assert_eq!(got, [2, 3, 4, 5, 6, 7]);
+}
+
+#[tokio::test]
+async fn a_retried_publish_with_the_same_idempotency_key_publishes_once() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments,system").await;
+    let body = json!([
+        {"type": "payment:received", "data": payment(1, "c-1")},
+        {"type": "payment:received", "data": payment(2, "c-1")},
+    ])
+    .to_string();
+    let first = post_with_key(&nodes[1], &body, "order-42-paid").await;
+    let retried = post_with_key(&nodes[2], &body, "order-42-paid").await;
+    assert_eq!(first, retried);
+    let other = post_with_key(&nodes[2], &body, "order-43-paid").await;
+    assert_ne!(first, other);
+    support::marker(&nodes[0], "end").await;
+    assert_eq!(amounts_until(&mut client, "end").await, [1, 2, 1, 2]);
+}
+
+async fn post_with_key(node: &TestServer, body: &str, key: &str) -> Value {
+    let (status, reply) = node
+        .post_with(Some(API_KEY), body.to_owned(), &[("Idempotency-Key", key)])
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    reply["ids"].clone()
+}
+
+async fn get(node: &TestServer, path: &str) -> (u16, Value) {
+    let url = format!("http://{}{path}", node.addr);
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+    .await
+    .unwrap()
+}
