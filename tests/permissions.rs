@@ -418,27 +418,57 @@ async fn open(server: &support::TestServer, c: &Conn) -> support::Client {
         .await
 }
 
-/// The same property end to end: real clients, the publish API, runtime subscription changes,
-/// disconnects and reconnects, and the presence events the server emits on its own.
-#[test]
-fn a_real_server_delivers_exactly_what_the_rules_allow() {
-    use std::collections::{BTreeMap, HashSet};
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// Cases reconnect the same five users quickly, one case after another.
+fn unlimited_config() -> omnicast::runtime::ServerConfig {
     let mut config = support::config();
-    // Cases reconnect the same five users quickly, one case after another.
     config.connect_rate = omnicast::runtime::ConnectRate {
         burst: 1_000_000,
         per_second: 1_000_000.0,
     };
-    let server = Arc::new(runtime.block_on(support::TestServer::with(config)));
-    let hub = server.server.hub().clone();
+    config
+}
+
+/// The same property end to end: real clients, the publish API, runtime subscription changes,
+/// disconnects and reconnects, and the presence events the server emits on its own.
+#[test]
+fn a_real_server_delivers_exactly_what_the_rules_allow() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let node = runtime.block_on(support::TestServer::with(unlimited_config()));
+    through_nodes(&runtime, &[node], 40);
+}
+
+/// The same property across three nodes sharing a real Redis: each connection opens on a node
+/// (a reconnect on the next one), each event is published through a node in turn, and the
+/// presence events are judged across nodes (a customer's first connection on any node, its
+/// last on every node).
+#[test]
+fn three_nodes_on_redis_deliver_exactly_what_the_rules_allow() {
+    let redis = support::redis::Redis::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let nodes: Vec<support::TestServer> = runtime.block_on(async {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(support::TestServer::node(unlimited_config(), &redis.url()).await);
+        }
+        nodes
+    });
+    through_nodes(&runtime, &nodes, 20);
+}
+
+fn through_nodes(runtime: &tokio::runtime::Runtime, nodes: &[support::TestServer], cases: u32) {
+    use std::collections::{BTreeMap, HashSet};
+    let hubs: Vec<Arc<Hub>> = nodes.iter().map(|n| n.server.hub().clone()).collect();
+    let connections = || hubs.iter().map(|h| h.stats().connections).sum::<u64>();
+    // Every node delivers every event (each follows every namespace).
+    let all_published = |n: u64| hubs.iter().all(|h| h.stats().published == n);
+    let node_of = |slot: usize, sessions: usize| &nodes[(slot + sessions) % nodes.len()];
     let system = MODEL
         .namespaces
         .iter()
         .position(|n| n.name == "system")
         .unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 40,
+        cases,
         ..ProptestConfig::default()
     });
     runner
@@ -460,7 +490,7 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
                 let mut want: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
                 let mut got: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
                 let mut ids = HashSet::new();
-                let mut published = hub.stats().published;
+                let mut published = hubs[0].stats().published;
                 // The model's side of a presence change: who receives what the server emits.
                 let emit = |slots: &[Slot],
                             want: &mut BTreeMap<(usize, usize), Vec<String>>,
@@ -491,12 +521,13 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
                 };
                 for (i, c) in conns.iter().enumerate() {
                     slots.push(Slot::new(c));
-                    clients.insert(i, open(&server, c).await);
+                    clients.insert(i, open(node_of(i, 1), c).await);
                     // `ready` comes after the server emitted the presence of this connection.
                     published += emit(&slots, &mut want, true, c);
                 }
-                support::wait_until(|| hub.stats().published == published).await;
-                for step in &steps {
+                support::wait_until(|| all_published(published)).await;
+                for (n, step) in steps.iter().enumerate() {
+                    let server = &nodes[n % nodes.len()];
                     match step {
                         Step::Publish(e) => {
                             let sessions: Vec<String> = (0..slots.len())
@@ -570,26 +601,24 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
                                 let _ = client.ws.close(None).await;
                                 drop(client);
                                 let c = slots[*i].now.take().unwrap();
-                                support::wait_until(|| {
-                                    hub.stats().connections == clients.len() as u64
-                                })
-                                .await;
+                                support::wait_until(|| connections() == clients.len() as u64).await;
                                 published += emit(&slots, &mut want, false, &c);
-                                support::wait_until(|| hub.stats().published == published).await;
+                                support::wait_until(|| all_published(published)).await;
                             }
                             if let Step::Reconnect(_) = step {
                                 let slot = &mut slots[*i];
                                 slot.sessions += 1;
                                 slot.now = Some(slot.initial.clone());
                                 let initial = slot.initial.clone();
-                                clients.insert(*i, open(&server, &initial).await);
+                                clients
+                                    .insert(*i, open(node_of(*i, slot.sessions), &initial).await);
                                 published += emit(&slots, &mut want, true, &initial);
-                                support::wait_until(|| hub.stats().published == published).await;
+                                support::wait_until(|| all_published(published)).await;
                             }
                         }
                     }
                 }
-                support::marker(&server, "end").await;
+                support::marker(&nodes[0], "end").await;
                 published += 1;
                 for (i, client) in &mut clients {
                     let messages = client.events_until("end").await;
@@ -606,9 +635,9 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
                     let _ = client.ws.close(None).await;
                     drop(client);
                     let c = slots[i].now.take().unwrap();
-                    support::wait_until(|| hub.stats().connections == clients.len() as u64).await;
+                    support::wait_until(|| connections() == clients.len() as u64).await;
                     published += emit(&slots, &mut unread, false, &c);
-                    support::wait_until(|| hub.stats().published == published).await;
+                    support::wait_until(|| all_published(published)).await;
                 }
                 for (key, want) in &want {
                     let got = got.get(key).cloned().unwrap_or_default();
@@ -627,6 +656,135 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
                         key,
                         got
                     );
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+/// Each connection before it left, and the one its user resumes with: the same user, perhaps
+/// another role (a narrower token) and other namespaces.
+fn replay_scenario() -> impl Strategy<Value = (Vec<(Conn, Conn)>, Vec<Ev>)> {
+    let (roles, namespaces) = (MODEL.roles.len(), MODEL.namespaces.len());
+    let pair = (conn(), 0..roles, subset(namespaces)).prop_map(|(before, role, namespaces)| {
+        let after = Conn {
+            user: before.user,
+            role,
+            namespaces,
+        };
+        (before, after)
+    });
+    proptest::collection::vec(pair, 1..8).prop_flat_map(|pairs| {
+        let n = pairs.len();
+        (Just(pairs), proptest::collection::vec(event(n), 1..16))
+    })
+}
+
+/// Replays against the oracle, across three nodes on a real Redis: clients leave (after
+/// learning their positions on one node), events are published through every node, and each
+/// user resumes on another node with a token and subscription of its own. A replay holds exactly
+/// the missed events of the namespaces resumed that the *current* token may see, in stream
+/// order; a customer never gets another customer's event back.
+#[test]
+fn replays_on_any_node_deliver_exactly_what_the_rules_allow() {
+    use std::collections::{BTreeMap, HashSet};
+    let redis = support::redis::Redis::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let nodes: Vec<support::TestServer> = runtime.block_on(async {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(support::TestServer::node(unlimited_config(), &redis.url()).await);
+        }
+        nodes
+    });
+    let system = MODEL
+        .namespaces
+        .iter()
+        .position(|n| n.name == "system")
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 25,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&replay_scenario(), |(mut pairs, events)| {
+            // The marker that ends each replay arrives on `system`, live.
+            for (_, after) in &mut pairs {
+                if !after.namespaces.contains(&system) {
+                    after.namespaces.push(system);
+                }
+            }
+            runtime.block_on(async {
+                let mut positions = Vec::new();
+                let mut sessions = Vec::new();
+                for (i, (before, _)) in pairs.iter().enumerate() {
+                    let mut client = open(&nodes[i % 3], before).await;
+                    sessions.push(client.session_id.clone());
+                    positions.push(client.positions.clone());
+                    let _ = client.ws.close(None).await;
+                }
+                let hubs: Vec<_> = nodes.iter().map(|n| n.server.hub().clone()).collect();
+                support::wait_until(|| hubs.iter().all(|h| h.stats().connections == 0)).await;
+                let mut ids = Vec::new();
+                for (n, e) in events.iter().enumerate() {
+                    let (kind, data, _, options) = request(e, &sessions);
+                    ids.push(nodes[n % 3].publish(&kind, data, options).await);
+                }
+                let published: HashSet<String> = ids.iter().cloned().collect();
+                let marker = format!("replayed {}", ids[0]);
+                let mut clients = Vec::new();
+                for (i, (before, after)) in pairs.iter().enumerate() {
+                    let resumed: Vec<String> = before
+                        .namespaces
+                        .iter()
+                        .filter(|ns| after.namespaces.contains(ns))
+                        .map(|&ns| positions[i][&MODEL.namespaces[ns].name].clone())
+                        .collect();
+                    let names: Vec<&str> = after
+                        .namespaces
+                        .iter()
+                        .map(|&n| MODEL.namespaces[n].name.as_str())
+                        .collect();
+                    let node = &nodes[(i + 1) % 3];
+                    let query = format!(
+                        "token={}&namespaces={}&since={}",
+                        node.token(USERS[after.user], &MODEL.roles[after.role].name),
+                        names.join(","),
+                        resumed.join(",")
+                    );
+                    let mut client = support::Client::open(&node.ws_url(&query), &[])
+                        .await
+                        .expect("connection accepted");
+                    let ready = client.next_json().await;
+                    prop_assert_eq!(&ready["type"], "ready", "{}", ready);
+                    for id in &resumed {
+                        let ns = id.split('.').next().unwrap();
+                        prop_assert_eq!(&ready["recovered"][ns], true, "{}", ready);
+                    }
+                    clients.push(client);
+                }
+                support::marker(&nodes[0], &marker).await;
+                for (i, client) in clients.iter_mut().enumerate() {
+                    let (before, after) = &pairs[i];
+                    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for m in client.events_until(&marker).await {
+                        if let Some(id) = m["id"].as_str().filter(|id| published.contains(*id)) {
+                            let ns = id.split('.').next().unwrap().to_owned();
+                            got.entry(ns).or_default().push(id.to_owned());
+                        }
+                    }
+                    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for (e, id) in events.iter().zip(&ids) {
+                        let ns = id.split('.').next().unwrap();
+                        let index = MODEL.namespaces.iter().position(|n| n.name == ns).unwrap();
+                        // The old session's exclusion names a session that is gone.
+                        if before.namespaces.contains(&index) && oracle(usize::MAX, after, e) {
+                            want.entry(ns.to_owned()).or_default().push(id.clone());
+                        }
+                    }
+                    prop_assert_eq!(&got, &want, "{:?} resuming as {:?}", before, after);
+                    let _ = client.ws.close(None).await;
                 }
                 Ok(())
             })

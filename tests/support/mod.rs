@@ -101,6 +101,7 @@ impl TestServer {
         assert_eq!(ready["type"], "ready", "{ready}");
         client.session_id = ready["sessionId"].as_str().unwrap().to_owned();
         client.user = user.to_owned();
+        client.positions = serde_json::from_value(ready["positions"].clone()).unwrap();
         client
     }
 
@@ -181,6 +182,8 @@ pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub session_id: String,
     pub user: String,
+    /// `ready`'s positions, by namespace (set by `TestServer::connect`).
+    pub positions: std::collections::BTreeMap<String, String>,
 }
 
 /// How a connection ended, as the client saw it.
@@ -202,6 +205,7 @@ impl Client {
             ws,
             session_id: String::new(),
             user: String::new(),
+            positions: Default::default(),
         })
     }
 
