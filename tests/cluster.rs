@@ -298,6 +298,9 @@ async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_t
     let (status, reply) = nodes[1].post(Some(API_KEY), body.clone()).await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["error"], "broker_unavailable", "{reply}");
+    let head = raw_post(&nodes[2], &body).await;
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("\r\nretry-after: "), "{head}");
     let (status, _) = get(&nodes[1], "/readyz").await;
     assert_eq!(status, 503);
     let (status, _) = get(&nodes[1], "/healthz").await;
@@ -404,4 +407,103 @@ async fn get(node: &TestServer, path: &str) -> (u16, Value) {
     })
     .await
     .unwrap()
+}
+
+fn typed_payment(n: usize, customer: &str) -> omnicast::PaymentReceivedPayload {
+    omnicast::PaymentReceivedPayload {
+        payment_id: format!("PAY-{n}"),
+        order_id: format!("ORD-{n}"),
+        customer_id: customer.to_owned(),
+        amount: n as f64,
+        method: "credit_card".into(),
+        status: omnicast::PaymentStatus::Success,
+    }
+}
+
+#[tokio::test]
+async fn a_service_emits_straight_into_redis_without_a_node() {
+    use omnicast::runtime::{PublishError, RedisConfig, RedisSink};
+    let mut redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let (mut c1, _) = open(&nodes[0], "c-1", "customer", "namespaces=payments,system").await;
+    let (mut admin, _) = open(&nodes[1], "admin-1", "admin", "namespaces=payments,system").await;
+    let sink = RedisSink::new(&omnicast::CATALOG, RedisConfig::new(redis.url())).unwrap();
+    let events = omnicast::Events::new(sink);
+    let one = events
+        .payment_received(typed_payment(1, "c-1"))
+        .send()
+        .await
+        .unwrap();
+    let two = events
+        .payment_received(typed_payment(2, "c-2"))
+        .to_roles([omnicast::Role::Admin])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        one.starts_with("payments.") && two.ends_with(".2"),
+        "{one} {two}"
+    );
+    support::marker(&nodes[2], "end").await;
+    assert_eq!(amounts_until(&mut c1, "end").await, [1]);
+    let got = admin.events_until("end").await;
+    let ids: Vec<&str> = got.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [one.as_str(), two.as_str()]);
+    // Redis gone: the sink retries, then says so; nothing is reported as sent.
+    redis.kill();
+    let failed = events
+        .payment_received(typed_payment(3, "c-1"))
+        .send()
+        .await;
+    assert!(matches!(failed, Err(PublishError::Broker(_))), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_service_emits_through_a_nodes_publish_api() {
+    use omnicast::runtime::{HttpSink, PublishError};
+    let redis = Redis::start();
+    let nodes = cluster(&redis).await;
+    let (mut c1, _) = open(&nodes[2], "c-1", "customer", "namespaces=payments,system").await;
+    let base = format!("http://{}", nodes[0].addr);
+    let events = omnicast::Events::new(HttpSink::new(&omnicast::CATALOG, &base, API_KEY).unwrap());
+    let id = events
+        .payment_received(typed_payment(1, "c-1"))
+        .to_users(["c-1"])
+        .send()
+        .await
+        .unwrap();
+    events
+        .payment_received(typed_payment(2, "c-1"))
+        .exclude_users(["c-1"])
+        .send()
+        .await
+        .unwrap();
+    support::marker(&nodes[1], "end").await;
+    let got = c1.events_until("end").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["id"], id.as_str());
+    // A wrong key is refused, not retried.
+    let wrong = omnicast::Events::new(
+        HttpSink::new(&omnicast::CATALOG, &base, "not-the-key-0123456789").unwrap(),
+    );
+    let refused = wrong.payment_received(typed_payment(3, "c-1")).send().await;
+    assert!(
+        matches!(refused, Err(PublishError::Rejected { status: 401, .. })),
+        "{refused:?}"
+    );
+    assert!(HttpSink::new(&omnicast::CATALOG, "ftp://x", API_KEY).is_err());
+}
+
+/// A publish over a raw connection; the response's head, lowercase.
+async fn raw_post(node: &TestServer, body: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let request = format!(
+        "POST /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (_, head, _) = support::read_response(&mut stream).await;
+    head
 }

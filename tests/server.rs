@@ -1117,3 +1117,37 @@ async fn malformed_frames_close_with_the_protocol_codes() {
     marker(&server, "still serving").await;
     assert!(fine.events_until("still serving").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_retried_publish_with_the_same_idempotency_key_publishes_once() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("admin-1", "admin", &["system"]).await;
+    let body = json!({"type": "system:maintenance", "data": {"message": "once"}}).to_string();
+    let key = [("Idempotency-Key", "deploy-2026-12-02")];
+    let (status, first) = server
+        .post_with(Some(support::API_KEY), body.clone(), &key)
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let (status, retried) = server
+        .post_with(Some(support::API_KEY), body.clone(), &key)
+        .await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(first, retried);
+    // Without the key, the same body is another event.
+    let (_, other) = server.post(Some(support::API_KEY), body).await;
+    assert_ne!(other["id"], first["id"]);
+    support::marker(&server, "end").await;
+    let got = client.events_until("end").await;
+    let ids: Vec<&Value> = got.iter().map(|e| &e["id"]).collect();
+    assert_eq!(ids, [&first["id"], &other["id"]]);
+    // A key a header cannot be trusted with is refused before anything is published.
+    let (status, reply) = server
+        .post_with(
+            Some(support::API_KEY),
+            "{}".into(),
+            &[("Idempotency-Key", &"k".repeat(129))],
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["error"], "invalid_idempotency_key");
+}

@@ -37,8 +37,9 @@ pub use role::RoleMask;
 #[cfg(feature = "server")]
 pub use server::{
     ApiError, AuthError, Authenticator, Batch, BoxFuture, Broker, BrokerError, ConnId, ConnectRate,
-    ConnectionInfo, Frame, Full, Hub, HubStats, IdGenerator, Identity, InMemoryBroker, JwtConfig,
-    JwtKey, KeyError, Mailbox, PresenceChange, Publication, PublishError, Publisher, RedisBroker,
-    RedisConfig, Registration, ResumeRequest, Resumed, Server, ServerConfig, StartError,
-    TooManyConnections, Unregistered, bind, mint_hs256, now_ms,
+    ConnectionInfo, Frame, Full, HttpSink, HttpSinkError, Hub, HubStats, IdGenerator, Identity,
+    InMemoryBroker, JwtConfig, JwtKey, KeyError, Mailbox, PresenceChange, Publication,
+    PublishError, Publisher, RedisBroker, RedisConfig, RedisSink, Registration, ResumeRequest,
+    Resumed, Server, ServerConfig, StartError, TooManyConnections, Unregistered, bind, mint_hs256,
+    now_ms,
 };

@@ -10,6 +10,7 @@ mod connection;
 mod error;
 mod frame;
 mod http;
+mod http_sink;
 mod hub;
 mod limits;
 mod mailbox;
@@ -32,11 +33,12 @@ use tokio::time::Instant;
 pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, mint_hs256};
 pub use broker::{
     Batch, BoxFuture, Broker, BrokerError, InMemoryBroker, PresenceChange, RedisBroker,
-    RedisConfig, ResumeRequest, Resumed,
+    RedisConfig, RedisSink, ResumeRequest, Resumed,
 };
 pub use config::ServerConfig;
 pub use error::ApiError;
 pub use frame::Frame;
+pub use http_sink::{HttpSink, HttpSinkError};
 pub use hub::{
     ConnId, ConnectionInfo, Hub, HubStats, Registration, TooManyConnections, Unregistered,
 };

@@ -141,6 +141,16 @@ pub enum PublishError {
     /// The server is shutting down and takes no more events.
     #[error("the server is shutting down and takes no more events")]
     ShuttingDown,
+    /// A remote node's publish API refused the event ([`HttpSink`](crate::server::HttpSink)).
+    #[error("the node refused the event ({status} {error}): {message}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The API's error code (`invalid_data`, `unauthorized` ...).
+        error: String,
+        /// The API's message.
+        message: String,
+    },
 }
 
 /// Typed emitters' `send()` returns a future of the id: `events.order_created(p).send().await`.

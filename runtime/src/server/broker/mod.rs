@@ -18,7 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use memory::InMemoryBroker;
-pub use redis::{RedisBroker, RedisConfig};
+pub use redis::{RedisBroker, RedisConfig, RedisSink};
+
+/// How many times a sink (Redis, HTTP) tries one event before it reports the failure.
+pub(crate) const SINK_ATTEMPTS: u32 = 3;
+
+/// The longest a sink waits between two attempts.
+pub(crate) const SINK_MAX_WAIT: Duration = Duration::from_secs(2);
 
 use crate::event::OutgoingEvent;
 use crate::position::Position;

@@ -18,14 +18,17 @@
 
 mod record;
 mod scripts;
+mod sink;
+mod writer;
 
+pub use sink::RedisSink;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, Script, ScriptInvocation, Value};
+use redis::{FromRedisValue, Script, Value};
 use tokio::time::{Instant, timeout};
 
 use crate::catalog::{Catalog, PresenceTrigger};
@@ -33,11 +36,11 @@ use crate::protocol::close;
 use crate::role::RoleMask;
 use crate::server::broker::streams::{self, Local, Remote, Stream, Streams};
 use crate::server::broker::{
-    Batch, BoxFuture, Broker, BrokerError, PresenceChange, ResumeRequest, Resumed, idempotency,
-    new_epoch,
+    Batch, BoxFuture, Broker, BrokerError, PresenceChange, ResumeRequest, Resumed, new_epoch,
 };
 use crate::server::hub::Hub;
 use crate::server::publication::now_ms;
+use writer::{Writer, backoff};
 
 /// How to reach Redis, and how the broker behaves there.
 #[derive(Debug, Clone)]
@@ -65,7 +68,7 @@ impl RedisConfig {
 
     /// Where Redis is, without any credentials the URL carries: what may be printed.
     pub fn address(&self) -> String {
-        redact(&self.url)
+        writer::redact(&self.url)
     }
 }
 
@@ -93,24 +96,15 @@ struct Inner {
     /// This node's id in the presence keys.
     node: String,
     streams: Streams,
-    link: Link,
-    keys: Box<[StreamKeys]>,
+    writer: Writer,
     /// Up while the subscription is up and every stream caught up after it.
     following: AtomicBool,
-    publish: Script,
     read: Script,
     rotate: Script,
     join: Script,
     leave: Script,
     heartbeat: Script,
     reap: Script,
-}
-
-/// One namespace's keys and channel.
-struct StreamKeys {
-    meta: String,
-    history: String,
-    channel: String,
 }
 
 /// What reading a stream after an offset found.
@@ -128,40 +122,18 @@ impl RedisBroker {
     /// following at once; it is [`ready`](Broker::ready) once Redis answered. Must be called
     /// within a Tokio runtime.
     pub fn start(hub: Arc<Hub>, config: RedisConfig) -> Result<Self, BrokerError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|err| BrokerError::new(format!("bad Redis URL: {err}")))?;
-        let address = redact(&config.url);
         let catalog = hub.catalog();
-        let keys = catalog
-            .namespaces
-            .iter()
-            .map(|ns| StreamKeys {
-                meta: format!("{}:{{{}}}:meta", config.prefix, ns.name),
-                history: format!("{}:{{{}}}:history", config.prefix, ns.name),
-                channel: format!("{}:{{{}}}", config.prefix, ns.name),
-            })
-            .collect();
-        let link = Link {
-            client,
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(config.response_timeout))
-                .set_response_timeout(Some(config.response_timeout)),
-            connect_timeout: config.response_timeout,
-            current: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(Retry::default()),
-        };
+        let writer = Writer::new(catalog, &config)?;
         let inner = Arc::new(Inner {
             catalog,
             // Unsynchronized until the first read tells each stream's epoch.
             streams: Streams::new(catalog, ""),
             hub,
             node: format!("node-{}", new_epoch()),
-            address,
+            address: writer.address.clone(),
             config,
-            link,
-            keys,
+            writer,
             following: AtomicBool::new(false),
-            publish: Script::new(scripts::PUBLISH),
             read: Script::new(scripts::READ),
             rotate: Script::new(scripts::ROTATE),
             join: Script::new(scripts::JOIN),
@@ -204,7 +176,7 @@ impl Drop for RedisBroker {
 
 impl Broker for RedisBroker {
     fn publish(&self, batch: Batch) -> BoxFuture<'_, Result<Vec<String>, BrokerError>> {
-        Box::pin(self.inner.publish(batch))
+        Box::pin(self.inner.writer.publish(batch))
     }
 
     fn resume<'a>(
@@ -229,7 +201,7 @@ impl Broker for RedisBroker {
                 .arg(&inner.node)
                 .arg(&user)
                 .arg(role);
-            match inner.link.invoke::<i64>(&call).await {
+            match inner.writer.link.invoke::<i64>(&call).await {
                 Ok(changed) => changed == 1,
                 Err(err) => {
                     tracing::warn!(redis = %inner.address, %err, joined, "presence not recorded");
@@ -245,62 +217,16 @@ impl Broker for RedisBroker {
 }
 
 impl Inner {
-    async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
-        let now = now_ms();
-        let mut call = self.publish.prepare_invoke();
-        let window = if batch.idempotency_key.is_some() {
-            idempotency::WINDOW.as_secs()
-        } else {
-            0
-        };
-        call.arg(window).arg(new_epoch());
-        let mut namespaces = Vec::with_capacity(batch.events.len());
-        for event in &batch.events {
-            let ns = self
-                .catalog
-                .namespace_index(event.namespace())
-                .ok_or_else(|| BrokerError::new(format!("no namespace `{}`", event.namespace())))?;
-            let keys = &self.keys[ns];
-            let (size, ttl) = self.catalog.namespaces[ns]
-                .history
-                .map_or((0, 1), |h| (h.size, h.ttl_secs.max(1)));
-            call.key(&keys.meta).key(&keys.history);
-            call.arg(&keys.channel)
-                .arg(size)
-                .arg(ttl)
-                .arg(record::encode(self.catalog, event, now));
-            namespaces.push(self.catalog.namespaces[ns].name);
-        }
-        if let Some(key) = &batch.idempotency_key {
-            call.key(format!("{}:idempotency:{key}", self.config.prefix));
-        }
-        let (_, stored): (i64, String) = self.link.invoke(&call).await?;
-        // `epoch offset` per event, comma-separated, in the batch's order.
-        let ids: Vec<String> = stored
-            .split(',')
-            .zip(&namespaces)
-            .map(|(position, ns)| format!("{ns}.{}", position.replace(' ', ".")))
-            .collect();
-        if ids.len() != namespaces.len() {
-            return Err(BrokerError::new(format!(
-                "Redis answered {} ids for {} events (is the idempotency key reused for another batch?)",
-                ids.len(),
-                namespaces.len()
-            )));
-        }
-        Ok(ids)
-    }
-
     /// Reads `namespace`'s stream after `after`, at most `most` entries.
     async fn read(&self, namespace: usize, after: u64, most: u64) -> Result<Read, BrokerError> {
-        let keys = &self.keys[namespace];
+        let keys = &self.writer.keys[namespace];
         let mut call = self.read.prepare_invoke();
         call.key(&keys.meta)
             .key(&keys.history)
             .arg(after)
             .arg(most)
             .arg(new_epoch());
-        let value: Value = self.link.invoke(&call).await?;
+        let value: Value = self.writer.link.invoke(&call).await?;
         parse_read(value).map_err(|err| BrokerError::new(format!("unexpected reply: {err}")))
     }
 
@@ -425,13 +351,18 @@ impl Inner {
     /// One subscription, until it fails; the reason.
     async fn follow_once(&self, failures: &mut u32) -> String {
         let limit = self.config.response_timeout;
-        let pubsub = match timeout(limit, self.link.client.get_async_pubsub()).await {
+        let pubsub = match timeout(limit, self.writer.link.client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,
             Ok(Err(err)) => return format!("cannot connect: {err}"),
             Err(_) => return "cannot connect: timed out".into(),
         };
         let (mut sink, mut messages) = pubsub.split();
-        let channels: Vec<&str> = self.keys.iter().map(|k| k.channel.as_str()).collect();
+        let channels: Vec<&str> = self
+            .writer
+            .keys
+            .iter()
+            .map(|k| k.channel.as_str())
+            .collect();
         match timeout(limit, sink.subscribe(&channels)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return format!("cannot subscribe: {err}"),
@@ -439,7 +370,7 @@ impl Inner {
         }
         // Subscribed first, then caught up: what is published meanwhile waits in the
         // subscription and is recognized by its offset.
-        for namespace in 0..self.keys.len() {
+        for namespace in 0..self.writer.keys.len() {
             if let Err(err) = self.resync(namespace).await {
                 return err;
             }
@@ -458,6 +389,7 @@ impl Inner {
                         return "the subscription closed".into();
                     };
                     let Some(namespace) = self
+                        .writer
                         .keys
                         .iter()
                         .position(|k| k.channel == message.get_channel_name())
@@ -545,12 +477,13 @@ impl Inner {
             // Redis went back in time (an older snapshot): its offsets would name other events.
             drop(stream);
             let mut call = self.rotate.prepare_invoke();
-            let keys = &self.keys[namespace];
+            let keys = &self.writer.keys[namespace];
             call.key(&keys.meta)
                 .key(&keys.history)
                 .arg(&epoch)
                 .arg(new_epoch());
-            self.link
+            self.writer
+                .link
                 .invoke::<i64>(&call)
                 .await
                 .map_err(|err| err.to_string())?;
@@ -599,13 +532,13 @@ impl Inner {
             beat.key(self.nodes_key())
                 .arg(&self.node)
                 .arg(ttl.as_millis() as u64);
-            if let Err(err) = self.link.invoke::<i64>(&beat).await {
+            if let Err(err) = self.writer.link.invoke::<i64>(&beat).await {
                 tracing::debug!(%err, "heartbeat not recorded");
                 continue;
             }
             let mut reap = self.reap.prepare_invoke();
             reap.key(self.nodes_key()).arg(&self.config.prefix);
-            let gone: Vec<String> = match self.link.invoke(&reap).await {
+            let gone: Vec<String> = match self.writer.link.invoke(&reap).await {
                 Ok(gone) => gone,
                 Err(err) => {
                     tracing::debug!(%err, "dead nodes not reaped");
@@ -641,7 +574,7 @@ impl Inner {
                 events: vec![event],
                 idempotency_key: None,
             };
-            if let Err(err) = self.publish(batch).await {
+            if let Err(err) = self.writer.publish(batch).await {
                 tracing::warn!(event = rule.event, %err, "presence event not published");
             }
         }
@@ -658,99 +591,6 @@ impl Inner {
     fn user_nodes_key(&self, user: &str) -> String {
         format!("{}:presence:user:{user}", self.config.prefix)
     }
-}
-
-/// The command connection: one multiplexed connection shared by every request (so concurrent
-/// publishes are pipelined), reopened after a failure, with backoff and jitter between
-/// attempts; meanwhile calls fail at once with the time left.
-struct Link {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
-    connect_timeout: Duration,
-    current: Mutex<Option<MultiplexedConnection>>,
-    connecting: tokio::sync::Mutex<Retry>,
-}
-
-#[derive(Default)]
-struct Retry {
-    failures: u32,
-    until: Option<Instant>,
-}
-
-impl Link {
-    async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
-        if let Some(connection) = self.current.lock().expect("link lock").clone() {
-            return Ok(connection);
-        }
-        let mut retry = self.connecting.lock().await;
-        if let Some(connection) = self.current.lock().expect("link lock").clone() {
-            return Ok(connection);
-        }
-        let now = Instant::now();
-        if let Some(until) = retry.until
-            && until > now
-        {
-            return Err(unreachable("Redis is unreachable", until - now));
-        }
-        let attempt = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config);
-        let failure = match timeout(self.connect_timeout, attempt).await {
-            Ok(Ok(connection)) => {
-                *self.current.lock().expect("link lock") = Some(connection.clone());
-                *retry = Retry::default();
-                return Ok(connection);
-            }
-            Ok(Err(err)) => format!("cannot connect to Redis: {err}"),
-            Err(_) => "cannot connect to Redis: timed out".to_owned(),
-        };
-        retry.failures = retry.failures.saturating_add(1);
-        let delay = backoff(retry.failures);
-        retry.until = Some(now + delay);
-        Err(unreachable(failure, delay))
-    }
-
-    /// Runs a script; a connection that broke is dropped, so the next call reconnects.
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        call: &ScriptInvocation<'_>,
-    ) -> Result<T, BrokerError> {
-        let mut connection = self.connection().await?;
-        call.invoke_async(&mut connection).await.map_err(|err| {
-            if err.is_io_error()
-                || err.is_connection_dropped()
-                || err.is_timeout()
-                || err.is_unrecoverable_error()
-            {
-                self.current.lock().expect("link lock").take();
-            }
-            BrokerError::new(format!("Redis: {err}"))
-        })
-    }
-}
-
-fn unreachable(message: impl Into<String>, retry_after: Duration) -> BrokerError {
-    BrokerError {
-        message: message.into(),
-        retry_after: retry_after.max(Duration::from_secs(1)),
-    }
-}
-
-/// The wait before attempt `failures + 1`: full jitter over an exponential bound (100 ms
-/// doubling, at most 5 s), so nodes that lost Redis together do not return together.
-fn backoff(failures: u32) -> Duration {
-    let bound_ms = 100u64.saturating_mul(1 << failures.min(6)).min(5_000);
-    let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).expect("the OS provides randomness");
-    Duration::from_millis(u64::from_le_bytes(seed) % (bound_ms + 1))
-}
-
-/// `redis://user:secret@host:6379/0` as `host:6379/0`: addresses never carry credentials into
-/// logs.
-fn redact(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    rest.to_owned()
 }
 
 fn parse_read(value: Value) -> Result<Read, String> {
@@ -804,25 +644,4 @@ fn parse_entry(entry: Value) -> Result<(u64, u64, String), String> {
 
 fn from_value<T: FromRedisValue>(value: Value) -> Result<T, String> {
     T::from_redis_value(value).map_err(|err| err.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_lose_their_credentials() {
-        assert_eq!(redact("redis://:s3cret@10.0.0.1:6379/2"), "10.0.0.1:6379/2");
-        assert_eq!(redact("redis://user:pw@host"), "host");
-        assert_eq!(redact("redis://127.0.0.1:6390"), "127.0.0.1:6390");
-    }
-
-    #[test]
-    fn backoff_is_bounded_and_jittered() {
-        for failures in 0..40 {
-            assert!(backoff(failures) <= Duration::from_millis(5_000));
-        }
-        let draws: std::collections::HashSet<Duration> = (0..50).map(|_| backoff(6)).collect();
-        assert!(draws.len() > 10, "full jitter spreads the waits: {draws:?}");
-    }
 }

@@ -1,0 +1,74 @@
+//! Emitting straight into the Redis the nodes share, the way Socket.IO's redis-emitter works: a
+//! service builds `Events::new(RedisSink::new(&CATALOG, RedisConfig::new(url))?)` and needs no
+//! node of its own. Events get their positions from the same script the nodes use, so they are
+//! numbered, kept and delivered exactly like events published through a node.
+
+use std::sync::Arc;
+
+use super::RedisConfig;
+use super::writer::Writer;
+use crate::catalog::Catalog;
+use crate::emit::EventSink;
+use crate::event::{ComputeError, OutgoingEvent};
+use crate::server::broker::{
+    Batch, BoxFuture, BrokerError, SINK_ATTEMPTS as ATTEMPTS, SINK_MAX_WAIT as MAX_WAIT, new_epoch,
+};
+use crate::server::publication::now_ms;
+use crate::server::publish::PublishError;
+
+/// A typed emitters' sink publishing into Redis. Each event carries an idempotency key, so an
+/// attempt retried after a lost reply (up to three, the waits capped at 2 s) publishes it once.
+/// `send()` resolves to the event's id. Cheap to clone; must be used within a Tokio runtime.
+#[derive(Clone)]
+pub struct RedisSink {
+    writer: Arc<Writer>,
+}
+
+impl std::fmt::Debug for RedisSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSink")
+            .field("redis", &self.writer.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSink {
+    /// A sink into the Redis of `config`, for `catalog`'s events. Connects on the first event.
+    pub fn new(catalog: &'static Catalog, config: RedisConfig) -> Result<Self, BrokerError> {
+        Ok(RedisSink {
+            writer: Arc::new(Writer::new(catalog, &config)?),
+        })
+    }
+}
+
+impl EventSink for RedisSink {
+    type Output = BoxFuture<'static, Result<String, PublishError>>;
+
+    fn publish(&self, mut event: OutgoingEvent) -> Self::Output {
+        let writer = self.writer.clone();
+        event.timestamp.get_or_insert(now_ms());
+        let key = new_epoch() + &new_epoch();
+        Box::pin(async move {
+            let mut attempt = 1;
+            loop {
+                let batch = Batch {
+                    events: vec![event.clone()],
+                    idempotency_key: Some(format!("sink-{key}")),
+                };
+                match writer.publish(batch).await {
+                    Ok(mut ids) => return Ok(ids.pop().expect("one id per event")),
+                    Err(err) if attempt < ATTEMPTS => {
+                        tracing::debug!(%err, attempt, "publish into Redis failed; retrying");
+                        tokio::time::sleep(err.retry_after.min(MAX_WAIT)).await;
+                        attempt += 1;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        })
+    }
+
+    fn refuse(&self, error: ComputeError) -> Self::Output {
+        Box::pin(std::future::ready(Err(error.into())))
+    }
+}

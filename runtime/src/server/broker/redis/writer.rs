@@ -1,0 +1,229 @@
+//! The publishing half of the Redis broker, shared by nodes and by [`RedisSink`](super::RedisSink)
+//! (services that emit into Redis without a node): the keys of every namespace, the command
+//! connection, and the publish script.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, Script, ScriptInvocation};
+use tokio::time::{Instant, timeout};
+
+use super::{RedisConfig, record, scripts};
+use crate::catalog::Catalog;
+use crate::server::broker::{Batch, BrokerError, idempotency, new_epoch};
+use crate::server::publication::now_ms;
+
+/// One namespace's keys and channel.
+pub(super) struct StreamKeys {
+    pub(super) meta: String,
+    pub(super) history: String,
+    pub(super) channel: String,
+}
+
+/// Publishes batches into one Redis for one catalog.
+pub(super) struct Writer {
+    pub(super) catalog: &'static Catalog,
+    pub(super) prefix: String,
+    /// Where Redis is, without credentials: what logs and errors name.
+    pub(super) address: String,
+    pub(super) keys: Box<[StreamKeys]>,
+    pub(super) link: Link,
+    script: Script,
+}
+
+impl Writer {
+    pub(super) fn new(
+        catalog: &'static Catalog,
+        config: &RedisConfig,
+    ) -> Result<Self, BrokerError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|err| BrokerError::new(format!("bad Redis URL: {err}")))?;
+        let keys = catalog
+            .namespaces
+            .iter()
+            .map(|ns| StreamKeys {
+                meta: format!("{}:{{{}}}:meta", config.prefix, ns.name),
+                history: format!("{}:{{{}}}:history", config.prefix, ns.name),
+                channel: format!("{}:{{{}}}", config.prefix, ns.name),
+            })
+            .collect();
+        Ok(Writer {
+            catalog,
+            prefix: config.prefix.clone(),
+            address: redact(&config.url),
+            keys,
+            link: Link {
+                client,
+                config: AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.response_timeout))
+                    .set_response_timeout(Some(config.response_timeout)),
+                connect_timeout: config.response_timeout,
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(Retry::default()),
+            },
+            script: Script::new(scripts::PUBLISH),
+        })
+    }
+
+    /// Numbers, keeps and publishes a batch in one script run: all of it or none.
+    pub(super) async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
+        let now = now_ms();
+        let mut call = self.script.prepare_invoke();
+        let window = if batch.idempotency_key.is_some() {
+            idempotency::WINDOW.as_secs()
+        } else {
+            0
+        };
+        call.arg(window).arg(new_epoch());
+        let mut namespaces = Vec::with_capacity(batch.events.len());
+        for event in &batch.events {
+            let ns = self
+                .catalog
+                .namespace_index(event.namespace())
+                .ok_or_else(|| BrokerError::new(format!("no namespace `{}`", event.namespace())))?;
+            let keys = &self.keys[ns];
+            let (size, ttl) = self.catalog.namespaces[ns]
+                .history
+                .map_or((0, 1), |h| (h.size, h.ttl_secs.max(1)));
+            call.key(&keys.meta).key(&keys.history);
+            call.arg(&keys.channel)
+                .arg(size)
+                .arg(ttl)
+                .arg(record::encode(self.catalog, event, now));
+            namespaces.push(self.catalog.namespaces[ns].name);
+        }
+        if let Some(key) = &batch.idempotency_key {
+            call.key(format!("{}:idempotency:{key}", self.prefix));
+        }
+        let (_, stored): (i64, String) = self.link.invoke(&call).await?;
+        // `epoch offset` per event, comma-separated, in the batch's order.
+        let ids: Vec<String> = stored
+            .split(',')
+            .zip(&namespaces)
+            .map(|(position, ns)| format!("{ns}.{}", position.replace(' ', ".")))
+            .collect();
+        if ids.len() != namespaces.len() {
+            return Err(BrokerError::new(format!(
+                "Redis answered {} ids for {} events (is the idempotency key reused for another batch?)",
+                ids.len(),
+                namespaces.len()
+            )));
+        }
+        Ok(ids)
+    }
+}
+
+/// The command connection: one multiplexed connection shared by every request (so concurrent
+/// publishes are pipelined), reopened after a failure, with backoff and jitter between
+/// attempts; meanwhile calls fail at once with the time left.
+pub(super) struct Link {
+    pub(super) client: redis::Client,
+    config: AsyncConnectionConfig,
+    connect_timeout: Duration,
+    current: Mutex<Option<MultiplexedConnection>>,
+    connecting: tokio::sync::Mutex<Retry>,
+}
+
+#[derive(Default)]
+struct Retry {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+impl Link {
+    async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
+        if let Some(connection) = self.current.lock().expect("link lock").clone() {
+            return Ok(connection);
+        }
+        let mut retry = self.connecting.lock().await;
+        if let Some(connection) = self.current.lock().expect("link lock").clone() {
+            return Ok(connection);
+        }
+        let now = Instant::now();
+        if let Some(until) = retry.until
+            && until > now
+        {
+            return Err(unreachable("Redis is unreachable", until - now));
+        }
+        let attempt = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config);
+        let failure = match timeout(self.connect_timeout, attempt).await {
+            Ok(Ok(connection)) => {
+                *self.current.lock().expect("link lock") = Some(connection.clone());
+                *retry = Retry::default();
+                return Ok(connection);
+            }
+            Ok(Err(err)) => format!("cannot connect to Redis: {err}"),
+            Err(_) => "cannot connect to Redis: timed out".to_owned(),
+        };
+        retry.failures = retry.failures.saturating_add(1);
+        let delay = backoff(retry.failures);
+        retry.until = Some(now + delay);
+        Err(unreachable(failure, delay))
+    }
+
+    /// Runs a script; a connection that broke is dropped, so the next call reconnects.
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &self,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<T, BrokerError> {
+        let mut connection = self.connection().await?;
+        call.invoke_async(&mut connection).await.map_err(|err| {
+            if err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_timeout()
+                || err.is_unrecoverable_error()
+            {
+                self.current.lock().expect("link lock").take();
+            }
+            BrokerError::new(format!("Redis: {err}"))
+        })
+    }
+}
+
+fn unreachable(message: impl Into<String>, retry_after: Duration) -> BrokerError {
+    BrokerError {
+        message: message.into(),
+        retry_after: retry_after.max(Duration::from_secs(1)),
+    }
+}
+
+/// The wait before attempt `failures + 1`: full jitter over an exponential bound (100 ms
+/// doubling, at most 5 s), so nodes that lost Redis together do not return together.
+pub(super) fn backoff(failures: u32) -> Duration {
+    let bound_ms = 100u64.saturating_mul(1 << failures.min(6)).min(5_000);
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).expect("the OS provides randomness");
+    Duration::from_millis(u64::from_le_bytes(seed) % (bound_ms + 1))
+}
+
+/// `redis://user:secret@host:6379/0` as `host:6379/0`: addresses never carry credentials into
+/// logs.
+pub(super) fn redact(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_lose_their_credentials() {
+        assert_eq!(redact("redis://:s3cret@10.0.0.1:6379/2"), "10.0.0.1:6379/2");
+        assert_eq!(redact("redis://user:pw@host"), "host");
+        assert_eq!(redact("redis://127.0.0.1:6390"), "127.0.0.1:6390");
+    }
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        for failures in 0..40 {
+            assert!(backoff(failures) <= Duration::from_millis(5_000));
+        }
+        let draws: std::collections::HashSet<Duration> = (0..50).map(|_| backoff(6)).collect();
+        assert!(draws.len() > 10, "full jitter spreads the waits: {draws:?}");
+    }
+}
