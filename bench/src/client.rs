@@ -56,11 +56,11 @@ pub async fn connect(
     namespaces: &str,
 ) -> Result<Socket, String> {
     let url = match kind {
-        Kind::Omnicast => format!("ws://{addr}/ws?token={token}&namespaces={namespaces}"),
-        Kind::Ws | Kind::Yardstick => format!("ws://{addr}/?token={token}"),
-        Kind::Socketio | Kind::Socketioxide => {
-            format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&token={token}")
+        k if k.is_omnicast() => {
+            format!("ws://{addr}/ws?token={token}&namespaces={namespaces}")
         }
+        Kind::Ws | Kind::Yardstick => format!("ws://{addr}/?token={token}"),
+        _ => format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&token={token}"),
     };
     // tungstenite preallocates (and zeroes on reads) a 128 KiB read buffer by default: with
     // thousands of clients that alone would saturate the load tool.

@@ -85,6 +85,14 @@ enum Load {
     Targeted { events: usize },
     /// All roles, a stream of the catalog's events, every delivery checked.
     Mixed { events: usize },
+    /// No clients: `events` published one per request from `publishers` concurrent publishers,
+    /// each answered 202 before its next: the publish path's own rate (through Redis, the
+    /// requests of one node are pipelined on its one connection).
+    Publish { events: usize, publishers: usize },
+    /// A client that missed `missed` events resumes, `trials` times (on each node in turn):
+    /// how long from the connect until the whole replay arrived. With Redis the nodes are
+    /// restarted first, so the replay is read from Redis, not from a node's own recent stream.
+    Recover { missed: usize, trials: usize },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +102,7 @@ struct Scenario {
     load: Load,
 }
 
-const SCENARIOS: [Scenario; 11] = [
+const SCENARIOS: [Scenario; 13] = [
     Scenario {
         name: "fanout-1k",
         clients: 1_000,
@@ -181,6 +189,22 @@ const SCENARIOS: [Scenario; 11] = [
         clients: 10_000,
         load: Load::Mixed { events: 200 },
     },
+    Scenario {
+        name: "publish-16",
+        clients: 0,
+        load: Load::Publish {
+            events: 20_000,
+            publishers: 16,
+        },
+    },
+    Scenario {
+        name: "recover-1k",
+        clients: 0,
+        load: Load::Recover {
+            missed: 1_000,
+            trials: 50,
+        },
+    },
 ];
 
 /// What one run measured. Latencies in microseconds.
@@ -205,6 +229,10 @@ struct Metrics {
     tool_cpu_us_per_delivery: f64,
     /// Deliveries per write system call of the server's (NaN when perf could not count).
     frames_per_write: f64,
+    /// Publish and recovery: the nodes' CPU per event published (or replayed).
+    cpu_us_per_event: f64,
+    /// Publish: Redis' CPU per event (0 without Redis).
+    redis_cpu_us_per_event: f64,
 }
 
 /// What the server and the load tool spent while one scenario's events were delivered.
@@ -343,6 +371,14 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     Load::Targeted { events } => Load::Targeted {
                         events: (events / 10).max(1),
                     },
+                    Load::Publish { events, publishers } => Load::Publish {
+                        events: (events / 10).max(1),
+                        publishers,
+                    },
+                    Load::Recover { missed, trials } => Load::Recover {
+                        missed,
+                        trials: (trials / 10).max(2),
+                    },
                     other => other,
                 };
             }
@@ -375,7 +411,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     run + 1,
                     args.runs
                 );
-                let target = Target::start(kind, port, core, &args.peers)?;
+                let mut target = Target::start(kind, port, core, &args.peers)?;
                 let probes = Probes {
                     core,
                     count_writes: !args.no_syscall_count,
@@ -385,7 +421,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     }),
                 };
                 let metrics = runtime.block_on(measure(
-                    &target,
+                    &mut target,
+                    &args.peers,
                     scenario,
                     args.per_source_address,
                     &probes,
@@ -427,7 +464,7 @@ async fn open(
         .map(|i| {
             let (user, role, namespaces) = who(i);
             let token = mint_hs256(target::SECRET.as_bytes(), &user, role, 3600);
-            let (kind, addr) = (target.kind, target.addr);
+            let (kind, addr) = (target.kind, target.addr_for(i));
             let source = sources.next(addr);
             async move {
                 (
@@ -580,10 +617,10 @@ fn prepare(events: &[Value], size: usize) -> Vec<String> {
         .collect()
 }
 
-/// Sends prepared bodies one after another from a blocking thread, stamping each at send time.
 /// Sends the bodies from `publishers` threads at once, each taking every `publishers`-th body in
 /// turn over its own keep-alive connection (the agent pools one per thread), so that several
-/// requests are in flight as when several services publish.
+/// requests are in flight as when several services publish. With several nodes, publisher `k`
+/// publishes through node `k` (round robin).
 async fn publish_concurrently(
     target: &Target,
     agent: &ureq::Agent,
@@ -591,7 +628,7 @@ async fn publish_concurrently(
     publishers: usize,
 ) -> Result<(), String> {
     if publishers <= 1 {
-        return publish_all(target, agent, bodies).await;
+        return publish_all(target, target.addr, agent, bodies).await;
     }
     let mut shares = vec![Vec::new(); publishers];
     for (i, body) in bodies.into_iter().enumerate() {
@@ -600,18 +637,21 @@ async fn publish_concurrently(
     let sent = futures_util::future::join_all(
         shares
             .into_iter()
-            .map(|share| publish_all(target, agent, share)),
+            .enumerate()
+            .map(|(k, share)| publish_all(target, target.addr_for(k), agent, share)),
     )
     .await;
     sent.into_iter().collect()
 }
 
+/// Sends prepared bodies one after another from a blocking thread, stamping each at send time.
 async fn publish_all(
     target: &Target,
+    addr: std::net::SocketAddr,
     agent: &ureq::Agent,
     bodies: Vec<String>,
 ) -> Result<(), String> {
-    let (kind, addr, agent) = (target.kind, target.addr, agent.clone());
+    let (kind, agent) = (target.kind, agent.clone());
     tokio::task::spawn_blocking(move || {
         bodies.iter().try_for_each(|body| {
             let sent = post_to((kind, addr), &agent, body);
@@ -626,7 +666,8 @@ async fn publish_all(
 }
 
 async fn measure(
-    target: &Target,
+    target: &mut Target,
+    peers: &std::path::Path,
     scenario: &Scenario,
     per_source_address: usize,
     probes: &Probes,
@@ -775,7 +816,7 @@ async fn measure(
                 .collect();
             let bodies = prepare(&payments, 10);
             let started = Instant::now();
-            publish_all(target, &agent, bodies).await?;
+            publish_all(target, target.addr, &agent, bodies).await?;
             let elapsed = running
                 .until(expected, started, Duration::from_secs(120))
                 .await;
@@ -791,6 +832,25 @@ async fn measure(
         }
         Load::Mixed { events } => {
             mixed(target, clients.sockets, events, &agent, &mut metrics).await?
+        }
+        Load::Publish { events, publishers } => {
+            drop(clients);
+            let bodies = prepare(&vec![maintenance(); events], 1);
+            let meter = Meter::start(target, probes);
+            let redis_before = target.redis_cpu_seconds();
+            let started = Instant::now();
+            publish_concurrently(target, &agent, bodies, publishers).await?;
+            let elapsed = started.elapsed();
+            let costs = meter.stop();
+            metrics.events_per_s = events as f64 / elapsed.as_secs_f64();
+            metrics.cpu_us_per_event = costs.server_cpu * 1e6 / events as f64;
+            metrics.redis_cpu_us_per_event =
+                (target.redis_cpu_seconds() - redis_before) * 1e6 / events as f64;
+            Vec::new()
+        }
+        Load::Recover { missed, trials } => {
+            drop(clients);
+            recover(target, peers, missed, trials, &agent, probes, &mut metrics).await?
         }
     };
     let mut latencies: Vec<u32> = tallies
@@ -818,9 +878,10 @@ fn post_to(
     agent: &ureq::Agent,
     body: &str,
 ) -> Result<(), String> {
-    let (path, auth) = match kind {
-        Kind::Omnicast => ("/api/events", Some(format!("Bearer {}", target::API_KEY))),
-        _ => ("/publish", None),
+    let (path, auth) = if kind.is_omnicast() {
+        ("/api/events", Some(format!("Bearer {}", target::API_KEY)))
+    } else {
+        ("/publish", None)
     };
     let mut request = agent
         .post(format!("http://{addr}{path}"))
@@ -839,6 +900,85 @@ fn post_to(
     } else {
         Err(format!("publish failed: {}: {body}", response.status()))
     }
+}
+
+/// Publishes one event; its id.
+fn publish_id(
+    addr: std::net::SocketAddr,
+    agent: &ureq::Agent,
+    body: &str,
+) -> Result<String, String> {
+    let mut response = agent
+        .post(format!("http://{addr}/api/events"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {}", target::API_KEY))
+        .send(body)
+        .map_err(|e| e.to_string())?;
+    let reply: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
+    reply["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("publish failed: {reply}"))
+}
+
+/// The recovery scenario: `missed` payments after a first one, then `trials` resumes from the
+/// first, each timed from the connect until the last replayed payment arrived.
+async fn recover(
+    target: &mut Target,
+    peers: &std::path::Path,
+    missed: usize,
+    trials: usize,
+    agent: &ureq::Agent,
+    probes: &Probes,
+    metrics: &mut Metrics,
+) -> Result<Vec<Tally>, String> {
+    let payment = |n: usize| {
+        json!({"type": "payment:received", "data": {
+            "paymentId": format!("PAY-{n}"), "orderId": format!("ORD-{n}"), "customerId": "cust-0",
+            "amount": n, "method": "card", "status": "success"}})
+    };
+    let addr = target.addr;
+    let (first, agent_) = (payment(0).to_string(), agent.clone());
+    let since = tokio::task::spawn_blocking(move || publish_id(addr, &agent_, &first))
+        .await
+        .map_err(|e| e.to_string())??;
+    let payments: Vec<Value> = (1..=missed).map(payment).collect();
+    publish_all(target, addr, agent, prepare(&payments, 100)).await?;
+    if target.kind.redis() {
+        target.restart_nodes(peers)?;
+    }
+    let token = mint_hs256(target::SECRET.as_bytes(), "admin-0", "admin", 3600);
+    let meter = Meter::start(target, probes);
+    let mut latencies = Vec::with_capacity(trials);
+    for trial in 0..trials {
+        let addr = target.addr_for(trial);
+        let started = Instant::now();
+        // The namespaces parameter carries `since` along.
+        let query = format!("payments&since={since}");
+        let mut socket = client::connect(target.kind, addr, None, &token, &query).await?;
+        let mut replayed = 0;
+        while replayed < missed {
+            let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .map_err(|_| format!("only {replayed} of {missed} events replayed"))?
+                .ok_or("the connection closed during the replay")?
+                .map_err(|e| e.to_string())?;
+            if message
+                .to_text()
+                .is_ok_and(|text| text.contains("\"payment:received\""))
+            {
+                replayed += 1;
+            }
+        }
+        latencies.push(started.elapsed().as_micros() as u32);
+    }
+    let costs = meter.stop();
+    metrics.cpu_us_per_event = costs.server_cpu * 1e6 / (missed * trials) as f64;
+    Ok(vec![Tally {
+        received: 0,
+        wrong: 0,
+        latencies_us: latencies,
+    }])
 }
 
 /// The role of client `i` in the mixed scenario: admin, manager, staff, customer in turn.
@@ -907,7 +1047,7 @@ async fn mixed(
     .await;
     let bodies = prepare(&stream, 20);
     let started = Instant::now();
-    publish_all(target, agent, bodies).await?;
+    publish_all(target, target.addr, agent, bodies).await?;
     let elapsed = running
         .until(expected, started, Duration::from_secs(120))
         .await;
@@ -929,6 +1069,10 @@ fn report(
 ) -> String {
     let mut out = format!("Medians of {runs} run(s); [min–max] spread of the headline figure.\n");
     for (si, scenario) in scenarios.iter().enumerate() {
+        if let Load::Publish { .. } | Load::Recover { .. } = scenario.load {
+            out.push_str(&broker_report(si, scenario, targets, results));
+            continue;
+        }
         out.push_str(&format!(
             "\n### {} ({} clients)\n\n",
             scenario.name, scenario.clients
@@ -1001,6 +1145,62 @@ fn report(
                 cost(|x| x.frames_per_write, 1),
                 cost(|x| x.tool_cpu_us_per_delivery, 2),
             ));
+        }
+    }
+    out
+}
+
+/// The publish and recovery scenarios' tables.
+fn broker_report(
+    si: usize,
+    scenario: &Scenario,
+    targets: &[Kind],
+    results: &BTreeMap<(usize, usize), Vec<Metrics>>,
+) -> String {
+    let mut out = match scenario.load {
+        Load::Publish { events, publishers } => format!(
+            "\n### {} ({events} events, one per request, {publishers} publishers, no clients)\n\n\
+             | server | events/s [min–max] | nodes' CPU µs/event | Redis CPU µs/event |\n|---|---|---|---|\n",
+            scenario.name
+        ),
+        Load::Recover { missed, trials } => format!(
+            "\n### {} ({missed} missed events, {trials} resumes; with Redis, replayed from Redis)\n\n\
+             | server | p50 ms | p99 ms | max ms | replayed events/s (p50) | nodes' CPU µs/replayed event |\n|---|---|---|---|---|---|\n",
+            scenario.name
+        ),
+        _ => unreachable!("only the broker scenarios"),
+    };
+    for (ti, kind) in targets.iter().enumerate() {
+        let Some(runs) = results.get(&(si, ti)) else {
+            continue;
+        };
+        let m = |f: fn(&Metrics) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        match scenario.load {
+            Load::Publish { .. } => {
+                let rates: Vec<f64> = runs.iter().map(|x| x.events_per_s).collect();
+                let lo = rates.iter().copied().fold(f64::MAX, f64::min);
+                let hi = rates.iter().copied().fold(f64::MIN, f64::max);
+                out.push_str(&format!(
+                    "| {} | {:.0} [{lo:.0}–{hi:.0}] | {:.1} | {:.1} |\n",
+                    kind.name(),
+                    m(|x| x.events_per_s),
+                    m(|x| x.cpu_us_per_event),
+                    m(|x| x.redis_cpu_us_per_event),
+                ));
+            }
+            Load::Recover { missed, .. } => {
+                let p50 = m(|x| x.p50);
+                out.push_str(&format!(
+                    "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
+                    kind.name(),
+                    p50 / 1000.0,
+                    m(|x| x.p99) / 1000.0,
+                    m(|x| x.max) / 1000.0,
+                    missed as f64 / (p50 / 1e6),
+                    m(|x| x.cpu_us_per_event),
+                ));
+            }
+            _ => {}
         }
     }
     out

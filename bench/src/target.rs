@@ -23,6 +23,12 @@ pub enum Kind {
     Socketioxide,
     /// The yardstick: axum + `tokio::sync::broadcast`, no auth, no filtering.
     Yardstick,
+    /// omnicast with the Redis broker: one node and a `redis-server`, on the server core.
+    OmnicastRedis,
+    /// Two omnicast nodes on one Redis (clients spread over them), on the server core.
+    OmnicastRedis2,
+    /// Three omnicast nodes on one Redis, on the server core.
+    OmnicastRedis3,
 }
 
 impl Kind {
@@ -33,7 +39,33 @@ impl Kind {
             Kind::Socketio => "socket.io",
             Kind::Socketioxide => "socketioxide",
             Kind::Yardstick => "yardstick",
+            Kind::OmnicastRedis => "omnicast+redis",
+            Kind::OmnicastRedis2 => "omnicast+redis ×2",
+            Kind::OmnicastRedis3 => "omnicast+redis ×3",
         }
+    }
+
+    /// Whether it is omnicast (any broker): the same protocol and publish API.
+    pub fn is_omnicast(self) -> bool {
+        self.nodes() > 0
+    }
+
+    /// How many omnicast nodes it runs (0 for the peers).
+    pub fn nodes(self) -> usize {
+        match self {
+            Kind::Omnicast | Kind::OmnicastRedis => 1,
+            Kind::OmnicastRedis2 => 2,
+            Kind::OmnicastRedis3 => 3,
+            _ => 0,
+        }
+    }
+
+    /// Whether it runs a `redis-server`.
+    pub fn redis(self) -> bool {
+        matches!(
+            self,
+            Kind::OmnicastRedis | Kind::OmnicastRedis2 | Kind::OmnicastRedis3
+        )
     }
 
     /// Whether clients speak Socket.IO (Engine.IO v4 over the WebSocket).
@@ -43,19 +75,25 @@ impl Kind {
 
     /// Whether the server filters by role and owner (the targeted and mixed scenarios need it).
     pub fn filters(self) -> bool {
-        self == Kind::Omnicast
+        self.is_omnicast()
     }
 }
 
-/// A running server process.
+/// A running server: its process (or, with Redis, its nodes' processes and the Redis').
 pub struct Target {
     pub kind: Kind,
+    /// The first node's address (the only one but for several nodes).
     pub addr: SocketAddr,
-    child: Child,
+    /// Every node's address.
+    pub addrs: Vec<SocketAddr>,
+    children: Vec<Child>,
+    redis: Option<Child>,
+    core: Option<usize>,
 }
 
 impl Target {
-    /// Starts `kind` on `port`, pinned to `core` when given, and waits until it accepts.
+    /// Starts `kind` on `port`, pinned to `core` when given, and waits until it accepts (with
+    /// Redis: Redis on `port + 9000`, node `k` on `port + 3000 k`, each ready).
     pub fn start(
         kind: Kind,
         port: u16,
@@ -63,16 +101,46 @@ impl Target {
         peers: &Path,
     ) -> Result<Target, String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut command = match core {
-            Some(core) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &core.to_string()]);
-                c
-            }
-            None => Command::new("env"),
+        let mut target = Target {
+            kind,
+            addr,
+            addrs: Vec::new(),
+            children: Vec::new(),
+            redis: None,
+            core,
         };
+        if kind.redis() {
+            let redis_port = port + 9000;
+            let child = pinned(core)
+                .args(["redis-server", "--port", &redis_port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start redis-server: {e}"))?;
+            target.redis = Some(child);
+            wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], redis_port)),
+                "redis-server",
+            )?;
+        }
+        let nodes = kind.nodes().max(1);
+        for k in 0..nodes {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port + 3000 * k as u16));
+            target.addrs.push(addr);
+            target.children.push(target.spawn(addr, peers)?);
+        }
+        for k in 0..nodes {
+            target.wait_ready(k)?;
+        }
+        Ok(target)
+    }
+
+    /// Starts the process serving `addr`.
+    fn spawn(&self, addr: SocketAddr, peers: &Path) -> Result<Child, String> {
+        let (kind, port) = (self.kind, addr.port());
+        let mut command = pinned(self.core);
         match kind {
-            Kind::Omnicast => {
+            Kind::Omnicast | Kind::OmnicastRedis | Kind::OmnicastRedis2 | Kind::OmnicastRedis3 => {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
                 command
                     .arg(exe)
@@ -83,6 +151,12 @@ impl Target {
                     .env("OMNICAST_QUEUE_CAPACITY", "8192")
                     .env("RUST_LOG", "warn")
                     .env_remove("OMNICAST_CONFIG");
+                if kind.redis() {
+                    let redis = self.addr.port() + 9000;
+                    command.env("OMNICAST_BROKER", format!("redis://127.0.0.1:{redis}"));
+                } else {
+                    command.env_remove("OMNICAST_BROKER");
+                }
             }
             Kind::Yardstick => {
                 command
@@ -108,48 +182,97 @@ impl Target {
                     .env("JWT_SECRET", SECRET);
             }
         }
-        let child = command
+        command
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", kind.name()))?;
-        let mut target = Target { kind, addr, child };
+            .map_err(|e| format!("cannot start {}: {e}", kind.name()))
+    }
+
+    /// Waits until node `k` accepts connections (an omnicast node: until `/readyz` says ready).
+    fn wait_ready(&mut self, k: usize) -> Result<(), String> {
+        let (addr, name) = (self.addrs[k], self.kind.name());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("{} did not start listening on {addr}", kind.name()));
+        loop {
+            let up = if self.kind.is_omnicast() {
+                ready(addr)
+            } else {
+                TcpStream::connect(addr).is_ok()
+            };
+            if up {
+                return Ok(());
             }
-            if let Ok(Some(status)) = target.child.try_wait() {
-                return Err(format!("{} exited: {status}", kind.name()));
+            if Instant::now() > deadline {
+                return Err(format!("{name} did not become ready on {addr}"));
+            }
+            if let Ok(Some(status)) = self.children[k].try_wait() {
+                return Err(format!("{name} exited: {status}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(target)
     }
 
+    /// Restarts every node (Redis keeps running): the nodes come back knowing nothing of the
+    /// streams but what Redis holds.
+    pub fn restart_nodes(&mut self, peers: &Path) -> Result<(), String> {
+        for k in 0..self.children.len() {
+            let _ = self.children[k].kill();
+            let _ = self.children[k].wait();
+            self.children[k] = self.spawn(self.addrs[k], peers)?;
+        }
+        for k in 0..self.children.len() {
+            self.wait_ready(k)?;
+        }
+        Ok(())
+    }
+
+    /// The node client `i` connects to: round robin over the nodes.
+    pub fn addr_for(&self, i: usize) -> SocketAddr {
+        self.addrs[i % self.addrs.len()]
+    }
+
+    /// CPU time the Redis server used so far, in seconds (0 without Redis).
+    pub fn redis_cpu_seconds(&self) -> f64 {
+        self.redis
+            .as_ref()
+            .map_or(0.0, |r| cpu_seconds_of(&r.id().to_string()))
+    }
+
+    /// The first node's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.children[0].id()
     }
 
-    /// Resident memory in bytes (`VmRSS`).
+    /// Resident memory in bytes (`VmRSS`), of every node.
     pub fn rss(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        self.children
+            .iter()
+            .map(|child| {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                    .unwrap_or_default();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+                    .map_or(0, |kb| kb * 1024)
+            })
+            .sum()
     }
 
-    /// CPU time used so far (user + system), in seconds.
+    /// CPU time every node used so far (user + system), in seconds (Redis' is apart).
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds_of(&self.pid().to_string())
+        self.children
+            .iter()
+            .map(|child| cpu_seconds_of(&child.id().to_string()))
+            .sum()
     }
 
     /// Starts counting the server's write system calls (`perf stat` on the syscall
     /// tracepoints); `None` when `perf` is not available here.
     pub fn count_writes(&self) -> Option<WriteCount> {
+        if self.children.len() > 1 {
+            return None; // one perf per process would be needed
+        }
         let output = std::env::temp_dir().join(format!("omnicast-bench-perf-{}", self.pid()));
         let events = WRITE_SYSCALLS
             .iter()
@@ -268,9 +391,47 @@ fn cpu_seconds_of(pid: &str) -> f64 {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in self.children.iter_mut().chain(self.redis.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// A command run on `core` when given.
+fn pinned(core: Option<usize>) -> Command {
+    match core {
+        Some(core) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &core.to_string()]);
+            c
+        }
+        None => Command::new("env"),
+    }
+}
+
+fn wait_listening(addr: SocketAddr, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{name} did not start listening on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Whether the omnicast node at `addr` answers `GET /readyz` with 200.
+fn ready(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
 }
 
 fn clock_ticks() -> f64 {
