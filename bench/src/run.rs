@@ -394,7 +394,6 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let core = (!args.no_pin).then_some(args.server_core);
     let mut results: BTreeMap<(usize, usize), Vec<Metrics>> = BTreeMap::new();
-    let mut port = 9100;
     for (si, scenario) in scenarios.iter().enumerate() {
         for (ti, &kind) in args.targets.iter().enumerate() {
             if matches!(scenario.load, Load::Targeted { .. } | Load::Mixed { .. })
@@ -403,7 +402,6 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 continue;
             }
             for run in 0..args.runs {
-                port += 1;
                 eprint!(
                     "{} on {} (run {}/{}) ... ",
                     scenario.name,
@@ -411,7 +409,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     run + 1,
                     args.runs
                 );
-                let mut target = Target::start(kind, port, core, &args.peers)?;
+                let mut target = Target::start(kind, core, &args.peers)?;
                 let probes = Probes {
                     core,
                     count_writes: !args.no_syscall_count,
@@ -592,6 +590,10 @@ impl Running {
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // One keep-alive connection per concurrent publisher (ureq keeps 3 per host by
+        // default: 16 publishers would otherwise reconnect on most requests).
+        .max_idle_connections_per_host(64)
+        .max_idle_connections(256)
         .build()
         .into()
 }
@@ -947,10 +949,16 @@ async fn recover(
     if target.kind.redis() {
         target.restart_nodes(peers)?;
     }
-    let token = mint_hs256(target::SECRET.as_bytes(), "admin-0", "admin", 3600);
     let meter = Meter::start(target, probes);
     let mut latencies = Vec::with_capacity(trials);
     for trial in 0..trials {
+        // A user per resume: one user reconnecting 50 times at once meets the connect rate.
+        let token = mint_hs256(
+            target::SECRET.as_bytes(),
+            &format!("admin-{trial}"),
+            "admin",
+            3600,
+        );
         let addr = target.addr_for(trial);
         let started = Instant::now();
         // The namespaces parameter carries `since` along.

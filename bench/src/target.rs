@@ -88,29 +88,27 @@ pub struct Target {
     pub addrs: Vec<SocketAddr>,
     children: Vec<Child>,
     redis: Option<Child>,
+    redis_port: u16,
     core: Option<usize>,
 }
 
 impl Target {
-    /// Starts `kind` on `port`, pinned to `core` when given, and waits until it accepts (with
-    /// Redis: Redis on `port + 9000`, node `k` on `port + 3000 k`, each ready).
-    pub fn start(
-        kind: Kind,
-        port: u16,
-        core: Option<usize>,
-        peers: &Path,
-    ) -> Result<Target, String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    /// Starts `kind` on free loopback ports, pinned to `core` when given, and waits until it
+    /// accepts (with Redis: Redis first, then every node, each ready).
+    pub fn start(kind: Kind, core: Option<usize>, peers: &Path) -> Result<Target, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut target = Target {
             kind,
             addr,
             addrs: Vec::new(),
             children: Vec::new(),
             redis: None,
+            redis_port: 0,
             core,
         };
+        let mut redis_port = 0;
         if kind.redis() {
-            let redis_port = port + 9000;
+            redis_port = free_port()?;
             let child = pinned(core)
                 .args(["redis-server", "--port", &redis_port.to_string()])
                 .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -123,9 +121,14 @@ impl Target {
                 "redis-server",
             )?;
         }
+        target.redis_port = redis_port;
         let nodes = kind.nodes().max(1);
         for k in 0..nodes {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port + 3000 * k as u16));
+            let addr = if k == 0 {
+                addr
+            } else {
+                SocketAddr::from(([127, 0, 0, 1], free_port()?))
+            };
             target.addrs.push(addr);
             target.children.push(target.spawn(addr, peers)?);
         }
@@ -152,7 +155,7 @@ impl Target {
                     .env("RUST_LOG", "warn")
                     .env_remove("OMNICAST_CONFIG");
                 if kind.redis() {
-                    let redis = self.addr.port() + 9000;
+                    let redis = self.redis_port;
                     command.env("OMNICAST_BROKER", format!("redis://127.0.0.1:{redis}"));
                 } else {
                     command.env_remove("OMNICAST_BROKER");
@@ -396,6 +399,14 @@ impl Drop for Target {
             let _ = child.wait();
         }
     }
+}
+
+/// A loopback port free now (the kernel's pick), for a server about to bind it.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
 }
 
 /// A command run on `core` when given.

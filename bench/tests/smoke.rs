@@ -58,3 +58,41 @@ fn the_benchmark_runs_and_finds_no_lost_or_wrong_deliveries() {
         );
     }
 }
+
+/// The same with the Redis broker, one node and three (the load tool starts its own
+/// `redis-server`): fan-out loses nothing across nodes, and the publish and recovery scenarios
+/// report a rate and a time.
+#[test]
+fn the_redis_targets_run_and_lose_nothing() {
+    let (ok, stdout, stderr) = bench(&[
+        "--quick",
+        "--runs",
+        "1",
+        "--no-pin",
+        "--targets",
+        "omnicast-redis,omnicast-redis3",
+        "--scenarios",
+        "fanout-1k-single,mixed-10k,publish-16,recover-1k",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows = |prefix: &str| -> Vec<Vec<String>> {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.split('|').map(|c| c.trim().to_owned()).collect())
+            .collect()
+    };
+    let (one, three) = (rows("| omnicast+redis |"), rows("| omnicast+redis ×3 |"));
+    assert_eq!((one.len(), three.len()), (4, 4), "{stdout}");
+    for row in one.iter().chain(&three) {
+        if row.len() > 12 {
+            // A fan-out table: lost and wrong.
+            assert!(row[2].ends_with("/0"), "failed connections: {row:?}");
+            assert_eq!((&*row[10], &*row[11]), ("0", "0"), "{row:?}");
+        } else {
+            // Publish (events/s) or recovery (p50 ms): a positive figure.
+            let figure: f64 = row[2].split(' ').next().unwrap().parse().unwrap();
+            assert!(figure > 0.0, "{row:?}");
+        }
+    }
+}

@@ -29,7 +29,6 @@ use crate::server::frame::{self, Frame};
 use crate::server::hub::Hub;
 use crate::server::mailbox::Mailbox;
 use crate::server::publication::now_ms;
-use crate::server::publish::Publisher;
 
 /// The upgraded socket.
 pub(crate) type Socket = TokioIo<Upgraded>;
@@ -38,15 +37,6 @@ pub(crate) type Socket = TokioIo<Upgraded>;
 const BATCH: usize = 64;
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// The shared parts a connection works with.
-pub(crate) struct Peers<'a> {
-    /// Where slow consumers are counted.
-    pub(crate) hub: &'a Hub,
-    /// Tells how many publishes there have been: several since the last write mean concurrent
-    /// publishers, worth waiting a turn for.
-    pub(crate) publisher: &'a Publisher,
-}
 
 /// How a connection's one timer runs.
 pub(crate) struct Timing {
@@ -73,7 +63,7 @@ pub(crate) fn drive<'a>(
     socket: Socket,
     config: WebSocketConfig,
     mailbox: &'a Mailbox,
-    peers: Peers<'a>,
+    hub: &'a Hub,
     timing: Timing,
     on_text: &'a mut (dyn FnMut(&str) -> Handled + Send),
 ) -> impl Future<Output = ()> + Send + 'a {
@@ -87,14 +77,13 @@ pub(crate) fn drive<'a>(
         phase: Phase::Open,
         reading: Reading::Frames,
         mailbox,
-        hub: peers.hub,
-        publisher: peers.publisher,
+        hub,
         on_text,
         pending: None,
         last_seen: now_ms(),
         timing,
         deferred: false,
-        requests_written: 0,
+        rounds_written: 0,
     };
     async move {
         let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
@@ -156,7 +145,6 @@ struct Connection<'a> {
     reading: Reading,
     mailbox: &'a Mailbox,
     hub: &'a Hub,
-    publisher: &'a Publisher,
     /// Answers a client's text message (the session's protocol).
     on_text: &'a mut (dyn FnMut(&str) -> Handled + Send),
     /// A message whose handling waits on the broker (a `subscribe` that resumes from the shared
@@ -168,8 +156,8 @@ struct Connection<'a> {
     timing: Timing,
     /// Whether this wake's write was put off once already (see [`Connection::poll_write`]).
     deferred: bool,
-    /// The publisher's request count at the last write.
-    requests_written: u64,
+    /// The hub's delivery rounds at the last write.
+    rounds_written: u64,
 }
 
 impl Connection<'_> {
@@ -380,24 +368,27 @@ impl Connection<'_> {
         }
         // Whatever a burst grew is given back.
         self.unsent = Vec::new();
-        // A connection woken with frames of several publishes queued is behind concurrent
-        // publishers: it lets the scheduler run once more before it writes, so that the
-        // publishes being handled meanwhile land in the same write. Every write the kernel is
-        // spared is a segment each client is spared reading. A lone event, or a lone batch
-        // (already whole), is written at once.
-        let requests = self.publisher.requests();
+        // A connection woken with frames of several publishes queued (several delivery rounds
+        // of the hub since its last write) is behind concurrent publishers, and one woken while
+        // the rest of a batch is being delivered is ahead of it: either lets the scheduler run
+        // once more before it writes, so that what is being delivered meanwhile lands in the
+        // same write. Every write the kernel is spared is a segment each client is spared
+        // reading. A lone event, or a lone batch once delivered, is written at once.
+        let rounds = self.hub.rounds();
+        let queued = self.mailbox.len();
+        let behind_publishers = rounds > self.rounds_written + 1 && (2..BATCH).contains(&queued);
+        let ahead_of_batch = self.hub.more_coming() && (1..BATCH).contains(&queued);
         if let Phase::Open = self.phase
             && !self.deferred
             && self.replies.is_empty()
-            && requests > self.requests_written + 1
-            && (2..BATCH).contains(&self.mailbox.len())
+            && (behind_publishers || ahead_of_batch)
         {
             self.deferred = true;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
         self.deferred = false;
-        self.requests_written = requests;
+        self.rounds_written = rounds;
         loop {
             let mut batch: [Bytes; BATCH] = std::array::from_fn(|_| Bytes::new());
             let mut count = 0;

@@ -3,7 +3,7 @@
 //! per-connection queues.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use indexmap::IndexMap;
@@ -142,6 +142,10 @@ pub struct Hub {
     registry: RwLock<Registry>,
     next_id: AtomicU64,
     published: AtomicU64,
+    /// Delivery rounds begun: one per publish request's events (see [`Hub::begin_round`]).
+    rounds: AtomicU64,
+    /// Whether the events being delivered are followed at once by more of their batch.
+    more_coming: AtomicBool,
     delivered: AtomicU64,
     slow_closed: AtomicU64,
     emptied: Notify,
@@ -171,6 +175,8 @@ impl Hub {
             registry: RwLock::new(registry),
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
+            more_coming: AtomicBool::new(false),
             delivered: AtomicU64::new(0),
             slow_closed: AtomicU64::new(0),
             emptied: Notify::new(),
@@ -388,6 +394,30 @@ impl Hub {
         }
         drop(registry);
         sent
+    }
+
+    /// Marks the start of one publish request's deliveries (a lone event or a whole batch).
+    /// Connections that find several rounds begun since their last write are behind
+    /// concurrent publishers, and wait a scheduler turn for more (`Connection::poll_write`).
+    pub fn begin_round(&self) {
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Delivery rounds begun so far.
+    pub(crate) fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Says whether the next deliveries are the rest of the batch being delivered (set before
+    /// each of a batch's events): a connection woken meanwhile waits a scheduler turn for them
+    /// rather than write the first alone (`Connection::poll_write`).
+    pub fn set_more_coming(&self, more: bool) {
+        self.more_coming.store(more, Ordering::Relaxed);
+    }
+
+    /// Whether more of a batch is being delivered.
+    pub(crate) fn more_coming(&self) -> bool {
+        self.more_coming.load(Ordering::Relaxed)
     }
 
     /// Closes a connection whose queue is full (4008) and counts it, once.

@@ -1,7 +1,7 @@
 //! The one publish path: typed emitters and the HTTP API both go through the [`Publisher`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
@@ -48,16 +48,10 @@ impl Publisher {
     /// a body first); `None` once shutdown began. Shutdown waits until the pass is dropped.
     pub(crate) fn enter(&self) -> Option<Pass<'_>> {
         self.gate.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.gate.requests.fetch_add(1, Ordering::Relaxed);
         // Counted before the flag is read: shutdown sets the flag, then waits for the count,
         // so it never misses a publish that saw the gate open.
         let pass = Pass { publisher: self };
         (!self.gate.closed.load(Ordering::SeqCst)).then_some(pass)
-    }
-
-    /// How many publishes (requests, typed emits) have passed the gate so far.
-    pub(crate) fn requests(&self) -> u64 {
-        self.gate.requests.load(Ordering::Relaxed)
     }
 
     /// The broker events go through.
@@ -89,9 +83,6 @@ impl Publisher {
 struct Gate {
     closed: AtomicBool,
     in_flight: AtomicUsize,
-    /// Every publish that ever entered, for connections to tell concurrent publishers (see
-    /// `Connection::poll_write`).
-    requests: AtomicU64,
     idle: Notify,
 }
 

@@ -117,11 +117,7 @@ pub(crate) async fn run(
         expires_at,
     };
     let mut on_text = |text: &str| handle(&state, id, &mailbox, text);
-    let peers = connection::Peers {
-        hub: &state.hub,
-        publisher: &state.publisher,
-    };
-    connection::drive(socket, config, &mailbox, peers, timing, &mut on_text).await;
+    connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user

@@ -64,9 +64,15 @@ impl Broker for InMemoryBroker {
     fn publish(&self, batch: Batch) -> BoxFuture<'_, Result<Vec<String>, BrokerError>> {
         let now = now_ms();
         let publish_all = |events: Vec<OutgoingEvent>| {
+            self.hub.begin_round();
+            let last = events.len().saturating_sub(1);
             events
                 .into_iter()
-                .map(|event| self.publish_one(event, now))
+                .enumerate()
+                .map(|(i, event)| {
+                    self.hub.set_more_coming(i < last);
+                    self.publish_one(event, now)
+                })
                 .collect::<Result<Vec<String>, BrokerError>>()
         };
         let ids = match batch.idempotency_key {

@@ -76,6 +76,8 @@ impl RedisConfig {
 pub struct RedisBroker {
     inner: Arc<Inner>,
     tasks: Vec<tokio::task::AbortHandle>,
+    /// Dropped with the broker: the follower's thread then ends.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -96,7 +98,7 @@ struct Inner {
     /// This node's id in the presence keys.
     node: String,
     streams: Streams,
-    writer: Writer,
+    writer: Arc<Writer>,
     /// Up while the subscription is up and every stream caught up after it.
     following: AtomicBool,
     read: Script,
@@ -111,7 +113,6 @@ struct Inner {
 struct Read {
     epoch: String,
     top: u64,
-    now_ms: u64,
     /// The kept entries after the offset (offset, kept at, record); `None` when more were
     /// missed than asked for.
     entries: Option<Vec<(u64, u64, String)>>,
@@ -123,7 +124,7 @@ impl RedisBroker {
     /// within a Tokio runtime.
     pub fn start(hub: Arc<Hub>, config: RedisConfig) -> Result<Self, BrokerError> {
         let catalog = hub.catalog();
-        let writer = Writer::new(catalog, &config)?;
+        let writer = Arc::new(Writer::new(catalog, &config)?);
         let inner = Arc::new(Inner {
             catalog,
             // Unsynchronized until the first read tells each stream's epoch.
@@ -141,11 +142,32 @@ impl RedisBroker {
             heartbeat: Script::new(scripts::HEARTBEAT),
             reap: Script::new(scripts::REAP),
         });
+        // The follower runs on a thread of its own: what arrives from Redis is delivered as soon
+        // as it arrives, not after every connection task queued before it on the server's
+        // runtime had its turn.
+        let follower = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| BrokerError::new(format!("cannot start the follower: {err}")))?;
+        let handle = follower.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("omnicast-follower".into())
+            .spawn(move || {
+                follower.block_on(async {
+                    let _ = stopped.await;
+                })
+            })
+            .map_err(|err| BrokerError::new(format!("cannot start the follower: {err}")))?;
         let tasks = vec![
-            tokio::spawn(inner.clone().follow()).abort_handle(),
+            handle.spawn(inner.clone().follow()).abort_handle(),
             tokio::spawn(inner.clone().keep_presence()).abort_handle(),
         ];
-        Ok(RedisBroker { inner, tasks })
+        Ok(RedisBroker {
+            inner,
+            tasks,
+            _stop: stop,
+        })
     }
 
     /// Waits until the broker follows Redis, at most `within`; whether it does.
@@ -240,12 +262,19 @@ impl Inner {
                 return None;
             }
         };
-        let ttl_ms = self.catalog.namespaces[namespace]
+        let (size, ttl_ms) = self.catalog.namespaces[namespace]
             .history
-            .map_or(0, |h| u64::from(h.ttl_secs) * 1000);
+            .map_or((0, 0), |h| {
+                (u64::from(h.size), u64::from(h.ttl_secs) * 1000)
+            });
+        // Redis trims approximately and keeps more: recovery holds to the declared size.
+        if read.top.saturating_sub(since) > size {
+            return None;
+        }
+        let now = now_ms();
         let mut entries = Vec::new();
         for (expected, (offset, kept, record)) in (since + 1..).zip(read.entries?) {
-            if offset != expected || read.now_ms.saturating_sub(kept) >= ttl_ms {
+            if offset != expected || now.saturating_sub(kept) >= ttl_ms {
                 return None;
             }
             let publication = record::decode(self.catalog, &read.epoch, offset, &record).ok()?;
@@ -382,6 +411,10 @@ impl Inner {
         *failures = 0;
         // An idle subscription is probed: after some failures a dead one stays silent.
         let mut probe = tokio::time::interval_at(Instant::now() + limit * 2, limit * 2);
+        // The messages of one publish arrive back to back: they are delivered together once
+        // the last one is in, so that connections wake to the whole batch, not to its first
+        // event alone.
+        let mut batch: Vec<(usize, String)> = Vec::new();
         loop {
             tokio::select! {
                 message = messages.next() => {
@@ -396,9 +429,15 @@ impl Inner {
                     else {
                         continue;
                     };
-                    let payload = String::from_utf8_lossy(message.get_payload_bytes());
-                    if let Err(err) = self.on_message(namespace, &payload).await {
-                        return err;
+                    let payload = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
+                    let complete = batch_place(&payload).is_none_or(|(index, count)| index >= count);
+                    batch.push((namespace, payload));
+                    if complete {
+                        for (namespace, payload) in batch.drain(..) {
+                            if let Err(err) = self.on_message(namespace, &payload).await {
+                                return err;
+                            }
+                        }
                     }
                 }
                 _ = probe.tick() => {
@@ -412,16 +451,26 @@ impl Inner {
         }
     }
 
-    /// One event from a channel: `epoch offset record`.
+    /// One event from a channel: `epoch offset index count record`.
     async fn on_message(&self, namespace: usize, payload: &str) -> Result<(), String> {
-        let parsed = payload.split_once(' ').and_then(|(epoch, rest)| {
-            let (offset, record) = rest.split_once(' ')?;
-            Some((epoch, offset.parse::<u64>().ok()?, record))
-        });
-        let Some((epoch, offset, record)) = parsed else {
+        let mut fields = payload.splitn(5, ' ');
+        let parsed = (|| {
+            let epoch = fields.next()?;
+            let offset = fields.next()?.parse::<u64>().ok()?;
+            let index = fields.next()?.parse::<u64>().ok()?;
+            let count = fields.next()?.parse::<u64>().ok()?;
+            Some((epoch, offset, index, count, fields.next()?))
+        })();
+        let Some((epoch, offset, index, count, record)) = parsed else {
             tracing::error!(namespace, "unreadable message on the channel: ignored");
             return Ok(());
         };
+        if index == 1 {
+            // The first event of a publish (see `Hub::begin_round`).
+            self.hub.begin_round();
+        }
+        // The rest of the batch is on its way (see `Hub::set_more_coming`).
+        self.hub.set_more_coming(index < count);
         {
             let mut stream = self.streams.lock(namespace);
             if stream.epoch == epoch {
@@ -498,6 +547,7 @@ impl Inner {
                     && entries.iter().zip(top + 1..).all(|(e, o)| e.0 == o)
             });
         if contiguous {
+            self.hub.begin_round();
             for (offset, _, record) in read.entries.expect("checked") {
                 self.deliver(&mut stream, offset, &record);
             }
@@ -593,17 +643,24 @@ impl Inner {
     }
 }
 
+/// A channel message's place in its publish: (index, count), from `epoch offset index count …`.
+fn batch_place(payload: &str) -> Option<(u64, u64)> {
+    let mut fields = payload.splitn(5, ' ').skip(2);
+    let index = fields.next()?.parse().ok()?;
+    let count = fields.next()?.parse().ok()?;
+    Some((index, count))
+}
+
 fn parse_read(value: Value) -> Result<Read, String> {
     let Value::Array(mut parts) = value else {
         return Err("not an array".into());
     };
-    if parts.len() != 4 {
+    if parts.len() != 3 {
         return Err(format!("{} parts", parts.len()));
     }
-    let entries = parts.pop().expect("4 parts");
-    let now_ms: u64 = from_value(parts.pop().expect("4 parts"))?;
-    let top: u64 = from_value(parts.pop().expect("4 parts"))?;
-    let epoch: String = from_value(parts.pop().expect("4 parts"))?;
+    let entries = parts.pop().expect("3 parts");
+    let top: u64 = from_value(parts.pop().expect("3 parts"))?;
+    let epoch: String = from_value(parts.pop().expect("3 parts"))?;
     let entries = match entries {
         Value::Nil | Value::Boolean(false) => None,
         Value::Array(entries) => Some(
@@ -617,7 +674,6 @@ fn parse_read(value: Value) -> Result<Read, String> {
     Ok(Read {
         epoch,
         top,
-        now_ms,
         entries,
     })
 }

@@ -3,13 +3,20 @@
 //!
 //! Keys of one namespace (`<prefix>:{<namespace>}:meta`, `…:history`) share a hash tag.
 //! The meta hash holds `epoch` and `top` (the last offset given out); the history is a Redis
-//! Stream whose entry ids are `<offset>-0` with the fields `t` (Redis' clock, ms) and `r` (the
-//! record). A missing meta hash means a new epoch: the stale history is deleted with it.
+//! Stream whose entry ids are `<offset>-0` with the fields `t` (when it was published, ms, by the
+//! publishing node's clock) and `r` (the record). A missing meta hash means a new epoch: the stale history is deleted with it.
 
 /// Publishes a batch. KEYS: `meta, history` per event, then the idempotency key if ARGV[1] > 0.
-/// ARGV: idempotency window (s, 0 for none), an epoch for streams that have none, then per
-/// event `channel, history size, history ttl (s), record`. Returns `{0, "epoch offset,…"}`, or
-/// `{1, "…"}` with the stored result when the idempotency key was seen already.
+/// ARGV: idempotency window (s, 0 for none), an epoch for streams that have none, the time
+/// (ms, the publishing node's clock: what history ages are measured by), then per event
+/// `channel, history size, history ttl (s), record`. Returns `{0, "epoch offset,…"}`, or
+/// `{1, "…"}` with the stored result when the idempotency key was seen already. Each event is
+/// published as `epoch offset index count record`: its place in the batch (from 1) and the
+/// batch's size, so that followers know more of the batch is on its way.
+///
+/// The history is trimmed approximately (`MAXLEN ~`: whole stream nodes at a time, so at least
+/// `size` entries stay), a third of the script's cost less than exact trimming; readers hold
+/// recovery to `size` themselves.
 pub(super) const PUBLISH: &str = r#"
 local window = tonumber(ARGV[1])
 local n = #KEYS
@@ -18,12 +25,11 @@ if window > 0 then
   local done = redis.call('get', KEYS[#KEYS])
   if done then return {1, done} end
 end
-local clock = redis.call('time')
-local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local ms = ARGV[3]
 local ids = {}
 for i = 1, n / 2 do
   local meta, history = KEYS[2 * i - 1], KEYS[2 * i]
-  local a = 4 * i - 1
+  local a = 4 * i
   local channel, size, ttl, record = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local epoch = redis.call('hget', meta, 'epoch')
   if not epoch then
@@ -33,10 +39,10 @@ for i = 1, n / 2 do
   end
   local offset = redis.call('hincrby', meta, 'top', 1)
   if size > 0 then
-    redis.call('xadd', history, 'MAXLEN', size, offset .. '-0', 't', ms, 'r', record)
+    redis.call('xadd', history, 'MAXLEN', '~', size, offset .. '-0', 't', ms, 'r', record)
     redis.call('expire', history, ttl)
   end
-  redis.call('publish', channel, epoch .. ' ' .. offset .. ' ' .. record)
+  redis.call('publish', channel, epoch .. ' ' .. offset .. ' ' .. i .. ' ' .. n / 2 .. ' ' .. record)
   ids[i] = epoch .. ' ' .. offset
 end
 local result = table.concat(ids, ',')
@@ -45,8 +51,8 @@ return {0, result}
 "#;
 
 /// Reads a stream after an offset. KEYS: `meta, history`. ARGV: the offset, the most entries to
-/// return, an epoch for a stream that has none. Returns `{epoch, top, now_ms, entries}`, where
-/// entries is every kept entry after the offset, or `false` when more than the most are missed.
+/// return, an epoch for a stream that has none. Returns `{epoch, top, entries}`, where entries
+/// is every kept entry after the offset, or `false` when more than the most are missed.
 pub(super) const READ: &str = r#"
 local epoch = redis.call('hget', KEYS[1], 'epoch')
 if not epoch then
@@ -55,16 +61,14 @@ if not epoch then
   redis.call('hset', KEYS[1], 'epoch', epoch, 'top', 0)
 end
 local top = tonumber(redis.call('hget', KEYS[1], 'top'))
-local clock = redis.call('time')
-local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local after = tonumber(ARGV[1])
 local missed = top - after
-if missed > tonumber(ARGV[2]) then return {epoch, top, ms, false} end
+if missed > tonumber(ARGV[2]) then return {epoch, top, false} end
 local entries = {}
 if missed > 0 then
   entries = redis.call('xrange', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', missed)
 end
-return {epoch, top, ms, entries}
+return {epoch, top, entries}
 "#;
 
 /// Starts a new epoch for a stream whose top went back (Redis restored an older snapshot):
@@ -78,22 +82,26 @@ end
 return 1
 "#;
 
-/// A user's first connection on a node opened. KEYS: the node's users, the user's nodes.
-/// ARGV: node, user, role. Returns 1 when no other node held the user.
+/// A user's first connection on a node opened. KEYS: the node's users (hash: user → role), the
+/// user's nodes (hash: node → count). ARGV: node, user, role. Returns 1 when no other node held
+/// the user. Counts, not set membership: a quick reconnect on one node may run its join before
+/// the old connection's leave, and counts come out right in either order.
 pub(super) const JOIN: &str = r#"
 redis.call('hset', KEYS[1], ARGV[2], ARGV[3])
-local added = redis.call('sadd', KEYS[2], ARGV[1])
-if added == 1 and redis.call('scard', KEYS[2]) == 1 then return 1 end
+local here = redis.call('hincrby', KEYS[2], ARGV[1], 1)
+if here == 1 and redis.call('hlen', KEYS[2]) == 1 then return 1 end
 return 0
 "#;
 
-/// A user's last connection on a node closed. KEYS: the node's users, the user's nodes.
-/// ARGV: node, user. Returns 1 when no node holds the user any more (and this call removed
-/// the last: a node already reaped answers 0, so the user goes offline once).
+/// A user's last connection on a node closed. KEYS and ARGV as for [`JOIN`] (without the role).
+/// Returns 1 when no node holds the user any more. A node already reaped finds no count (the
+/// reaper announced the user), answers 0, and leaves nothing behind.
 pub(super) const LEAVE: &str = r#"
+local here = redis.call('hincrby', KEYS[2], ARGV[1], -1)
+if here > 0 then return 0 end
+redis.call('hdel', KEYS[2], ARGV[1])
 redis.call('hdel', KEYS[1], ARGV[2])
-local removed = redis.call('srem', KEYS[2], ARGV[1])
-if removed == 1 and redis.call('scard', KEYS[2]) == 0 then return 1 end
+if here == 0 and redis.call('hlen', KEYS[2]) == 0 then return 1 end
 return 0
 "#;
 
@@ -120,7 +128,7 @@ for _, node in ipairs(dead) do
   redis.call('del', users_key)
   for i = 1, #users, 2 do
     local nodes_key = ARGV[1] .. ':presence:user:' .. users[i]
-    if redis.call('srem', nodes_key, node) == 1 and redis.call('scard', nodes_key) == 0 then
+    if redis.call('hdel', nodes_key, node) == 1 and redis.call('hlen', nodes_key) == 0 then
       gone[#gone + 1] = users[i]
       gone[#gone + 1] = users[i + 1]
     end

@@ -1,6 +1,11 @@
 //! The publishing half of the Redis broker, shared by nodes and by [`RedisSink`](super::RedisSink)
 //! (services that emit into Redis without a node): the keys of every namespace, the command
 //! connection, and the publish script.
+//!
+//! Each publish request is one script call. Concurrent requests share the one multiplexed
+//! connection, so they are pipelined, not queued. (Coalescing concurrent requests into one call
+//! was tried: fewer, larger rounds left connections fewer frames per write, and one-event
+//! requests cost about a quarter more CPU per delivery.)
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use tokio::time::{Instant, timeout};
 
 use super::{RedisConfig, record, scripts};
 use crate::catalog::Catalog;
+use crate::event::OutgoingEvent;
 use crate::server::broker::{Batch, BrokerError, idempotency, new_epoch};
 use crate::server::publication::now_ms;
 
@@ -66,18 +72,29 @@ impl Writer {
         })
     }
 
-    /// Numbers, keeps and publishes a batch in one script run: all of it or none.
+    /// Numbers, keeps and publishes a batch, all of it or none, in one script call; its ids,
+    /// in order.
     pub(super) async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
+        self.call(&batch.events, batch.idempotency_key.as_deref())
+            .await
+    }
+
+    /// One script call for `events` (with the idempotency key, if any).
+    async fn call(
+        &self,
+        events: &[OutgoingEvent],
+        key: Option<&str>,
+    ) -> Result<Vec<String>, BrokerError> {
         let now = now_ms();
         let mut call = self.script.prepare_invoke();
-        let window = if batch.idempotency_key.is_some() {
+        let window = if key.is_some() {
             idempotency::WINDOW.as_secs()
         } else {
             0
         };
-        call.arg(window).arg(new_epoch());
-        let mut namespaces = Vec::with_capacity(batch.events.len());
-        for event in &batch.events {
+        call.arg(window).arg(new_epoch()).arg(now);
+        let mut namespaces = Vec::with_capacity(events.len());
+        for event in events {
             let ns = self
                 .catalog
                 .namespace_index(event.namespace())
@@ -93,7 +110,7 @@ impl Writer {
                 .arg(record::encode(self.catalog, event, now));
             namespaces.push(self.catalog.namespaces[ns].name);
         }
-        if let Some(key) = &batch.idempotency_key {
+        if let Some(key) = key {
             call.key(format!("{}:idempotency:{key}", self.prefix));
         }
         let (_, stored): (i64, String) = self.link.invoke(&call).await?;
