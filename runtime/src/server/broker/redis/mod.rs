@@ -76,8 +76,6 @@ impl RedisConfig {
 pub struct RedisBroker {
     inner: Arc<Inner>,
     tasks: Vec<tokio::task::AbortHandle>,
-    /// Dropped with the broker: the follower's thread then ends.
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -142,32 +140,11 @@ impl RedisBroker {
             heartbeat: Script::new(scripts::HEARTBEAT),
             reap: Script::new(scripts::REAP),
         });
-        // The follower runs on a thread of its own: what arrives from Redis is delivered as soon
-        // as it arrives, not after every connection task queued before it on the server's
-        // runtime had its turn.
-        let follower = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|err| BrokerError::new(format!("cannot start the follower: {err}")))?;
-        let handle = follower.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("omnicast-follower".into())
-            .spawn(move || {
-                follower.block_on(async {
-                    let _ = stopped.await;
-                })
-            })
-            .map_err(|err| BrokerError::new(format!("cannot start the follower: {err}")))?;
         let tasks = vec![
-            handle.spawn(inner.clone().follow()).abort_handle(),
+            tokio::spawn(inner.clone().follow()).abort_handle(),
             tokio::spawn(inner.clone().keep_presence()).abort_handle(),
         ];
-        Ok(RedisBroker {
-            inner,
-            tasks,
-            _stop: stop,
-        })
+        Ok(RedisBroker { inner, tasks })
     }
 
     /// Waits until the broker follows Redis, at most `within`; whether it does.
