@@ -187,8 +187,8 @@ fn serve_on_defaults_then_token_emit_and_sigterm() {
     assert!(exit.success(), "serve exited with {exit:?} after SIGTERM");
 }
 
-/// Configured credentials (flags, environment, config file) never appear in the server's output;
-/// the banner shows placeholders. Logs written to a pipe carry no ANSI colour codes.
+/// Configured credentials (flags, environment, config file, a Redis URL's password) never appear
+/// in the server's output; the banner shows placeholders. Logs written to a pipe carry no ANSI colour codes.
 #[test]
 fn serve_never_prints_configured_secrets() {
     use std::io::Read;
@@ -197,10 +197,16 @@ fn serve_never_prints_configured_secrets() {
     const SECRET: &str = "configured-jwt-secret-4242424242";
     const ENV_KEY: &str = "configured-env-api-key-1717171717";
     const FILE_KEY: &str = "configured-file-api-key-2323232323";
+    // A Redis password in the broker URL (Redis is not there: the node logs that it retries).
+    const REDIS_PASSWORD: &str = "configured-redis-password-9090909";
     let dir = std::env::temp_dir().join(format!("omnicast-secrets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("omnicast.yaml");
-    std::fs::write(&config, format!("api_keys: [{FILE_KEY}]\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("api_keys: [{FILE_KEY}]\nbroker: redis://:{REDIS_PASSWORD}@127.0.0.1:1\n"),
+    )
+    .unwrap();
 
     for (args, env_key) in [
         (vec!["--jwt-secret", SECRET], Some(ENV_KEY)),
@@ -214,9 +220,15 @@ fn serve_never_prints_configured_secrets() {
             .env("OMNICAST_JWT_SECRET", SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // The broker from the environment, or from the config file.
         match env_key {
-            Some(key) => command.env("OMNICAST_API_KEY", key),
-            None => command.env_remove("OMNICAST_API_KEY"),
+            Some(key) => command.env("OMNICAST_API_KEY", key).env(
+                "OMNICAST_BROKER",
+                format!("redis://:{REDIS_PASSWORD}@127.0.0.1:1"),
+            ),
+            None => command
+                .env_remove("OMNICAST_API_KEY")
+                .env_remove("OMNICAST_BROKER"),
         };
         let mut child = Running(command.spawn().unwrap());
         // The banner's last line is written once the server listens.
@@ -248,9 +260,14 @@ fn serve_never_prints_configured_secrets() {
             .unwrap();
         assert!(child.0.wait().unwrap().success());
         let output = format!("{}{stderr}", String::from_utf8_lossy(&seen));
-        for secret in [SECRET, ENV_KEY, FILE_KEY] {
+        for secret in [SECRET, ENV_KEY, FILE_KEY, REDIS_PASSWORD] {
             assert!(!output.contains(secret), "`{secret}` printed:\n{output}");
         }
+        assert!(
+            output.contains("(Redis broker at 127.0.0.1:1)")
+                && output.contains("not following Redis"),
+            "the broker's address, without its password, and its retries: {output}"
+        );
         assert!(output.contains("--secret <your JWT secret>"), "{output}");
         assert!(output.contains("Bearer <your API key>"), "{output}");
         assert!(!output.contains("dev JWT secret") && !output.contains("dev API key"));
