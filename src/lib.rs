@@ -37,6 +37,10 @@ pub use omnicast_runtime as runtime;
 /// events.yaml as the types above; `omnicast gen` writes it out.
 pub const REFERENCE_MD: &str = include_str!(concat!(env!("OUT_DIR"), "/EVENTS.md"));
 
+/// The TypeScript types of the same catalog (`clients/typescript/src/catalog.ts`, for
+/// `@omnicast/client`), rendered at build time; `omnicast gen` writes them out.
+pub const TYPESCRIPT: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog.ts"));
+
 mod generated {
     #![allow(missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/catalog.rs"));

@@ -483,7 +483,7 @@ async fn shutdown_refuses_new_publishes_and_finishes_those_in_flight() {
     tx.send(server).ok().unwrap();
     tokio::time::timeout(WAIT, waiting).await.unwrap();
     // Typed emitters in the same process are refused too, rather than told a lost event is sent.
-    let typed = omnicast::SystemMaintenancePayload {
+    let typed = omnicast::MaintenancePayload {
         message: "typed".into(),
         scheduled_at: None,
         duration: None,

@@ -686,7 +686,7 @@ async fn a_slow_consumer_is_closed_while_a_fast_one_keeps_receiving() {
     let mut fast = server.connect("fast", "admin", &["system"]).await;
     let mut slow = server.connect("slow", "admin", &["system"]).await;
     let events = omnicast::Events::new(server.server.publisher());
-    let maintenance = |message: String| omnicast::SystemMaintenancePayload {
+    let maintenance = |message: String| omnicast::MaintenancePayload {
         message,
         scheduled_at: None,
         duration: None,
@@ -930,7 +930,7 @@ async fn a_client_that_never_reads_again_is_torn_down() {
     let mut sent = 0;
     while hub.stats().slow_consumers_closed == 0 {
         assert!(sent < 20_000, "the stuck client was never closed");
-        let payload = omnicast::SystemMaintenancePayload {
+        let payload = omnicast::MaintenancePayload {
             message: big.clone(),
             scheduled_at: None,
             duration: None,

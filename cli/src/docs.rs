@@ -1,5 +1,6 @@
 //! The files of `generated-docs/`: the markdown reference rendered by the build script from the
-//! same events.yaml, and the JSON Schemas of the compiled payload types.
+//! same events.yaml, and the JSON Schemas of the compiled payload types; and the client's
+//! TypeScript types (`clients/typescript/src/catalog.ts`), rendered by the build script too.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -88,6 +89,30 @@ pub enum Drift {
     Stale(PathBuf),
     /// A file that nothing generates (an event was removed or renamed).
     Orphan(PathBuf),
+}
+
+/// How the TypeScript types at `path` differ from [`omnicast::TYPESCRIPT`], if they do.
+pub fn typescript_drift(path: &Path) -> io::Result<Option<Drift>> {
+    match std::fs::read_to_string(path) {
+        Ok(actual) if actual == omnicast::TYPESCRIPT => Ok(None),
+        Ok(_) => Ok(Some(Drift::Stale(path.to_path_buf()))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Ok(Some(Drift::Missing(path.to_path_buf())))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes the TypeScript types to `path` if they differ; returns the drift it repaired.
+pub fn write_typescript(path: &Path) -> io::Result<Option<Drift>> {
+    let drift = typescript_drift(path)?;
+    if drift.is_some() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, omnicast::TYPESCRIPT)?;
+    }
+    Ok(drift)
 }
 
 /// Compares `dir` with [`files`].

@@ -68,11 +68,15 @@ enum Command {
         #[arg(default_value = "events.yaml")]
         catalog: PathBuf,
     },
-    /// Write generated-docs/ (EVENTS.md and JSON Schemas) from the catalog this binary was built with.
+    /// Write generated-docs/ (EVENTS.md and JSON Schemas) and the client's TypeScript types from
+    /// the catalog this binary was built with.
     Gen {
-        /// Where to write.
+        /// Where to write the docs.
         #[arg(long, default_value = "generated-docs")]
         out: PathBuf,
+        /// Where to write the TypeScript types.
+        #[arg(long, default_value = "clients/typescript/src/catalog.ts")]
+        typescript: PathBuf,
         /// Only report drift; exit 1 if the directory is not up to date.
         #[arg(long)]
         check: bool,
@@ -108,7 +112,11 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             api_key,
         } => emit(&event, &data, options.as_deref(), &url, &api_key),
         Command::Check { catalog } => check(&catalog),
-        Command::Gen { out, check } => gen_docs(&out, check),
+        Command::Gen {
+            out,
+            typescript,
+            check,
+        } => gen_docs(&out, &typescript, check),
     }
 }
 
@@ -299,32 +307,37 @@ fn check(catalog: &std::path::Path) -> ExitCode {
     }
 }
 
-fn gen_docs(out: &std::path::Path, check: bool) -> ExitCode {
+fn gen_docs(out: &std::path::Path, typescript: &std::path::Path, check: bool) -> ExitCode {
     let result = if check {
-        docs::drift(out)
+        docs::drift(out).and_then(|d| Ok((d, docs::typescript_drift(typescript)?)))
     } else {
-        docs::write(out)
+        docs::write(out).and_then(|d| Ok((d, docs::write_typescript(typescript)?)))
     };
-    match result {
-        Ok(drift) if drift.is_empty() => {
-            println!("{}: up to date", out.display());
-            ExitCode::SUCCESS
-        }
-        Ok(drift) => {
-            let verb = if check { "out of date" } else { "updated" };
-            for d in &drift {
-                println!("{verb}: {d:?}");
-            }
-            if check {
-                eprintln!("{} is stale: run `cargo run -- gen`", out.display());
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+    let (drift, ts_drift) = match result {
+        Ok(drift) => drift,
         Err(err) => {
-            eprintln!("error: {}: {err}", out.display());
-            ExitCode::FAILURE
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
         }
+    };
+    let verb = if check { "out of date" } else { "updated" };
+    for d in &drift {
+        println!("{verb}: {d:?}");
+    }
+    if let Some(d) = &ts_drift {
+        println!("{verb}: {d:?}");
+    }
+    if drift.is_empty() && ts_drift.is_none() {
+        println!("{} and {}: up to date", out.display(), typescript.display());
+        ExitCode::SUCCESS
+    } else if check {
+        eprintln!(
+            "{} or {} is stale: run `cargo run -- gen`",
+            out.display(),
+            typescript.display()
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

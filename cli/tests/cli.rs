@@ -61,20 +61,33 @@ fn check_reports_every_problem_and_fails() {
 fn gen_check_reports_drift_without_writing() {
     let dir = std::env::temp_dir().join(format!("omnicast-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = dir.to_str().unwrap();
-    let (ok, stdout, stderr) = omnicast(&["gen", "--check", "--out", out]);
+    let out = dir.join("docs");
+    let ts = dir.join("ts/catalog.ts");
+    let args = |check: bool| {
+        let mut args = vec!["gen", "--out", out.to_str().unwrap()];
+        args.extend(["--typescript", ts.to_str().unwrap()]);
+        if check {
+            args.push("--check");
+        }
+        args
+    };
+    let (ok, stdout, stderr) = omnicast(&args(true));
     assert!(!ok);
     assert!(
         stdout.contains("out of date: Missing(\"EVENTS.md\")"),
         "{stdout}"
     );
+    assert!(stdout.contains("catalog.ts\")"), "{stdout}");
     assert!(stderr.contains("run `cargo run -- gen`"), "{stderr}");
     assert!(!dir.exists(), "--check must not write");
 
-    let (ok, _, _) = omnicast(&["gen", "--out", out]);
+    let (ok, _, _) = omnicast(&args(false));
     assert!(ok);
-    let (ok, stdout, _) = omnicast(&["gen", "--check", "--out", out]);
+    let (ok, stdout, _) = omnicast(&args(true));
     assert!(ok, "{stdout}");
+    std::fs::write(&ts, "// edited by hand\n").unwrap();
+    let (ok, stdout, _) = omnicast(&args(true));
+    assert!(!ok && stdout.contains("Stale"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

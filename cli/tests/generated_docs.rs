@@ -30,6 +30,21 @@ fn generated_docs_are_fresh() {
     );
 }
 
+/// The client's TypeScript types, likewise.
+#[test]
+fn typescript_types_are_fresh() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/typescript/src/catalog.ts");
+    let Some(drift) = docs::typescript_drift(&path).expect("catalog.ts is readable") else {
+        return;
+    };
+    if std::env::var_os("CI").is_none() {
+        docs::write_typescript(&path).expect("catalog.ts is writable");
+    }
+    panic!(
+        "clients/typescript/src/catalog.ts is out of date with events.yaml ({drift:?}):\nrefresh it with `cargo run -- gen` and commit the result"
+    );
+}
+
 #[test]
 fn every_event_has_a_schema_and_a_reference_row() {
     let files = docs::files();

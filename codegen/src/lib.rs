@@ -1,5 +1,6 @@
 //! omnicast-codegen: loads `events.yaml` into a validated [`Catalog`] and generates from it the
-//! Rust catalog crate code ([`generate::rust`]) and the markdown reference ([`generate::markdown`]).
+//! Rust catalog crate code ([`generate::rust`]), the markdown reference ([`generate::markdown`])
+//! and the TypeScript types of the client ([`generate::typescript`]).
 //!
 //! Data flows one way: [`load`] (parse -> validate -> model) -> pure generators -> sinks (the build
 //! script writes into `OUT_DIR`, `omnicast gen` into `generated-docs/`). The runtime never depends
@@ -84,7 +85,7 @@ pub fn write_file_if_changed(path: &Path, contents: &str) -> io::Result<bool> {
     Ok(true)
 }
 
-/// For build scripts: loads `catalog`, writes `catalog.rs` and `EVENTS.md` into `out_dir`, and
+/// For build scripts: loads `catalog`, writes `catalog.rs`, `EVENTS.md` and `catalog.ts` into `out_dir`, and
 /// tells cargo to rerun when the catalog changes. On a bad catalog it prints every problem and
 /// exits with status 1: a build error, not a panic.
 pub fn build(catalog: &Path, out_dir: &Path) {
@@ -99,6 +100,7 @@ pub fn build(catalog: &Path, out_dir: &Path) {
     let outputs = [
         ("catalog.rs", generate::rust::render(&model)),
         ("EVENTS.md", generate::markdown::render(&model)),
+        ("catalog.ts", generate::typescript::render(&model)),
     ];
     for (name, contents) in outputs {
         let path = out_dir.join(name);

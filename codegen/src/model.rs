@@ -79,6 +79,13 @@ pub struct Event {
     pub owner: Option<String>,
     /// The wire name of the `Role[]?` field that narrows the roles per payload.
     pub target_roles: Option<String>,
+    /// The payload type's name: `payload:` from events.yaml, or `OrderCreatedPayload` from the
+    /// event's name. Events that name the same payload share it in TypeScript, the JSON Schemas
+    /// and the reference.
+    pub payload: String,
+    /// The Rust struct's name: the payload's when no other event shares it; otherwise one named
+    /// after the event (`CustomerOnlinePayload`), because a Rust payload type identifies its event.
+    pub rust_type: String,
     /// The payload's fields.
     pub fields: Vec<Field>,
     /// An example payload, checked against the fields.

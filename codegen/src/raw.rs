@@ -95,6 +95,7 @@ pub struct RawEvent {
     pub target_roles: Option<String>,
     pub fields: Option<OrderedMap<RawField>>,
     pub same_fields_as: Option<String>,
+    pub payload: Option<String>,
     pub example: Option<serde_json::Value>,
     pub server_emits: Option<RawServerEmits>,
 }

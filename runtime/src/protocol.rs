@@ -72,7 +72,39 @@ pub mod close {
         code: 4008,
         reason: "slow consumer",
     };
+
+    /// Every close code above, by constant name (the generated TypeScript's `CloseCode`).
+    pub const ALL: [(&str, CloseReason); 10] = [
+        ("NORMAL", NORMAL),
+        ("GOING_AWAY", GOING_AWAY),
+        ("PROTOCOL_ERROR", PROTOCOL_ERROR),
+        ("INVALID_PAYLOAD", INVALID_PAYLOAD),
+        ("MESSAGE_TOO_BIG", MESSAGE_TOO_BIG),
+        ("TOKEN_EXPIRED", TOKEN_EXPIRED),
+        ("IDLE_TIMEOUT", IDLE_TIMEOUT),
+        ("SLOW_CONSUMER", SLOW_CONSUMER),
+        ("RESUME_REQUIRED", RESUME_REQUIRED),
+        ("TOO_MANY_CONNECTIONS", TOO_MANY_CONNECTIONS),
+    ];
 }
+
+/// The `code` of every `error` control message, with what it means.
+pub const ERROR_CODES: [(&str, &str); 5] = [
+    ("invalid_json", "the message is not JSON"),
+    (
+        "invalid_message",
+        "not a known message, or a field is wrong",
+    ),
+    ("unknown_namespace", "a namespace the catalog does not have"),
+    (
+        "invalid_since",
+        "a `since` that is not an event id of a namespace being subscribed",
+    ),
+    (
+        "binary_not_supported",
+        "a binary frame; the protocol is JSON text",
+    ),
+];
 
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -75,7 +75,7 @@ fn quick_reference(catalog: &Catalog, out: &mut String) {
             event.name,
             anchor(&event.name),
             event.namespace,
-            names::payload_struct(&event.name),
+            event.payload,
             roles_cell(catalog, event),
             cell(&event.description)
         );
@@ -207,11 +207,19 @@ fn history(history: Option<History>) -> String {
 }
 
 fn event_detail(catalog: &Catalog, event: &Event, out: &mut String) {
-    let struct_name = names::payload_struct(&event.name);
     let _ = writeln!(out, "#### `{}`\n\n{}\n", event.name, event.description);
+    let rust = if event.rust_type == event.payload {
+        String::new()
+    } else {
+        format!(
+            " (in Rust `{}`: the payload is shared, a Rust type names one event)",
+            event.rust_type
+        )
+    };
     let _ = writeln!(
         out,
-        "Payload `{struct_name}` ([JSON Schema](schemas/{}.json)), emitted with `events.{}(..)`.\n",
+        "Payload `{}`{rust} ([JSON Schema](schemas/{}.json)), emitted with `events.{}(..)`.\n",
+        event.payload,
         names::schema_stem(&event.name),
         names::emitter_method(&event.name)
     );

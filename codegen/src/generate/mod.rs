@@ -1,4 +1,5 @@
-//! Pure generators from the validated model: Rust tokens and markdown text.
+//! Pure generators from the validated model: Rust tokens, markdown text and TypeScript types.
 
 pub mod markdown;
 pub mod rust;
+pub mod typescript;

@@ -201,7 +201,7 @@ fn field_ident(field: &Field) -> Ident {
 }
 
 fn payload(catalog: &Catalog, event: &Event) -> TokenStream {
-    let struct_name = ident(&names::payload_struct(&event.name));
+    let struct_name = ident(&event.rust_type);
     let docs = doc(&event.description);
     let name = &event.name;
     let namespace = &event.namespace;
@@ -443,7 +443,7 @@ fn table(catalog: &Catalog) -> TokenStream {
         }
     });
     let events = catalog.events.iter().map(|e| {
-        let payload = ident(&names::payload_struct(&e.name));
+        let payload = ident(&e.rust_type);
         let example = serde_json::to_string(&e.example).expect("a YAML example is JSON");
         quote!(::omnicast_runtime::EventEntry::of::<#payload>().with_example(#example))
     });
@@ -493,7 +493,7 @@ fn table(catalog: &Catalog) -> TokenStream {
 fn presence_builder(catalog: &Catalog, event: &Event) -> Option<TokenStream> {
     let emits = event.server_emits.as_ref()?;
     let builder = format_ident!("presence_{}", names::emitter_method(&event.name));
-    let payload = ident(&names::payload_struct(&event.name));
+    let payload = ident(&event.rust_type);
     let doc = doc(&format!("Builds `{}` as the server emits it.", event.name));
     let fields = event
         .fields
@@ -592,7 +592,7 @@ fn literal(catalog: &Catalog, ty: &FieldType, value: &serde_json::Value) -> Toke
 fn emitters(catalog: &Catalog) -> TokenStream {
     let methods = catalog.events.iter().map(|e| {
         let method = ident(&names::emitter_method(&e.name));
-        let payload = ident(&names::payload_struct(&e.name));
+        let payload = ident(&e.rust_type);
         let docs = doc(&format!("Emits `{}`: {}", e.name, e.description));
         quote! {
             #docs

@@ -11,11 +11,11 @@ use crate::names;
 use crate::raw::{OrderedMap, RawCatalog, RawEvent, RawField, RawRoles, RawServerEmits};
 
 use super::context::{At, Context};
-use super::example::{check_payload, check_value};
+use super::example::{check_payload, check_value, with_computed};
 use super::fields::fields;
 
 /// Every event of every namespace, with the checks across events: names unique in the catalog,
-/// payload type names unique among types.
+/// payload type names unique among types (or shared by events with the same fields).
 pub(super) fn events(
     cx: &mut Context<'_>,
     raw: &RawCatalog,
@@ -23,11 +23,8 @@ pub(super) fn events(
     enums: &[Enum],
 ) -> Vec<Event> {
     let mut out = Vec::new();
+    let mut places = Vec::new();
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut types: BTreeMap<String, String> = enums
-        .iter()
-        .map(|e| (e.name.clone(), format!("enum `{}`", e.name)))
-        .collect();
     for (ns_name, ns) in &raw.namespaces.entries {
         let events_at = At::path(&["namespaces", ns_name, "events"]);
         let duplicate = |key: &str| format!("duplicate event `{key}`");
@@ -47,9 +44,7 @@ pub(super) fn events(
                     format!("is defined in namespace `{first_ns}` too; event names must be unique");
                 cx.error(&at, message, None);
             }
-            if name_is_valid(cx, &at, name) {
-                payload_type_is_unique(cx, &at, name, &mut types);
-            }
+            let valid_name = name_is_valid(cx, &at, name);
             let event = Checked {
                 at: &at,
                 namespace: ns_name,
@@ -59,8 +54,10 @@ pub(super) fn events(
                 enums,
             };
             out.push(event.check(cx));
+            places.push((at, valid_name));
         }
     }
+    payload_types(cx, &mut out, &places, enums);
     out
 }
 
@@ -87,19 +84,69 @@ fn event_name_suggestion(name: &str) -> Option<String> {
     names::is_event_name(&candidate).then_some(candidate)
 }
 
-fn payload_type_is_unique(
+/// Names each event's Rust type, and checks the payload names across events: a payload named by
+/// several events is one type in TypeScript and the docs, so their fields must be the same; in
+/// Rust each of them keeps a type named after the event. No two types may share a name.
+fn payload_types(
     cx: &mut Context<'_>,
-    at: &At<'_>,
-    name: &str,
-    types: &mut BTreeMap<String, String>,
+    events: &mut [Event],
+    places: &[(At<'_>, bool)],
+    enums: &[Enum],
 ) {
-    let struct_name = names::payload_struct(name);
-    if let Some(other) = types.insert(struct_name.clone(), format!("event `{name}`")) {
-        cx.error(
-            at,
-            format!("its payload type `{struct_name}` collides with {other}"),
-            Some("rename one of them".into()),
-        );
+    let mut sharing: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, event) in events.iter().enumerate() {
+        sharing.entry(event.payload.clone()).or_default().push(i);
+    }
+    let mut rust_types = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let shared_with = &sharing[event.payload.as_str()];
+        if shared_with.len() > 1 {
+            let first = &events[shared_with[0]];
+            if first.fields != event.fields {
+                let message = format!(
+                    "names payload `{}` as event `{}` does, but their fields differ",
+                    event.payload, first.name
+                );
+                let help = format!(
+                    "write `same_fields_as: {}`, or name another payload",
+                    first.name
+                );
+                cx.error(&places[i].0, message, Some(help));
+            }
+            rust_types.push(names::payload_struct(&event.name));
+        } else {
+            rust_types.push(event.payload.clone());
+        }
+    }
+    let mut types: BTreeMap<String, String> = enums
+        .iter()
+        .map(|e| (e.name.clone(), format!("enum `{}`", e.name)))
+        .collect();
+    for (i, event) in events.iter_mut().enumerate() {
+        event.rust_type = std::mem::take(&mut rust_types[i]);
+        let (at, valid_name) = &places[i];
+        if !valid_name {
+            continue;
+        }
+        let group = &sharing[event.payload.as_str()];
+        let mut claims = vec![(event.rust_type.clone(), format!("event `{}`", event.name))];
+        if group.len() > 1 && group[0] == i {
+            claims.push((
+                event.payload.clone(),
+                format!("the payload of event `{}`", event.name),
+            ));
+        }
+        for (name, owner) in claims {
+            if let Some(other) = types.get(&name) {
+                cx.error(
+                    at,
+                    format!("its payload type `{name}` collides with {other}"),
+                    Some("rename one of them, or name the payload with `payload:`".into()),
+                );
+            } else {
+                types.insert(name, owner);
+            }
+        }
     }
 }
 
@@ -130,6 +177,7 @@ impl Checked<'_> {
         let target_roles = self.target_roles(cx, &payload);
         self.own_only_roles_need_an_owner(cx, &audience, owner.as_deref());
         let example = self.example(cx, &payload);
+        let payload_name = self.payload_name(cx);
         let server_emits = self.raw.server_emits.as_ref().and_then(|emits| {
             let at = self.at.key("server_emits");
             server_emits(cx, &at, emits, &payload, self.roles, self.enums)
@@ -141,10 +189,32 @@ impl Checked<'_> {
             audience,
             owner,
             target_roles,
+            payload: payload_name,
+            // Named once every event is known (`payload_types`).
+            rust_type: String::new(),
             fields: payload.fields,
             example,
             server_emits,
         }
+    }
+
+    /// `payload:`, a type name (`CartPayload`); by default one from the event's name.
+    fn payload_name(&self, cx: &mut Context<'_>) -> String {
+        let event = self.at.event.expect("an event's place");
+        let Some(name) = &self.raw.payload else {
+            return names::payload_struct(event);
+        };
+        let at = self.at.key("payload");
+        let upper = name.starts_with(|c: char| c.is_ascii_uppercase());
+        if !upper || !names::is_identifier(name) {
+            let help = format!("for example `{}`", names::payload_struct(event));
+            cx.error(
+                &at,
+                format!("`payload: {name}` is not a type name: letters and digits, starting with a capital"),
+                Some(help),
+            );
+        }
+        name.clone()
     }
 
     /// `roles`: `all`, or a list of known roles, each once.
@@ -345,8 +415,12 @@ impl Checked<'_> {
                 self.enums,
                 &mut problems,
             );
+            let complete = problems.is_empty();
             for problem in problems {
                 cx.error(&at, format!("example: {problem}"), None);
+            }
+            if complete {
+                return with_computed(example.clone(), &payload.fields);
             }
         }
         example.clone()

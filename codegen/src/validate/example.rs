@@ -47,6 +47,36 @@ pub(super) fn check_payload(
     }
 }
 
+/// A valid example as a client receives it: computed fields it leaves out are filled in, in field
+/// order, as omnicast would compute them.
+pub(super) fn with_computed(example: Value, fields: &[Field]) -> Value {
+    let Value::Object(given) = example else {
+        return example;
+    };
+    let mut out = serde_json::Map::new();
+    for field in fields {
+        match (given.get(&field.name), &field.computed) {
+            (Some(v), _) if !v.is_null() => {
+                out.insert(field.name.clone(), v.clone());
+            }
+            (_, Some(formula)) => {
+                if let Some(value) = evaluate(formula, &given) {
+                    let value = match field.ty {
+                        FieldType::Integer => Value::from(value as i64),
+                        _ => serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number),
+                    };
+                    out.insert(field.name.clone(), value);
+                }
+            }
+            (Some(v), None) => {
+                out.insert(field.name.clone(), v.clone());
+            }
+            (None, None) => {}
+        }
+    }
+    Value::Object(out)
+}
+
 fn evaluate(formula: &Computed, object: &serde_json::Map<String, Value>) -> Option<f64> {
     let get = |name: &str| object.get(name).and_then(Value::as_f64);
     Some(match formula {

@@ -1,7 +1,7 @@
 //! `in_namespace` takes the generated `Namespace`, so a misspelt name cannot compile.
 
 use omnicast::runtime::{ComputeError, EventSink, OutgoingEvent};
-use omnicast::{Events, SystemMaintenancePayload};
+use omnicast::{Events, MaintenancePayload};
 
 struct Drop;
 impl EventSink for Drop {
@@ -12,6 +12,6 @@ impl EventSink for Drop {
 
 fn main() {
     let events = Events::new(Drop);
-    let payload = SystemMaintenancePayload { message: "m".into(), scheduled_at: None, duration: None };
+    let payload = MaintenancePayload { message: "m".into(), scheduled_at: None, duration: None };
     events.system_maintenance(payload).in_namespace("ordrs").send();
 }
