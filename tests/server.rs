@@ -845,6 +845,29 @@ async fn the_origin_allowlist_refuses_other_browsers() {
         .expect("non-browser clients send no Origin");
 }
 
+/// A browser learns why its WebSocket was refused by asking the same URL with `fetch`: the
+/// refusal carries `Access-Control-Allow-Origin` for an allowed origin, never for another.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_is_readable_by_an_allowed_origin() {
+    let mut config = support::config();
+    config.allowed_origins = vec!["https://shop.example".into()];
+    let server = TestServer::with(config).await;
+    let ask = |origin: &str| {
+        format!(
+            "GET /ws?token=not-a-jwt HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (status, head, body) = exchange(server.addr, &ask("https://shop.example")).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")));
+    assert!(
+        head.contains("access-control-allow-origin: https://shop.example"),
+        "{head}"
+    );
+    let (status, head, _) = exchange(server.addr, &ask("https://evil.example")).await;
+    assert_eq!(status, 403);
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_health_check_reports_counters() {
     let server = TestServer::start().await;

@@ -37,6 +37,35 @@ pub(crate) async fn upgrade(
     params: Result<Query<ConnectParams>, QueryRejection>,
     request: Request,
 ) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = handshake(&state, params, request);
+    // A browser's WebSocket never shows why a handshake was refused; a client learns it by
+    // asking the same URL with `fetch`, which may read the answer only with this header.
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS
+        && let Some(origin) = origin
+        && origin_allowed(&state, &origin)
+    {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::VARY, HeaderValue::from_static("origin"));
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after"),
+        );
+    }
+    response
+}
+
+fn origin_allowed(state: &AppState, origin: &HeaderValue) -> bool {
+    let allowed = &state.config.allowed_origins;
+    allowed.is_empty() || allowed.iter().any(|a| origin.as_bytes() == a.as_bytes())
+}
+
+fn handshake(
+    state: &Arc<AppState>,
+    params: Result<Query<ConnectParams>, QueryRejection>,
+    request: Request,
+) -> Response {
     let params = match params {
         Ok(Query(params)) => params,
         Err(rejection) => {
@@ -67,12 +96,7 @@ pub(crate) async fn upgrade(
         .into_response();
     }
     if let Some(origin) = headers.get(header::ORIGIN)
-        && !state.config.allowed_origins.is_empty()
-        && !state
-            .config
-            .allowed_origins
-            .iter()
-            .any(|allowed| origin.as_bytes() == allowed.as_bytes())
+        && !origin_allowed(state, origin)
     {
         let message = "this origin may not connect";
         return ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
@@ -85,7 +109,7 @@ pub(crate) async fn upgrade(
             Err(err) => return err.into_response(),
         },
     };
-    if let Some(refusal) = over_user_limits(&state, &identity.user_id) {
+    if let Some(refusal) = over_user_limits(state, &identity.user_id) {
         return refusal.into_response();
     }
     let catalog = state.hub.catalog();
@@ -126,6 +150,7 @@ pub(crate) async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
+    let state = Arc::clone(state);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {

@@ -1,0 +1,858 @@
+// The omnicast client: one WebSocket, typed listeners, reference-counted subscriptions,
+// reconnect with backoff and full jitter, token refresh, and resume with `since`.
+//
+// Everything arriving, from the socket or from `handleMessage`, goes through `receive`.
+
+import type {
+  AnyEnvelope,
+  ControlMessage,
+  Envelope,
+  EventMap,
+  EventType,
+  Namespace,
+  ReadyMessage,
+  SubscribedMessage,
+} from "./catalog.js";
+import { CloseCode } from "./catalog.js";
+
+/** Where the connection is. `connected` means the server's `ready` arrived, not just an open socket. */
+export type Status = "connecting" | "connected" | "reconnecting" | "disconnected" | "failed";
+
+/** The part of the WebSocket API the client uses: the browser's, Node's (22+, or 20 with
+ * `--experimental-websocket`), or the `ws` package's. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((event: never) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: never) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor, such as `globalThis.WebSocket` or `ws`'s default export. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** Reconnection: the delay before attempt `n` (from 0) is `min(maxDelay, minDelay + random(0, minDelay * 2^n))`. */
+export interface ReconnectOptions {
+  /** ms; default 500. */
+  minDelay?: number;
+  /** ms; default 20000. */
+  maxDelay?: number;
+  /** Give up (status `failed`) after this many attempts in a row; default: never. */
+  maxAttempts?: number;
+}
+
+/** Liveness: a `ping` every `interval` ms; no message at all within `timeout` ms of it drops the
+ * connection and reconnects. The same `timeout` bounds the wait for `ready`. */
+export interface HeartbeatOptions {
+  /** ms; default 20000 (the server closes a connection idle for 75 s). */
+  interval?: number;
+  /** ms; default 10000. */
+  timeout?: number;
+}
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /** The server's WebSocket endpoint, `ws://host:port/ws`. */
+  url: string;
+  /** A fixed token. Prefer `getToken` for tokens that expire. */
+  token?: string;
+  /** Called before every connection attempt, so an expired token is never reused. */
+  getToken?: () => string | Promise<string>;
+  /** The namespaces this client always holds. Default: every namespace the token's role may
+   * receive events of (the server's default). `[]`: only what `subscribe` adds. */
+  namespaces?: readonly Namespace[];
+  /** `false`: never reconnect. Default: reconnect with backoff. */
+  reconnect?: false | ReconnectOptions;
+  /** `false`: no client pings. */
+  heartbeat?: false | HeartbeatOptions;
+  /** Resume each namespace from the last event seen when reconnecting. Default true. */
+  resume?: boolean;
+  /** Log every frame and transition: `true` for `console.debug`, or a function. */
+  debug?: boolean | ((...args: unknown[]) => void);
+  /** The WebSocket constructor. Default: `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** Used to learn why a handshake was refused (401 ...). Default: `globalThis.fetch`. */
+  fetch?: (url: string) => Promise<{ status: number; headers: { get(name: string): string | null }; text(): Promise<string> }>;
+}
+
+/** What went wrong, reported to `onError` listeners; the stream goes on unless `status` says otherwise. */
+export interface ClientError {
+  /** `handler`: a listener threw. `server`: an `error` message. `refused`: the handshake was
+   * refused (`code` is the server's `error`). `message`: an unreadable frame. `closed`: the
+   * server closed the connection (`code` is the close code). */
+  kind: "handler" | "server" | "refused" | "message" | "closed";
+  code?: string | number;
+  message: string;
+  cause?: unknown;
+}
+
+/** After a (re)connection or a subscribe that resumed: for each namespace named in `since`,
+ * whether every missed event follows (`true`) or the application must reload its state (`false`). */
+export type Recovery = { [N in Namespace]?: boolean };
+
+type AnyHandler = (data: never, event: never) => void;
+type Entry = { handler: AnyHandler; once: boolean };
+
+/** The event types whose payload is exactly `P` (for the explicit `on<Payload>(type, ...)` form). */
+export type TypesWithPayload<P> = {
+  [K in EventType]: [EventMap[K]] extends [P] ? ([P] extends [EventMap[K]] ? K : never) : never;
+}[EventType];
+
+/** A listener of one event type. */
+export type Handler<K extends EventType> = (data: EventMap[K], event: Envelope<K>) => void;
+/** A listener of every event. */
+export type AnyHandlerOf = (data: AnyEnvelope["data"], event: AnyEnvelope) => void;
+
+/** Listener registration, shared by the client and React's handles. */
+export interface Listen {
+  /** Calls `handler` for each event of `type`; returns the cleanup that removes it. */
+  on<K extends EventType>(type: K, handler: Handler<K>): () => void;
+  /** The reference's explicit form: `on<OrderCreatedPayload>('order:created', (data) => ...)`. */
+  on<P extends EventMap[EventType]>(type: TypesWithPayload<P>, handler: (data: P, event: AnyEnvelope) => void): () => void;
+  /** Every event: `on('*', (data, event) => ...)`. */
+  on(type: "*", handler: AnyHandlerOf): () => void;
+  /** As `on`, for the next event only. */
+  once<K extends EventType>(type: K, handler: Handler<K>): () => void;
+  once(type: "*", handler: AnyHandlerOf): () => void;
+  /** Removes a handler given to `on` or `once`. */
+  off<K extends EventType>(type: K | "*", handler: Handler<K> | AnyHandlerOf): void;
+  /** The next event of `type` (for tests); rejects after `timeout` ms (default 5000). */
+  next<K extends EventType>(type: K, options?: { timeout?: number }): Promise<Envelope<K>>;
+  next(type: "*", options?: { timeout?: number }): Promise<AnyEnvelope>;
+}
+
+const DEFAULT_RECONNECT = { minDelay: 500, maxDelay: 20_000, maxAttempts: Infinity };
+const DEFAULT_HEARTBEAT = { interval: 20_000, timeout: 10_000 };
+/** WebSocket.OPEN. */
+const OPEN = 1;
+
+/** An event id, `<namespace>.<epoch>.<offset>`. */
+function parseId(id: string): { epoch: string; offset: number } | undefined {
+  const last = id.lastIndexOf(".");
+  const first = id.indexOf(".");
+  if (first < 0 || last <= first) return undefined;
+  const offset = Number(id.slice(last + 1));
+  return Number.isSafeInteger(offset) ? { epoch: id.slice(first + 1, last), offset } : undefined;
+}
+
+/** One connection to an omnicast server, made by {@link createClient}. */
+export interface OmnicastClient extends Listen {
+  /** Where the connection is. */
+  readonly status: Status;
+  /** The `ready` message of the current connection (user, role, namespaces), if connected. */
+  readonly session: ReadyMessage | undefined;
+  /** The namespaces this client wants: those of the options and of every `subscribe` holder. */
+  readonly namespaces: Namespace[];
+  /** The last event id seen in each namespace: what a reconnect resumes from. */
+  readonly positions: { [N in Namespace]?: string };
+  /** Opens the connection (and keeps it open, reconnecting) until `disconnect()`. */
+  connect(): void;
+  /** Closes the connection normally; no reconnect follows. */
+  disconnect(): void;
+  /** Holds the connection open: the first holder connects; when the last lets go the client
+   * disconnects one tick later unless someone holds it again meanwhile (React's StrictMode mounts
+   * twice; this keeps it to one socket). Returns the release. */
+  retain(): () => void;
+  /** Holds `namespaces`; returns the release. Holders are counted, so two parts of an application
+   * sharing a namespace never undo each other. Changes reach the server one tick later, so a
+   * release and a hold in the same tick send nothing. Replayed on every reconnect. */
+  subscribe(namespaces: readonly Namespace[]): () => void;
+  /** Lets go of `namespaces`: one `subscribe` hold of each, or else the options' own. */
+  unsubscribe(namespaces: readonly Namespace[]): void;
+  /** Feeds a message in as if the socket had received it (tests: `handleMessage({ data })`). */
+  handleMessage(message: { data: unknown }): void;
+  /** How many event listeners are registered (for one type, or all). */
+  listenerCount(type?: EventType | "*"): number;
+  /** Calls `listener` on every status change; returns the cleanup. */
+  onStatus(listener: (status: Status, detail?: ClientError) => void): () => void;
+  /** Calls `listener` with what a (re)connection or subscribe recovered; where a namespace is
+   * `false`, reload that state from its source. Returns the cleanup. */
+  onRecovery(listener: (recovery: Recovery) => void): () => void;
+  /** Calls `listener` with every problem: a throwing handler, a server `error`, a refusal, a
+   * close. Without any listener they go to `console.error` (closes only to `debug`). */
+  onError(listener: (error: ClientError) => void): () => void;
+}
+
+/** Creates a client; it connects on `connect()` (or the first `retain()`). */
+export function createClient(options: ClientOptions): OmnicastClient {
+  return new Client(options);
+}
+
+class Client implements OmnicastClient {
+  readonly #options: ClientOptions;
+  readonly #reconnect: Required<ReconnectOptions> | false;
+  readonly #heartbeat: Required<HeartbeatOptions> | false;
+  readonly #log: ((...args: unknown[]) => void) | undefined;
+
+  readonly #listeners = new Map<string, Set<Entry>>();
+  readonly #statusListeners = new Set<(status: Status, detail?: ClientError) => void>();
+  readonly #recoveryListeners = new Set<(recovery: Recovery) => void>();
+  readonly #errorListeners = new Set<(error: ClientError) => void>();
+
+  /** The namespaces held by the options (`undefined`: the server's default, until `ready` names them). */
+  #base: Set<Namespace> | undefined;
+  /** Namespaces held by `subscribe`, with how many holders each. */
+  readonly #refs = new Map<Namespace, number>();
+  /** What the server has, or has been asked for, on this connection. */
+  #requested = new Set<Namespace>();
+  /** The last event id seen, per namespace. */
+  readonly #positions = new Map<Namespace, string>();
+
+  #status: Status = "disconnected";
+  #socket: WebSocketLike | undefined;
+  #wanted = false;
+  #attempt = 0;
+  #retainers = 0;
+  #session: ReadyMessage | undefined;
+  #pingId = 0;
+  #timers = new Set<ReturnType<typeof setTimeout>>();
+  #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
+  #deadline: ReturnType<typeof setTimeout> | undefined;
+  #syncScheduled = false;
+  /** Connected is wanted but there is nothing to subscribe to yet. */
+  #idle = false;
+  #expiredInARow = 0;
+  readonly #online = () => {
+    // The browser is back online: skip the rest of the backoff.
+    if (this.#wanted && !this.#socket && this.#status === "reconnecting") {
+      this.#clearTimers();
+      void this.#open();
+    }
+  };
+
+  constructor(options: ClientOptions) {
+    this.#options = options;
+    this.#reconnect = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
+    this.#heartbeat = options.heartbeat === false ? false : { ...DEFAULT_HEARTBEAT, ...options.heartbeat };
+    const debug = options.debug;
+    this.#log = typeof debug === "function" ? debug : debug ? (...args) => console.debug("[omnicast]", ...args) : undefined;
+    this.#base = options.namespaces ? new Set(options.namespaces) : undefined;
+  }
+
+  /** Where the connection is. */
+  get status(): Status {
+    return this.#status;
+  }
+
+  /** The `ready` message of the current connection (user, role, namespaces), if connected. */
+  get session(): ReadyMessage | undefined {
+    return this.#status === "connected" ? this.#session : undefined;
+  }
+
+  /** The namespaces this client wants: those of the options and of every `subscribe` holder. */
+  get namespaces(): Namespace[] {
+    return [...this.#desired()];
+  }
+
+  /** The last event id seen in each namespace: what a reconnect resumes from. */
+  get positions(): { [N in Namespace]?: string } {
+    return Object.fromEntries(this.#positions);
+  }
+
+  // ---- connection -------------------------------------------------------------------------
+
+  /** Opens the connection (and keeps it open, reconnecting) until `disconnect()`. */
+  connect(): void {
+    if (this.#wanted) return;
+    this.#wanted = true;
+    (globalThis as { addEventListener?: (type: string, f: () => void) => void }).addEventListener?.("online", this.#online);
+    this.#attempt = 0;
+    this.#expiredInARow = 0;
+    void this.#open();
+  }
+
+  /** Closes the connection normally; no reconnect follows. */
+  disconnect(): void {
+    this.#wanted = false;
+    this.#idle = false;
+    (globalThis as { removeEventListener?: (type: string, f: () => void) => void }).removeEventListener?.("online", this.#online);
+    this.#clearTimers();
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (socket) {
+      this.#detach(socket);
+      this.#log?.("close", CloseCode.NORMAL);
+      socket.close(CloseCode.NORMAL, "bye");
+    }
+    this.#setStatus("disconnected");
+  }
+
+  /** Holds the connection open: the first holder connects, and when the last lets go the client
+   * disconnects one tick later, unless someone holds it again meanwhile (React's StrictMode
+   * mounts twice; this keeps it to one socket). Returns the release. */
+  retain(): () => void {
+    this.#retainers += 1;
+    if (this.#retainers === 1) this.connect();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#retainers -= 1;
+      this.#later(() => {
+        if (this.#retainers === 0) this.disconnect();
+      }, 0);
+    };
+  }
+
+  async #open(): Promise<void> {
+    if (!this.#wanted || this.#socket) return;
+    this.#idle = this.#base !== undefined && this.#desired().size === 0;
+    if (this.#idle) {
+      // Nothing to subscribe to yet: the first `subscribe` connects.
+      this.#setStatus(this.#attempt === 0 ? "connecting" : "reconnecting");
+      return;
+    }
+    this.#setStatus(this.#attempt === 0 ? "connecting" : "reconnecting");
+    let token: string | undefined;
+    try {
+      token = this.#options.getToken ? await this.#options.getToken() : this.#options.token;
+    } catch (cause) {
+      this.#report({ kind: "refused", code: "get_token_failed", message: `getToken threw: ${String(cause)}`, cause });
+      this.#retry();
+      return;
+    }
+    if (!this.#wanted || this.#socket) return;
+    const url = this.#url(token);
+    const Ctor = this.#options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!Ctor) {
+      this.#fail({
+        kind: "refused",
+        code: "no_websocket",
+        message: "no WebSocket constructor: pass `WebSocket` (Node 20 needs `--experimental-websocket` or the `ws` package)",
+      });
+      return;
+    }
+    this.#log?.("connect", url.replace(/token=[^&]*/, "token=…"));
+    let socket: WebSocketLike;
+    try {
+      socket = new Ctor(url);
+    } catch (cause) {
+      this.#fail({ kind: "refused", code: "invalid_url", message: String(cause), cause });
+      return;
+    }
+    this.#socket = socket;
+    this.#requested = new Set(this.#base ? this.#desired() : []);
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      this.#log?.("open");
+      if (this.#heartbeat) this.#expect(this.#heartbeat.timeout, "no `ready` from the server");
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") this.#receive(event.data);
+    };
+    const lost = (code: number, reason: string) => {
+      if (this.#socket !== socket) return;
+      this.#socket = undefined;
+      this.#session = undefined;
+      this.#stopHeartbeat();
+      this.#detach(socket);
+      if (!opened) {
+        void this.#diagnose(url);
+      } else {
+        this.#closed(code, reason);
+      }
+    };
+    // Some implementations (Node 20's) report a refused handshake with `error` and no `close`.
+    socket.onerror = () => {
+      this.#log?.("socket error");
+      if (!opened) lost(1006, "handshake failed");
+    };
+    socket.onclose = (event) => {
+      this.#log?.("closed", event.code, event.reason);
+      lost(event.code, event.reason);
+    };
+  }
+
+  #url(token: string | undefined): string {
+    const url = new URL(this.#options.url);
+    if (token !== undefined) url.searchParams.set("token", token);
+    if (this.#base) url.searchParams.set("namespaces", [...this.#desired()].join(","));
+    const since = this.#since(this.#base ? this.#desired() : undefined);
+    if (since.length > 0) url.searchParams.set("since", since.join(","));
+    return url.toString();
+  }
+
+  /** The positions to resume from, for `namespaces` (all known ones when undefined). */
+  #since(namespaces: Iterable<Namespace> | undefined): string[] {
+    if (this.#options.resume === false) return [];
+    if (!namespaces) return [...this.#positions.values()];
+    const out: string[] = [];
+    for (const ns of namespaces) {
+      const id = this.#positions.get(ns);
+      if (id) out.push(id);
+    }
+    return out;
+  }
+
+  /** The server closed an open connection. */
+  #closed(code: number, reason: string): void {
+    if (!this.#wanted) return;
+    if (code === CloseCode.NORMAL) {
+      // The server (or a proxy) ended it normally: nothing to come back for.
+      this.#wanted = false;
+      this.#setStatus("disconnected", { kind: "closed", code, message: reason || "closed normally" });
+      return;
+    }
+    this.#report({ kind: "closed", code, message: reason || `closed with ${code}` });
+    if (code === CloseCode.TOKEN_EXPIRED) {
+      if (!this.#options.getToken) {
+        this.#fail({ kind: "refused", code: "token_expired", message: "the token expired and there is no getToken to renew it" });
+        return;
+      }
+      this.#retry(0);
+      return;
+    }
+    if (code === CloseCode.RESUME_REQUIRED) {
+      this.#retry(0);
+      return;
+    }
+    this.#retry();
+  }
+
+  /** The handshake failed before the socket opened. WebSocket APIs hide the HTTP answer, so ask
+   * the same URL over HTTP: the server checks the token before the upgrade and says why. */
+  async #diagnose(url: string): Promise<void> {
+    const fetcher = this.#options.fetch ?? (globalThis as { fetch?: ClientOptions["fetch"] }).fetch;
+    if (!this.#wanted) return;
+    if (!fetcher) {
+      this.#retry();
+      return;
+    }
+    let status: number;
+    let body: { error?: string; message?: string } = {};
+    let retryAfter: number | undefined;
+    try {
+      const response = await fetcher(url.replace(/^ws/, "http"));
+      status = response.status;
+      retryAfter = Number(response.headers.get("retry-after")) || undefined;
+      try {
+        body = JSON.parse(await response.text()) as typeof body;
+      } catch {
+        body = {};
+      }
+    } catch {
+      // Unreachable (or the answer cannot be read): try again later.
+      this.#retry();
+      return;
+    }
+    if (!this.#wanted) return;
+    const refusal: ClientError = {
+      kind: "refused",
+      code: body.error ?? status,
+      message: body.message ?? `the handshake was refused with ${status}`,
+    };
+    if (body.error === "token_expired" && this.#options.getToken && this.#expiredInARow === 0) {
+      this.#expiredInARow += 1;
+      this.#report(refusal);
+      this.#retry(0);
+    } else if (body.error === "invalid_since") {
+      // Positions from another catalog: start over without them.
+      this.#report(refusal);
+      this.#positions.clear();
+      this.#retry(0);
+    } else if (status === 401 || status === 403 || (status === 400 && body.error !== undefined)) {
+      this.#fail(refusal);
+    } else {
+      if (body.error) this.#report(refusal);
+      this.#retry(retryAfter === undefined ? undefined : retryAfter * 1000);
+    }
+  }
+
+  /** Schedules the next attempt: after `delay` ms, or the backoff's. */
+  #retry(delay?: number): void {
+    if (!this.#wanted) return;
+    const reconnect = this.#reconnect;
+    if (!reconnect) {
+      this.#wanted = false;
+      this.#setStatus("disconnected");
+      return;
+    }
+    if (this.#attempt >= reconnect.maxAttempts) {
+      this.#fail({ kind: "closed", message: `gave up after ${this.#attempt} attempts` });
+      return;
+    }
+    const backoff = Math.min(
+      reconnect.maxDelay,
+      reconnect.minDelay + Math.random() * reconnect.minDelay * 2 ** Math.min(this.#attempt, 30),
+    );
+    const wait = Math.max(delay ?? backoff, 0);
+    this.#attempt += 1;
+    this.#setStatus("reconnecting");
+    this.#log?.("reconnect in", Math.round(wait), "ms");
+    this.#later(() => void this.#open(), wait);
+  }
+
+  #fail(error: ClientError): void {
+    this.#wanted = false;
+    this.#clearTimers();
+    this.#report(error);
+    this.#setStatus("failed", error);
+  }
+
+  #detach(socket: WebSocketLike): void {
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+  }
+
+  /** Drops a connection that went silent and reconnects; waiting for its close could take minutes. */
+  #drop(why: string): void {
+    const socket = this.#socket;
+    if (!socket) return;
+    this.#log?.("drop:", why);
+    this.#socket = undefined;
+    this.#session = undefined;
+    this.#stopHeartbeat();
+    this.#detach(socket);
+    try {
+      socket.close(4000, why.slice(0, 100));
+    } catch {
+      // Already closing.
+    }
+    this.#report({ kind: "closed", message: why });
+    this.#retry();
+  }
+
+  // ---- heartbeat --------------------------------------------------------------------------
+
+  #startHeartbeat(): void {
+    const heartbeat = this.#heartbeat;
+    if (!heartbeat) return;
+    this.#stopHeartbeat();
+    const beat = () => {
+      this.#pingId += 1;
+      this.#send({ type: "ping", id: this.#pingId });
+      this.#expect(heartbeat.timeout, "no answer to a ping");
+      this.#heartbeatTimer = setTimeout(beat, heartbeat.interval);
+    };
+    this.#heartbeatTimer = setTimeout(beat, heartbeat.interval);
+  }
+
+  #expect(timeout: number, why: string): void {
+    if (this.#deadline === undefined) this.#deadline = setTimeout(() => this.#drop(why), timeout);
+  }
+
+  #stopHeartbeat(): void {
+    clearTimeout(this.#heartbeatTimer);
+    clearTimeout(this.#deadline);
+    this.#heartbeatTimer = this.#deadline = undefined;
+  }
+
+  #later(f: () => void, ms: number): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      f();
+    }, ms);
+    this.#timers.add(timer);
+  }
+
+  #clearTimers(): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#stopHeartbeat();
+  }
+
+  // ---- subscriptions ----------------------------------------------------------------------
+
+  #desired(): Set<Namespace> {
+    const out = new Set<Namespace>(this.#base ?? []);
+    for (const [ns, n] of this.#refs) if (n > 0) out.add(ns);
+    return out;
+  }
+
+  /** Holds `namespaces`; returns the release. Holders are counted, so two parts of an application
+   * sharing a namespace never undo each other. Changes reach the server one tick later, so a
+   * release and a hold in the same tick send nothing. Replayed on every reconnect. */
+  subscribe(namespaces: readonly Namespace[]): () => void {
+    const held = [...new Set(namespaces)];
+    for (const ns of held) this.#refs.set(ns, (this.#refs.get(ns) ?? 0) + 1);
+    this.#scheduleSync();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const ns of held) {
+        const n = (this.#refs.get(ns) ?? 0) - 1;
+        if (n > 0) this.#refs.set(ns, n);
+        else this.#refs.delete(ns);
+      }
+      this.#scheduleSync();
+    };
+  }
+
+  /** Lets go of `namespaces`: one `subscribe` hold of each, or the options' own. */
+  unsubscribe(namespaces: readonly Namespace[]): void {
+    for (const ns of new Set(namespaces)) {
+      const n = this.#refs.get(ns) ?? 0;
+      if (n > 1) this.#refs.set(ns, n - 1);
+      else if (n === 1) this.#refs.delete(ns);
+      else {
+        this.#base?.delete(ns);
+      }
+    }
+    this.#scheduleSync();
+  }
+
+  #scheduleSync(): void {
+    if (this.#syncScheduled) return;
+    this.#syncScheduled = true;
+    setTimeout(() => {
+      this.#syncScheduled = false;
+      this.#sync();
+    }, 0);
+  }
+
+  /** Sends what turns the server's subscription into the wanted one. */
+  #sync(): void {
+    if (this.#idle) {
+      void this.#open();
+      return;
+    }
+    if (this.#status !== "connected") return; // `ready` will reconcile.
+    const desired = this.#desired();
+    const add = [...desired].filter((ns) => !this.#requested.has(ns));
+    const remove = [...this.#requested].filter((ns) => !desired.has(ns));
+    if (add.length > 0) {
+      const since = this.#since(add);
+      this.#send(since.length > 0 ? { type: "subscribe", namespaces: add, since } : { type: "subscribe", namespaces: add });
+      for (const ns of add) this.#requested.add(ns);
+    }
+    if (remove.length > 0) {
+      this.#send({ type: "unsubscribe", namespaces: remove });
+      for (const ns of remove) {
+        this.#requested.delete(ns);
+        this.#positions.delete(ns);
+      }
+    }
+  }
+
+  #send(message: object): void {
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== OPEN) return;
+    const text = JSON.stringify(message);
+    this.#log?.("send", text);
+    socket.send(text);
+  }
+
+  // ---- receiving --------------------------------------------------------------------------
+
+  /** Feeds a message in as if the socket had received it (for tests: `handleMessage({ data })`). */
+  handleMessage(message: { data: unknown }): void {
+    if (typeof message.data === "string") this.#receive(message.data);
+  }
+
+  #receive(text: string): void {
+    this.#log?.("recv", text);
+    if (this.#deadline !== undefined) {
+      clearTimeout(this.#deadline);
+      this.#deadline = undefined;
+    }
+    let message: unknown;
+    try {
+      message = JSON.parse(text);
+    } catch (cause) {
+      this.#report({ kind: "message", message: "a frame that is not JSON", cause });
+      return;
+    }
+    if (typeof message !== "object" || message === null || typeof (message as { type?: unknown }).type !== "string") {
+      this.#report({ kind: "message", message: "a frame without a `type`" });
+      return;
+    }
+    const type = (message as { type: string }).type;
+    if (type.includes(":")) this.#event(message as AnyEnvelope);
+    else this.#control(message as ControlMessage);
+  }
+
+  #control(message: ControlMessage): void {
+    switch (message.type) {
+      case "ready":
+        this.#session = message;
+        // Without `namespaces` in the options, the server's default becomes the base, so a
+        // reconnect asks for the same and resumes only namespaces it subscribes.
+        this.#base ??= new Set(message.namespaces);
+        this.#requested = new Set(message.namespaces);
+        this.#joined(message);
+        this.#attempt = 0;
+        this.#expiredInARow = 0;
+        this.#setStatus("connected");
+        this.#startHeartbeat();
+        this.#sync();
+        break;
+      case "subscribed":
+        this.#joined(message);
+        break;
+      case "unsubscribed":
+        break;
+      case "pong":
+        break;
+      case "error":
+        this.#report({ kind: "server", code: message.code, message: message.message });
+        break;
+    }
+  }
+
+  /** Namespaces joined (by `ready` or `subscribed`): move each on to where it was joined, except
+   * those whose missed events follow; report recovery. */
+  #joined(message: ReadyMessage | SubscribedMessage): void {
+    const recovered = message.recovered ?? {};
+    for (const [ns, id] of Object.entries(message.positions) as [Namespace, string][]) {
+      if (recovered[ns] !== true) this.#advance(ns, id);
+    }
+    if (Object.keys(recovered).length > 0) {
+      for (const listener of [...this.#recoveryListeners]) {
+        try {
+          listener(recovered);
+        } catch (cause) {
+          this.#report({ kind: "handler", message: "a recovery listener threw", cause });
+        }
+      }
+    }
+  }
+
+  /** Moves a namespace's position to `id` unless it is already there or later in the same epoch.
+   * Returns whether it moved (false: a duplicate). */
+  #advance(ns: Namespace, id: string): boolean {
+    const known = this.#positions.get(ns);
+    const next = parseId(id);
+    if (!next) return true;
+    if (known) {
+      const current = parseId(known);
+      if (current && current.epoch === next.epoch && next.offset <= current.offset) return false;
+    }
+    this.#positions.set(ns, id);
+    return true;
+  }
+
+  #event(event: AnyEnvelope): void {
+    if (typeof event.id === "string" && !this.#advance(event.namespace, event.id)) {
+      this.#log?.("duplicate dropped", event.id);
+      return;
+    }
+    this.#dispatch(event.type, event);
+    this.#dispatch("*", event);
+  }
+
+  #dispatch(key: string, event: AnyEnvelope): void {
+    const entries = this.#listeners.get(key);
+    if (!entries) return;
+    for (const entry of [...entries]) {
+      if (entry.once) this.#remove(key, entry);
+      try {
+        (entry.handler as (data: unknown, event: AnyEnvelope) => void)(event.data, event);
+      } catch (cause) {
+        this.#report({ kind: "handler", code: event.type, message: `a handler of ${key} threw: ${String(cause)}`, cause });
+      }
+    }
+  }
+
+  // ---- listeners --------------------------------------------------------------------------
+
+  on(type: string, handler: AnyHandler): () => void {
+    return this.#add(type, handler, false);
+  }
+
+  once(type: string, handler: AnyHandler): () => void {
+    return this.#add(type, handler, true);
+  }
+
+  off(type: string, handler: AnyHandler): void {
+    const entries = this.#listeners.get(type);
+    if (!entries) return;
+    for (const entry of entries) {
+      if (entry.handler === handler) {
+        this.#remove(type, entry);
+        return;
+      }
+    }
+  }
+
+  next(type: string, options: { timeout?: number } = {}): Promise<never> {
+    return new Promise<AnyEnvelope>((resolve, reject) => {
+      const timeout = options.timeout ?? 5000;
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no ${type} event within ${timeout} ms`));
+      }, timeout);
+      const cleanup = this.#add(
+        type,
+        ((_: unknown, event: AnyEnvelope) => {
+          clearTimeout(timer);
+          resolve(event);
+        }) as AnyHandler,
+        true,
+      );
+    }) as Promise<never>;
+  }
+
+  /** How many event listeners are registered (for one type, or all). */
+  listenerCount(type?: EventType | "*"): number {
+    if (type !== undefined) return this.#listeners.get(type)?.size ?? 0;
+    let n = 0;
+    for (const entries of this.#listeners.values()) n += entries.size;
+    return n;
+  }
+
+  #add(type: string, handler: AnyHandler, once: boolean): () => void {
+    const entry: Entry = { handler, once };
+    let entries = this.#listeners.get(type);
+    if (!entries) this.#listeners.set(type, (entries = new Set()));
+    entries.add(entry);
+    return () => this.#remove(type, entry);
+  }
+
+  #remove(type: string, entry: Entry): void {
+    const entries = this.#listeners.get(type);
+    if (!entries) return;
+    entries.delete(entry);
+    if (entries.size === 0) this.#listeners.delete(type);
+  }
+
+  /** Calls `listener` on every status change; returns the cleanup. */
+  onStatus(listener: (status: Status, detail?: ClientError) => void): () => void {
+    this.#statusListeners.add(listener);
+    return () => this.#statusListeners.delete(listener);
+  }
+
+  /** Calls `listener` with what a (re)connection or subscribe recovered; where a namespace is
+   * `false`, reload that state from its source. Returns the cleanup. */
+  onRecovery(listener: (recovery: Recovery) => void): () => void {
+    this.#recoveryListeners.add(listener);
+    return () => this.#recoveryListeners.delete(listener);
+  }
+
+  /** Calls `listener` with every problem: a throwing handler, a server `error`, a refusal, a
+   * close. Without any listener they go to `console.error` (closes only to `debug`). */
+  onError(listener: (error: ClientError) => void): () => void {
+    this.#errorListeners.add(listener);
+    return () => this.#errorListeners.delete(listener);
+  }
+
+  #report(error: ClientError): void {
+    this.#log?.("error", error.kind, error.code ?? "", error.message);
+    if (this.#errorListeners.size === 0) {
+      if (error.kind !== "closed") console.error("[omnicast]", error.message, error.cause ?? "");
+      return;
+    }
+    for (const listener of [...this.#errorListeners]) {
+      try {
+        listener(error);
+      } catch {
+        // An error listener that throws has nowhere left to report to.
+      }
+    }
+  }
+
+  #setStatus(status: Status, detail?: ClientError): void {
+    if (this.#status === status) return;
+    this.#status = status;
+    this.#log?.("status", status);
+    for (const listener of [...this.#statusListeners]) {
+      try {
+        listener(status, detail);
+      } catch (cause) {
+        this.#report({ kind: "handler", message: "a status listener threw", cause });
+      }
+    }
+  }
+}

@@ -1,0 +1,351 @@
+// The client against a real `omnicast serve`, as an application sees it.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import { createClient, type AnyEnvelope, type ClientError, type ClientOptions, type OmnicastClient, type Recovery, type Status } from "../src/index.js";
+import { NodeWebSocket, order, payment, priceChange, sleep, startProxy, startServer, waitFor, type Server_ } from "./support.js";
+
+let server: Server_;
+const clients: OmnicastClient[] = [];
+
+before(async () => {
+  server = await startServer(["--jwt-leeway-secs", "0"]);
+});
+after(async () => {
+  for (const client of clients) client.disconnect();
+  await server.stop();
+});
+
+/** A client of `server` (or `url`), disconnected after the test file. */
+function client(options: Partial<ClientOptions> & { sub?: string; role?: string } = {}): OmnicastClient {
+  const { sub = "u1", role = "admin", ...rest } = options;
+  const c = createClient({
+    url: server.wsUrl,
+    token: rest.getToken ? undefined : server.token(sub, role),
+    WebSocket: NodeWebSocket,
+    ...rest,
+  });
+  clients.push(c);
+  return c;
+}
+
+async function connected(c: OmnicastClient): Promise<OmnicastClient> {
+  c.connect();
+  await waitFor(() => c.status === "connected", "connected");
+  return c;
+}
+
+/** Every event `c` receives, in order. */
+function collect(c: OmnicastClient): AnyEnvelope[] {
+  const seen: AnyEnvelope[] = [];
+  c.on("*", (_, event) => {
+    seen.push(event);
+  });
+  return seen;
+}
+
+describe("delivery as a client sees it", () => {
+  test("a customer's client receives its own payments, never another customer's", async () => {
+    const admin = await connected(client({ sub: "boss", role: "admin", namespaces: ["payments"] }));
+    const alice = await connected(client({ sub: "CUST-A", role: "customer", namespaces: ["payments"] }));
+    const bob = await connected(client({ sub: "CUST-B", role: "customer", namespaces: ["payments"] }));
+    const [seenAdmin, seenAlice, seenBob] = [collect(admin), collect(alice), collect(bob)];
+    await server.publish([payment("CUST-A", 1), payment("CUST-B", 2), payment("CUST-A", 3)]);
+    // The last payment of each customer comes after every other: once it is there, nothing else is coming.
+    await server.publish(payment("CUST-B", 4));
+    await waitFor(() => seenAdmin.length === 4 && seenAlice.length === 2 && seenBob.length === 2, "every delivery");
+    const ids = (seen: AnyEnvelope[]) => seen.map((e) => (e.data as { paymentId: string }).paymentId);
+    assert.deepEqual(ids(seenAlice), ["PAY-CUST-A-1", "PAY-CUST-A-3"]);
+    assert.deepEqual(ids(seenBob), ["PAY-CUST-B-2", "PAY-CUST-B-4"]);
+    assert.equal(seenAdmin.length, 4);
+  });
+
+  test("a customer does not receive staff events, even subscribed to their namespace", async () => {
+    const carol = await connected(client({ sub: "CUST-C", role: "customer", namespaces: ["orders", "products"] }));
+    const seen = collect(carol);
+    await server.publish([order(1), priceChange(1)]);
+    await waitFor(() => seen.length === 1, "the public event");
+    await sleep(50);
+    assert.deepEqual(
+      seen.map((e) => e.type),
+      ["product:price_changed"],
+    );
+  });
+});
+
+describe("listeners", () => {
+  test("on, once, off, '*' and every cleanup leave no listener behind", async () => {
+    const c = client({ namespaces: ["products"] });
+    const calls: string[] = [];
+    const h = () => calls.push("on");
+    const cleanup = c.on("product:price_changed", h);
+    c.once("product:price_changed", () => calls.push("once"));
+    const star = c.on("*", (_, event) => calls.push(`*${event.type}`));
+    await connected(c);
+    await server.publish(priceChange(1));
+    await waitFor(() => calls.length === 3, "three calls");
+    assert.deepEqual(calls, ["on", "once", "*product:price_changed"]);
+    assert.equal(c.listenerCount("product:price_changed"), 1, "once removed itself");
+    cleanup();
+    cleanup(); // twice is harmless
+    c.off("*", () => {}); // an unknown handler is ignored
+    assert.equal(c.listenerCount("*"), 1);
+    star();
+    assert.equal(c.listenerCount(), 0);
+    const again = c.on("product:price_changed", h);
+    c.off("product:price_changed", h);
+    assert.equal(c.listenerCount(), 0);
+    again();
+  });
+
+  test("a handler that throws is reported and never breaks the stream", async () => {
+    const c = client({ namespaces: ["products"] });
+    const errors: ClientError[] = [];
+    c.onError((e) => errors.push(e));
+    const good: number[] = [];
+    c.on("product:price_changed", () => {
+      throw new Error("boom");
+    });
+    c.on("product:price_changed", (data) => good.push(data.newPrice));
+    await connected(c);
+    await server.publish([priceChange(1), priceChange(2)]);
+    await waitFor(() => good.length === 2, "both events");
+    assert.deepEqual(good, [11, 12]);
+    assert.equal(errors.filter((e) => e.kind === "handler").length, 2);
+    assert.match(errors[0]!.message, /boom/);
+  });
+
+  test("handleMessage feeds the same path as the socket, and duplicates are dropped by id", () => {
+    const c = client();
+    const seen: string[] = [];
+    c.on("order:created", (data) => seen.push(data.orderId));
+    const types = new Set<string>();
+    c.on("*", (_, event) => types.add(event.type));
+    // The reference's test: an envelope without an id.
+    const testEvent = { type: "order:created", namespace: "orders", data: { orderId: "TEST-001" }, timestamp: Date.now() };
+    c.handleMessage({ data: JSON.stringify(testEvent) });
+    const withId = { ...testEvent, data: { orderId: "TEST-002" }, id: "orders.e1.7" };
+    c.handleMessage({ data: JSON.stringify(withId) });
+    c.handleMessage({ data: JSON.stringify(withId) });
+    c.handleMessage({ data: JSON.stringify({ ...withId, id: "orders.e1.6" }) });
+    c.handleMessage({ data: "not json" });
+    assert.deepEqual(seen, ["TEST-001", "TEST-002"]);
+    assert.deepEqual([...types], ["order:created"]);
+    assert.equal(c.positions.orders, "orders.e1.7");
+  });
+
+  test("next() resolves with the next event, and rejects when none comes", async () => {
+    const c = await connected(client({ namespaces: ["products"] }));
+    const next = c.next("product:price_changed");
+    await server.publish(priceChange(5));
+    assert.equal((await next).data.newPrice, 15);
+    await assert.rejects(c.next("order:created", { timeout: 50 }), /no order:created event within 50 ms/);
+    assert.equal(c.listenerCount(), 0);
+  });
+});
+
+describe("subscriptions", () => {
+  test("holders are counted: one release does not undo another's subscription", async () => {
+    const sent: string[] = [];
+    const c = client({ namespaces: ["products"], heartbeat: false, debug: (...args) => args[0] === "send" && sent.push(String(args[1])) });
+    const seen = collect(c);
+    await connected(c);
+    const a = c.subscribe(["orders"]);
+    const b = c.subscribe(["orders"]);
+    await waitFor(() => sent.length === 1, "one subscribe");
+    assert.deepEqual(JSON.parse(sent[0]!), { type: "subscribe", namespaces: ["orders"] });
+    a();
+    await sleep(20);
+    assert.equal(sent.length, 1, "a release while another holds sends nothing");
+    await server.publish(order(1));
+    await waitFor(() => seen.length === 1, "the order");
+    b();
+    await waitFor(() => sent.length === 2, "the unsubscribe");
+    assert.deepEqual(JSON.parse(sent[1]!), { type: "unsubscribe", namespaces: ["orders"] });
+    // A release and a hold in the same tick send nothing.
+    const d = c.subscribe(["inventory"]);
+    d();
+    const e = c.subscribe(["inventory"]);
+    await sleep(20);
+    assert.equal(sent.length, 3);
+    assert.deepEqual(JSON.parse(sent[2]!), { type: "subscribe", namespaces: ["inventory"] });
+    e();
+    await waitFor(() => sent.length === 4, "the last unsubscribe");
+    await server.publish([order(2), priceChange(2)]);
+    await waitFor(() => seen.length === 2, "the price change");
+    assert.deepEqual(seen.map((x) => x.type), ["order:created", "product:price_changed"]);
+    assert.deepEqual(c.namespaces, ["products"]);
+  });
+
+  test("a client with nothing to subscribe to connects at its first subscribe", async () => {
+    const c = client({ namespaces: [] });
+    c.connect();
+    await sleep(50);
+    assert.equal(c.status, "connecting");
+    const release = c.subscribe(["system"]);
+    await waitFor(() => c.status === "connected", "connected");
+    assert.deepEqual(c.session?.namespaces, ["system"]);
+    release();
+  });
+
+  test("the server's default subscription is kept across reconnects", async () => {
+    const proxy = await startProxy(server.port);
+    const c = await connected(client({ url: proxy.url(), sub: "CUST-D", role: "customer" }));
+    const first = c.session!.namespaces;
+    assert.ok(first.includes("payments") && !first.includes("customers"), `${first}`);
+    proxy.cut();
+    await waitFor(() => c.status === "reconnecting", "reconnecting");
+    await waitFor(() => c.status === "connected", "reconnected");
+    assert.deepEqual(c.session!.namespaces, first);
+    c.disconnect();
+    await proxy.close();
+  });
+});
+
+describe("reconnect and resume", () => {
+  test("after the connection is cut, it reconnects and resumes with no gap and no duplicate", async () => {
+    const proxy = await startProxy(server.port);
+    const statuses: Status[] = [];
+    const recoveries: Recovery[] = [];
+    const c = client({ url: proxy.url(), namespaces: ["orders"], reconnect: { minDelay: 50, maxDelay: 200 } });
+    c.onStatus((s) => statuses.push(s));
+    c.onRecovery((r) => recoveries.push(r));
+    const seen = collect(c);
+    await connected(c);
+    const before = await server.publish([order(1), order(2), order(3)]);
+    await waitFor(() => seen.length === 3, "the first three");
+    await proxy.down();
+    await waitFor(() => c.status === "reconnecting", "reconnecting");
+    const missed = await server.publish([order(4), order(5), order(6)]);
+    await sleep(150); // attempts fail while the proxy is down
+    await proxy.up();
+    await waitFor(() => c.status === "connected", "reconnected", 10_000);
+    const live = await server.publish(order(7));
+    await waitFor(() => seen.length === 7, "all seven");
+    await sleep(50);
+    assert.deepEqual(seen.map((e) => e.id), [...before, ...missed, ...live]);
+    assert.deepEqual(recoveries, [{ orders: true }]);
+    assert.deepEqual(statuses.slice(0, 3), ["connecting", "connected", "reconnecting"]);
+    assert.equal(statuses.at(-1), "connected");
+    c.disconnect();
+    await proxy.close();
+  });
+
+  test("recovered: false when more was missed than the server replays", async () => {
+    const short = await startServer(["--max-recovery", "3"]);
+    const proxy = await startProxy(short.port);
+    const recoveries: Recovery[] = [];
+    const c = createClient({ url: proxy.url(), token: short.token("u", "admin"), namespaces: ["orders"], WebSocket: NodeWebSocket, reconnect: { minDelay: 20, maxDelay: 50 } });
+    c.onRecovery((r) => recoveries.push(r));
+    const seen = collect(c);
+    await connected(c);
+    await short.publish(order(1));
+    await waitFor(() => seen.length === 1, "the first");
+    await proxy.down();
+    await short.publish([2, 3, 4, 5, 6].map(order));
+    await proxy.up();
+    await waitFor(() => recoveries.length === 1, "the recovery report", 10_000);
+    assert.deepEqual(recoveries, [{ orders: false }]);
+    // Nothing replayed; live events go on.
+    const [live] = await short.publish(order(7));
+    await waitFor(() => seen.length === 2, "the live event");
+    assert.equal(seen[1]!.id, live);
+    c.disconnect();
+    await proxy.close();
+    await short.stop();
+  });
+
+  test("a connection that goes silent is dropped by the heartbeat and resumed", async () => {
+    const proxy = await startProxy(server.port);
+    const c = client({ url: proxy.url(), namespaces: ["orders"], heartbeat: { interval: 100, timeout: 200 }, reconnect: { minDelay: 20, maxDelay: 50 } });
+    const seen = collect(c);
+    await connected(c);
+    proxy.freeze();
+    await waitFor(() => c.status === "reconnecting", "the heartbeat noticing", 3000);
+    const [missed] = await server.publish(order(1));
+    await waitFor(() => c.status === "connected", "reconnected", 5000);
+    await waitFor(() => seen.length === 1, "the event missed while frozen");
+    assert.equal(seen[0]!.id, missed);
+    assert.ok(proxy.accepted >= 2);
+    c.disconnect();
+    await proxy.close();
+  });
+
+  test("disconnect() is final: no reconnect follows", async () => {
+    const proxy = await startProxy(server.port);
+    const c = await connected(client({ url: proxy.url(), namespaces: ["orders"] }));
+    c.disconnect();
+    assert.equal(c.status, "disconnected");
+    await sleep(700);
+    assert.equal(proxy.accepted, 1);
+    assert.equal(c.status, "disconnected");
+    await proxy.close();
+  });
+
+  test("an injected WebSocket constructor is the one used", async () => {
+    let made = 0;
+    class Counting extends (NodeWebSocket as unknown as new (url: string) => object) {
+      constructor(url: string) {
+        super(url);
+        made += 1;
+      }
+    }
+    const c = await connected(client({ WebSocket: Counting as unknown as ClientOptions["WebSocket"], namespaces: ["system"] }));
+    assert.equal(made, 1);
+    c.disconnect();
+  });
+});
+
+describe("tokens", () => {
+  test("a token that expires (4001) is renewed with getToken before the next attempt", async () => {
+    let calls = 0;
+    const closes: ClientError[] = [];
+    const c = client({
+      namespaces: ["system"],
+      getToken: () => {
+        calls += 1;
+        return server.token("renewing", "admin", calls === 1 ? 1 : 3600);
+      },
+      reconnect: { minDelay: 20, maxDelay: 50 },
+    });
+    c.onError((e) => closes.push(e));
+    await connected(c);
+    const firstSession = c.session!.sessionId;
+    await waitFor(() => closes.some((e) => e.kind === "closed" && e.code === 4001), "the 4001 close", 5000);
+    await waitFor(() => c.status === "connected", "reconnected with a new token", 5000);
+    assert.equal(calls, 2);
+    assert.notEqual(c.session!.sessionId, firstSession);
+  });
+
+  test("a refused token ends in `failed`, without looping", async () => {
+    let calls = 0;
+    const errors: ClientError[] = [];
+    const c = client({
+      getToken: () => {
+        calls += 1;
+        return "not-a-jwt";
+      },
+      reconnect: { minDelay: 10, maxDelay: 20 },
+    });
+    c.onError((e) => errors.push(e));
+    c.connect();
+    await waitFor(() => c.status === "failed", "failed");
+    await sleep(200);
+    assert.equal(calls, 1);
+    assert.equal(c.status, "failed");
+    assert.deepEqual(
+      errors.map((e) => [e.kind, e.code]),
+      [["refused", "invalid_token"]],
+    );
+  });
+
+  test("a token of an unknown role fails with the server's reason", async () => {
+    const c = client({ sub: "x", role: "wizard" });
+    const errors: ClientError[] = [];
+    c.onError((e) => errors.push(e));
+    c.connect();
+    await waitFor(() => c.status === "failed", "failed");
+    assert.equal(errors[0]!.code, "unknown_role");
+  });
+});
