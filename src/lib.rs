@@ -41,6 +41,36 @@ pub const REFERENCE_MD: &str = include_str!(concat!(env!("OUT_DIR"), "/EVENTS.md
 /// `@omnicast/client`), rendered at build time; `omnicast gen` writes them out.
 pub const TYPESCRIPT: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog.ts"));
 
+/// A Rust client of the server, receiving this catalog's events as [`AnyEvent`]s: reconnect
+/// with backoff and jitter, token renewal, resume with `recovered`. See
+/// [`omnicast_runtime::client`].
+///
+/// ```no_run
+/// # async fn run() {
+/// use omnicast::client::{Client, ClientConfig, Message};
+/// use omnicast::{AnyEvent, Namespace};
+///
+/// let config = ClientConfig::new("ws://127.0.0.1:8080/ws").namespaces([Namespace::Orders]);
+/// let mut client = Client::connect(config, "<jwt>");
+/// while let Some(message) = client.next().await {
+///     if let Message::Event(received) = message
+///         && let AnyEvent::OrderCreated(order) = received.event
+///     {
+///         println!("{} {}", order.order_id, order.total);
+///     }
+/// }
+/// # }
+/// ```
+#[cfg(feature = "client")]
+pub mod client {
+    pub use omnicast_runtime::client::{ClientConfig, Received, Status, TokenSource};
+
+    /// A client of this catalog's events.
+    pub type Client = omnicast_runtime::client::Client<crate::AnyEvent>;
+    /// What [`Client::next`](omnicast_runtime::client::Client::next) yields.
+    pub type Message = omnicast_runtime::client::Message<crate::AnyEvent>;
+}
+
 mod generated {
     #![allow(missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/catalog.rs"));

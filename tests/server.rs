@@ -858,7 +858,10 @@ async fn a_refusal_is_readable_by_an_allowed_origin() {
         )
     };
     let (status, head, body) = exchange(server.addr, &ask("https://shop.example")).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
     assert!(
         head.contains("access-control-allow-origin: https://shop.example"),
         "{head}"

@@ -48,6 +48,22 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 }
 
+/// Every event of a catalog as one type: what a client decodes each received event into. The
+/// generated `AnyEvent` implements it.
+pub trait CatalogEvents: Sized + Send + 'static {
+    /// Decodes the payload `data` (JSON) of an event of type `event_type`; `None` when the
+    /// catalog has no such type.
+    fn decode(event_type: &str, data: &str) -> Option<Result<Self, PayloadError>>;
+}
+
+/// A payload that does not match its event's type.
+pub type PayloadError = serde_json::Error;
+
+/// Decodes a JSON payload (for generated code).
+pub fn decode_json<T: DeserializeOwned>(data: &str) -> Result<T, PayloadError> {
+    serde_json::from_str(data)
+}
+
 /// What [`Event::compute`] does with a computed field's value that is already present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SentValues {

@@ -12,6 +12,8 @@
 //! The runtime never knows a specific event; generated code never needs the server.
 
 mod catalog;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod delivery;
 mod emit;
 mod event;
@@ -29,7 +31,10 @@ pub use catalog::{
     PresenceTrigger, RoleDescriptor,
 };
 pub use emit::{CatalogNamespace, Emit, EventSink};
-pub use event::{ComputeError, Event, EventDescriptor, OutgoingEvent, SentValues, percent_change};
+pub use event::{
+    CatalogEvents, ComputeError, Event, EventDescriptor, OutgoingEvent, PayloadError, SentValues,
+    decode_json, percent_change,
+};
 pub use namespaces::NamespaceSet;
 pub use options::EmitOptions;
 pub use role::RoleMask;

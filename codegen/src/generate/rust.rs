@@ -26,11 +26,13 @@ pub fn tokens(catalog: &Catalog) -> TokenStream {
     let payloads = catalog.events.iter().map(|e| payload(catalog, e));
     let table = table(catalog);
     let emitters = emitters(catalog);
+    let any_event = any_event(catalog);
     quote! {
         #role_enum
         #namespace_enum
         #(#enums)*
         #(#payloads)*
+        #any_event
         #table
         #emitters
     }
@@ -586,6 +588,61 @@ fn literal(catalog: &Catalog, ty: &FieldType, value: &serde_json::Value) -> Toke
             quote!(#n)
         }
         FieldType::List(_) => unreachable!("validated: no list literals"),
+    }
+}
+
+/// `AnyEvent`: one variant per event, what a client decodes each received event into.
+fn any_event(catalog: &Catalog) -> TokenStream {
+    let variant = |e: &Event| ident(&names::pascal(&e.name.replace(':', "_")));
+    let variants = catalog.events.iter().map(|e| {
+        let (v, payload) = (variant(e), ident(&e.rust_type));
+        let docs = doc(&format!("`{}`: {}", e.name, e.description));
+        quote!(#docs #v(#payload))
+    });
+    let types = catalog.events.iter().map(|e| {
+        let (v, name) = (variant(e), &e.name);
+        quote!(AnyEvent::#v(_) => #name)
+    });
+    let namespaces = catalog.events.iter().map(|e| {
+        let v = variant(e);
+        let ns = ident(&names::pascal(&e.namespace));
+        quote!(AnyEvent::#v(_) => Namespace::#ns)
+    });
+    let decoders = catalog.events.iter().map(|e| {
+        let (v, name) = (variant(e), &e.name);
+        quote!(#name => ::omnicast_runtime::decode_json(data).map(AnyEvent::#v))
+    });
+    quote! {
+        /// Any event of the catalog, decoded by its type: what a client receives.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum AnyEvent {
+            #(#variants,)*
+        }
+        impl AnyEvent {
+            /// The event's type (`order:created`).
+            pub const fn event_type(&self) -> &'static str {
+                match self {
+                    #(#types,)*
+                }
+            }
+            /// The event's namespace.
+            pub const fn namespace(&self) -> Namespace {
+                match self {
+                    #(#namespaces,)*
+                }
+            }
+        }
+        impl ::omnicast_runtime::CatalogEvents for AnyEvent {
+            fn decode(
+                event_type: &str,
+                data: &str,
+            ) -> ::core::option::Option<::core::result::Result<Self, ::omnicast_runtime::PayloadError>> {
+                ::core::option::Option::Some(match event_type {
+                    #(#decoders,)*
+                    _ => return ::core::option::Option::None,
+                })
+            }
+        }
     }
 }
 

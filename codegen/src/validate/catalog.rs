@@ -11,6 +11,9 @@ use super::context::{At, Context};
 use super::history;
 use super::types::BUILTIN_TYPES;
 
+/// Types the generated crate defines besides the catalog's own.
+pub(super) const GENERATED_TYPES: [&str; 4] = ["Role", "Namespace", "Events", "AnyEvent"];
+
 /// The help of every duplicate key.
 pub(super) const MERGE: &str = "each key may appear once; merge the two entries";
 
@@ -80,7 +83,7 @@ pub(super) fn enums(cx: &mut Context<'_>, raw: &OrderedMap<RawEnum>) -> Vec<Enum
                 format!("enum name `{name}` must be PascalCase, like `OrderStatus`"),
                 None,
             );
-        } else if BUILTIN_TYPES.contains(&name.as_str()) || name == "Namespace" || name == "Events"
+        } else if BUILTIN_TYPES.contains(&name.as_str()) || GENERATED_TYPES.contains(&name.as_str())
         {
             cx.error(
                 &at,

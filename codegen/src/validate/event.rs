@@ -121,6 +121,7 @@ fn payload_types(
     let mut types: BTreeMap<String, String> = enums
         .iter()
         .map(|e| (e.name.clone(), format!("enum `{}`", e.name)))
+        .chain(super::catalog::GENERATED_TYPES.map(|t| (t.into(), format!("the generated `{t}`"))))
         .collect();
     for (i, event) in events.iter_mut().enumerate() {
         event.rust_type = std::mem::take(&mut rust_types[i]);

@@ -1,0 +1,227 @@
+//! The Rust client (`omnicast::client`) against a real server on a loopback port: typed events
+//! and the delivery rules as a client sees them, reconnect and resume after a cut (no gap, no
+//! duplicate), `recovered: false` past what the server replays, token renewal after 4001, a
+//! refused token ending in `Failed`, and a normal close.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use omnicast::client::{Client, ClientConfig, Message, Status, TokenSource};
+use omnicast::runtime::mint_hs256;
+use omnicast::runtime::protocol::ControlMessage;
+use omnicast::{AnyEvent, Namespace};
+use serde_json::{Value, json};
+use support::proxy::Proxy;
+use support::{SECRET, TestServer, WAIT};
+
+fn payment(n: usize, customer: &str) -> Value {
+    json!({
+        "paymentId": format!("PAY-{n}"),
+        "orderId": format!("ORD-{n}"),
+        "customerId": customer,
+        "amount": n,
+        "method": "credit_card",
+        "status": "success",
+    })
+}
+
+async fn pay(server: &TestServer, n: usize, customer: &str) -> String {
+    server
+        .publish("payment:received", payment(n, customer), Value::Null)
+        .await
+}
+
+fn fast(url: String) -> ClientConfig {
+    let mut config = ClientConfig::new(url).namespaces([Namespace::Payments]);
+    config.min_delay = Duration::from_millis(20);
+    config.max_delay = Duration::from_millis(100);
+    config
+}
+
+/// The next message, within `WAIT`.
+async fn next(client: &mut Client) -> Message {
+    tokio::time::timeout(WAIT, client.next())
+        .await
+        .expect("a message in time")
+        .expect("the client is running")
+}
+
+/// Messages until `Status::Connected`, returning the `ready` before it.
+async fn connected(client: &mut Client) -> ControlMessage {
+    let mut ready = None;
+    loop {
+        match next(client).await {
+            Message::Control(control @ ControlMessage::Ready { .. }) => ready = Some(control),
+            Message::Status(Status::Connected) => return ready.expect("ready before connected"),
+            Message::Status(Status::Failed(why)) => panic!("failed: {why}"),
+            _ => {}
+        }
+    }
+}
+
+/// The next `n` events' payment numbers and ids, skipping other messages.
+async fn payments(client: &mut Client, n: usize) -> Vec<(f64, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        if let Message::Event(received) = next(client).await {
+            match received.event {
+                AnyEvent::PaymentReceived(p) => out.push((p.amount, received.id)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_events_only_the_customers_own() {
+    let server = TestServer::start().await;
+    let mut alice = Client::connect(fast(server.ws_url("")), server.token("CUST-A", "customer"));
+    connected(&mut alice).await;
+    pay(&server, 1, "CUST-B").await;
+    pay(&server, 2, "CUST-A").await;
+    let got = payments(&mut alice, 1).await;
+    assert_eq!(got[0].0, 2.0, "the other customer's payment never arrives");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnects_and_resumes_with_no_gap_and_no_duplicate() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut client = Client::connect(fast(proxy.ws_url()), server.token("admin-1", "admin"));
+    connected(&mut client).await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        ids.push(pay(&server, n, "CUST-A").await);
+    }
+    let before = payments(&mut client, 3).await;
+    proxy.down();
+    for n in 4..=6 {
+        ids.push(pay(&server, n, "CUST-A").await);
+    }
+    // The client sees the cut and retries against the closed port.
+    loop {
+        if let Message::Status(Status::Reconnecting { .. }) = next(&mut client).await {
+            break;
+        }
+    }
+    proxy.up().await;
+    match connected(&mut client).await {
+        ControlMessage::Ready { recovered, .. } => {
+            assert_eq!(recovered.get("payments"), Some(&true), "{recovered:?}")
+        }
+        _ => unreachable!(),
+    }
+    ids.push(pay(&server, 7, "CUST-A").await);
+    let after = payments(&mut client, 4).await;
+    let seen: Vec<String> = before.into_iter().chain(after).map(|(_, id)| id).collect();
+    assert_eq!(seen, ids);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recovered_false_past_what_the_server_replays() {
+    let mut config = support::config();
+    config.max_recovery = 2;
+    let server = TestServer::with(config).await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut client = Client::connect(fast(proxy.ws_url()), server.token("admin-1", "admin"));
+    connected(&mut client).await;
+    pay(&server, 1, "CUST-A").await;
+    payments(&mut client, 1).await;
+    proxy.down();
+    for n in 2..=5 {
+        pay(&server, n, "CUST-A").await;
+    }
+    proxy.up().await;
+    match connected(&mut client).await {
+        ControlMessage::Ready { recovered, .. } => {
+            assert_eq!(recovered.get("payments"), Some(&false), "{recovered:?}")
+        }
+        _ => unreachable!(),
+    }
+    let live = pay(&server, 6, "CUST-A").await;
+    assert_eq!(
+        payments(&mut client, 1).await[0].1,
+        live,
+        "nothing replayed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_is_renewed_before_the_next_attempt() {
+    let mut config = support::config();
+    config.jwt.leeway_secs = 0;
+    let server = TestServer::with(config).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let token = TokenSource::renew(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let ttl = if n == 0 { 1 } else { 3600 };
+        async move { Ok(mint_hs256(SECRET.as_bytes(), "renew", "admin", ttl)) }
+    });
+    let mut client = Client::connect(fast(server.ws_url("")), token);
+    connected(&mut client).await;
+    // Closed with 4001 when the first token expires, then connected again with a new one.
+    loop {
+        match next(&mut client).await {
+            Message::Status(Status::Reconnecting { delay, .. }) => {
+                assert_eq!(delay, Duration::ZERO, "a renewal waits for no backoff");
+                break;
+            }
+            Message::Status(other) => panic!("{other:?}"),
+            _ => {}
+        }
+    }
+    connected(&mut client).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_fails_instead_of_looping() {
+    let server = TestServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let token = TokenSource::renew(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok("not-a-jwt".to_owned()) }
+    });
+    let mut client = Client::connect(fast(server.ws_url("")), token);
+    assert_eq!(next(&mut client).await, Message::Status(Status::Connecting));
+    match next(&mut client).await {
+        Message::Status(Status::Failed(why)) => assert!(why.contains("invalid_token"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(next_or_end(&mut client).await, None, "the client stopped");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+async fn next_or_end(client: &mut Client) -> Option<Message> {
+    tokio::time::timeout(WAIT, client.next())
+        .await
+        .expect("in time")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn close_is_final_and_subscribe_reaches_the_server() {
+    let server = TestServer::start().await;
+    let mut client = Client::connect(fast(server.ws_url("")), server.token("a", "admin"));
+    connected(&mut client).await;
+    client.subscribe([Namespace::Orders]);
+    loop {
+        if let Message::Control(ControlMessage::Subscribed { namespaces, .. }) =
+            next(&mut client).await
+        {
+            assert_eq!(namespaces, ["orders", "payments"]);
+            break;
+        }
+    }
+    client.close();
+    assert_eq!(
+        next(&mut client).await,
+        Message::Status(Status::Disconnected)
+    );
+    assert_eq!(next_or_end(&mut client).await, None);
+}
