@@ -1,14 +1,18 @@
-//! A Rust service that links omnicast: it runs the server in-process and emits typed events
-//! through the generated emitters, on the same publish path as the HTTP API.
+//! A Rust service that links omnicast: it runs the server in-process, emits typed events
+//! through the generated emitters (on the same publish path as the HTTP API), and receives them
+//! back as a staff member would, with the Rust client (`omnicast::client`).
 //!
-//! `cargo run --example service`, then connect with the printed token, e.g.
-//! `websocat "ws://127.0.0.1:8090/ws?token=..."`. Ctrl-C stops it.
+//! `cargo run --example service`; connect other clients with the printed URL (e.g.
+//! `websocat "ws://127.0.0.1:8090/ws?token=..."`). Ctrl-C stops it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use omnicast::client::{Client, ClientConfig, Message};
 use omnicast::runtime::{JwtConfig, Server, ServerConfig, bind, mint_hs256};
-use omnicast::{CATALOG, Events, InventoryUpdatedPayload, Role, StockChangeReason};
+use omnicast::{
+    AnyEvent, CATALOG, Events, InventoryUpdatedPayload, Namespace, Role, StockChangeReason,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,11 +23,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let server = Server::new(&CATALOG, config)?;
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 8090)), 1024)?;
-    println!(
-        "ws://{}/ws?token={}",
-        listener.local_addr()?,
-        mint_hs256(secret.as_bytes(), "staff-1", "staff", 3600)
-    );
+    let url = format!("ws://{}/ws", listener.local_addr()?);
+    let token = mint_hs256(secret.as_bytes(), "staff-1", "staff", 3600);
+    println!("{url}?token={token}");
+
+    // A typed client of the same server: it reconnects and resumes by itself.
+    let config = ClientConfig::new(url).namespaces([Namespace::Inventory]);
+    let mut client = Client::connect(config, token);
+    tokio::spawn(async move {
+        while let Some(message) = client.next().await {
+            match message {
+                Message::Event(received) => match received.event {
+                    AnyEvent::InventoryUpdated(update) => println!(
+                        "received {}: {} now {} ({:+})",
+                        received.id,
+                        update.sku,
+                        update.new_stock,
+                        update.difference().unwrap_or_default()
+                    ),
+                    other => println!("received {}", other.event_type()),
+                },
+                Message::Status(status) => println!("client: {status:?}"),
+                _ => {}
+            }
+        }
+    });
 
     // Typed emitters over the server's publisher: compile-time checked payloads.
     let events = Events::new(server.publisher());
