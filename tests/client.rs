@@ -15,18 +15,7 @@ use omnicast::runtime::protocol::ControlMessage;
 use omnicast::{AnyEvent, Namespace};
 use serde_json::{Value, json};
 use support::proxy::Proxy;
-use support::{SECRET, TestServer, WAIT};
-
-fn payment(n: usize, customer: &str) -> Value {
-    json!({
-        "paymentId": format!("PAY-{n}"),
-        "orderId": format!("ORD-{n}"),
-        "customerId": customer,
-        "amount": n,
-        "method": "credit_card",
-        "status": "success",
-    })
-}
+use support::{SECRET, TestServer, WAIT, payment};
 
 async fn pay(server: &TestServer, n: usize, customer: &str) -> String {
     server

@@ -7,18 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::redis::Redis;
-use support::{API_KEY, Client, Ended, TestServer, config};
-
-fn payment(n: usize, customer: &str) -> Value {
-    json!({
-        "paymentId": format!("PAY-{n}"),
-        "orderId": format!("ORD-{n}"),
-        "customerId": customer,
-        "amount": n,
-        "method": "credit_card",
-        "status": "success",
-    })
-}
+use support::{API_KEY, Client, Ended, TestServer, amount, config, payment};
 
 /// Three nodes on one Redis.
 async fn cluster(redis: &Redis) -> Vec<TestServer> {
@@ -27,20 +16,6 @@ async fn cluster(redis: &Redis) -> Vec<TestServer> {
         nodes.push(TestServer::node(config(), &redis.url()).await);
     }
     nodes
-}
-
-async fn open(server: &TestServer, user: &str, role: &str, query: &str) -> (Client, Value) {
-    let url = server.ws_url(&format!("token={}&{query}", server.token(user, role)));
-    let mut client = Client::open(&url, &[]).await.expect("connection accepted");
-    let ready = client.next_json().await;
-    assert_eq!(ready["type"], "ready", "{ready}");
-    (client, ready)
-}
-
-fn amount(event: &Value) -> u64 {
-    event["data"]["amount"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no amount: {event}")) as u64
 }
 
 /// The amounts of the payments received before the marker.
@@ -59,11 +34,11 @@ async fn an_event_published_on_any_node_reaches_every_allowed_connection_once() 
     let redis = Redis::start();
     let nodes = cluster(&redis).await;
     let query = "namespaces=payments,system";
-    let (mut admin, _) = open(&nodes[0], "admin-1", "admin", query).await;
-    let (mut c1, _) = open(&nodes[1], "c-1", "customer", query).await;
-    let (mut c2, ready) = open(&nodes[2], "c-2", "customer", query).await;
+    let (mut admin, _) = nodes[0].open("admin-1", "admin", query).await;
+    let (mut c1, _) = nodes[1].open("c-1", "customer", query).await;
+    let (mut c2, ready) = nodes[2].open("c-2", "customer", query).await;
     let c2_session = ready["sessionId"].as_str().unwrap().to_owned();
-    let (mut c1_again, _) = open(&nodes[2], "c-1", "customer", query).await;
+    let (mut c1_again, _) = nodes[2].open("c-1", "customer", query).await;
 
     let mut ids = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
@@ -115,7 +90,9 @@ async fn an_event_published_on_any_node_reaches_every_allowed_connection_once() 
 async fn a_client_resumes_on_another_node_with_no_gap() {
     let redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    let (mut client, _) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments")
+        .await;
     for n in 1..=3 {
         nodes[1]
             .publish("payment:received", payment(n, "c-1"), Value::Null)
@@ -134,13 +111,13 @@ async fn a_client_resumes_on_another_node_with_no_gap() {
             .await;
     }
     // Resumed on a node that never served this client.
-    let (mut client, ready) = open(
-        &nodes[2],
-        "admin-1",
-        "admin",
-        &format!("namespaces=payments,system&since={last}"),
-    )
-    .await;
+    let (mut client, ready) = nodes[2]
+        .open(
+            "admin-1",
+            "admin",
+            &format!("namespaces=payments,system&since={last}"),
+        )
+        .await;
     assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
     nodes[0]
         .publish("payment:received", payment(10, "c-1"), Value::Null)
@@ -156,7 +133,7 @@ async fn a_client_resumes_on_another_node_with_no_gap() {
 async fn a_node_started_later_recovers_from_the_shared_history() {
     let redis = Redis::start();
     let first = TestServer::node(config(), &redis.url()).await;
-    let (mut client, _) = open(&first, "admin-1", "admin", "namespaces=payments").await;
+    let (mut client, _) = first.open("admin-1", "admin", "namespaces=payments").await;
     first
         .publish("payment:received", payment(1, "c-1"), Value::Null)
         .await;
@@ -169,24 +146,24 @@ async fn a_node_started_later_recovers_from_the_shared_history() {
     }
     // This node saw none of them: the replay comes from Redis.
     let late = TestServer::node(config(), &redis.url()).await;
-    let (mut client, ready) = open(
-        &late,
-        "admin-1",
-        "admin",
-        &format!("namespaces=payments,system&since={since}"),
-    )
-    .await;
+    let (mut client, ready) = late
+        .open(
+            "admin-1",
+            "admin",
+            &format!("namespaces=payments,system&since={since}"),
+        )
+        .await;
     assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
     support::marker(&late, "end").await;
     assert_eq!(amounts_until(&mut client, "end").await, [2, 3, 4, 5]);
     // And a customer replaying from there sees only their own.
-    let (mut customer, ready) = open(
-        &late,
-        "c-1",
-        "customer",
-        &format!("namespaces=payments,system&since={since}"),
-    )
-    .await;
+    let (mut customer, ready) = late
+        .open(
+            "c-1",
+            "customer",
+            &format!("namespaces=payments,system&since={since}"),
+        )
+        .await;
     assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
     late.publish("payment:received", payment(6, "c-2"), Value::Null)
         .await;
@@ -207,7 +184,9 @@ async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_du
     for _ in 0..3 {
         nodes.push(TestServer::node(config.clone(), &redis.url()).await);
     }
-    let (client, ready) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    let (client, ready) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments")
+        .await;
     let mut since = ready["positions"]["payments"].as_str().unwrap().to_owned();
     let urls: Vec<String> = nodes
         .iter()
@@ -237,13 +216,13 @@ async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_du
             Some(current) => current,
             None => {
                 let node = &nodes[reconnects % 3];
-                let (current, ready) = open(
-                    node,
-                    "admin-1",
-                    "admin",
-                    &format!("namespaces=payments&since={since}"),
-                )
-                .await;
+                let (current, ready) = node
+                    .open(
+                        "admin-1",
+                        "admin",
+                        &format!("namespaces=payments&since={since}"),
+                    )
+                    .await;
                 assert_eq!(ready["recovered"]["payments"], true, "{ready}");
                 reconnects += 1;
                 current
@@ -264,9 +243,11 @@ async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_du
 async fn presence_is_announced_once_across_nodes() {
     let redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut staff, _) = open(&nodes[0], "staff-1", "staff", "namespaces=customers,system").await;
-    let (first, _) = open(&nodes[1], "c-1", "customer", "namespaces=orders").await;
-    let (second, _) = open(&nodes[2], "c-1", "customer", "namespaces=orders").await;
+    let (mut staff, _) = nodes[0]
+        .open("staff-1", "staff", "namespaces=customers,system")
+        .await;
+    let (first, _) = nodes[1].open("c-1", "customer", "namespaces=orders").await;
+    let (second, _) = nodes[2].open("c-1", "customer", "namespaces=orders").await;
     drop(first);
     support::wait_until(|| nodes[1].server.hub().stats().connections == 0).await;
     // The leave was recorded before the marker is published.
@@ -287,7 +268,9 @@ async fn presence_is_announced_once_across_nodes() {
 async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_to_resume() {
     let mut redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    let (mut client, _) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments")
+        .await;
     let before = nodes[1]
         .publish("payment:received", payment(1, "c-1"), Value::Null)
         .await;
@@ -305,6 +288,14 @@ async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_t
     assert_eq!(status, 503);
     let (status, _) = get(&nodes[1], "/healthz").await;
     assert_eq!(status, 200, "liveness is not readiness");
+    // A new connection is refused: the node could deliver it nothing.
+    let url = nodes[1].ws_url(&format!("token={}", nodes[1].token("admin-2", "admin")));
+    let (status, refusal) = support::refused(&url, &[]).await;
+    assert_eq!(
+        (status, refusal["error"].as_str()),
+        (503, Some("broker_unavailable")),
+        "{refusal}"
+    );
     // The connection stays up meanwhile: it answers a ping.
     client.send_json(json!({"type": "ping", "id": 1})).await;
     assert_eq!(client.next_json().await["type"], "pong");
@@ -316,13 +307,13 @@ async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_t
         node.wait_ready().await;
     }
     assert_eq!(client.ended().await, Ended::Closed(4010));
-    let (_client, ready) = open(
-        &nodes[0],
-        "admin-1",
-        "admin",
-        &format!("namespaces=payments&since={before}"),
-    )
-    .await;
+    let (_client, ready) = nodes[0]
+        .open(
+            "admin-1",
+            "admin",
+            &format!("namespaces=payments&since={before}"),
+        )
+        .await;
     assert_eq!(ready["recovered"], json!({"payments": false}), "{ready}");
     let (status, reply) = nodes[1].post(Some(API_KEY), body).await;
     assert_eq!(status, 202, "{reply}");
@@ -338,7 +329,9 @@ async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_t
 async fn a_node_that_lost_its_subscription_delivers_what_it_missed() {
     let redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    let (mut client, _) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments")
+        .await;
     nodes[0]
         .publish("payment:received", payment(1, "c-1"), Value::Null)
         .await;
@@ -370,7 +363,9 @@ async fn a_node_that_lost_its_subscription_delivers_what_it_missed() {
 async fn a_retried_publish_with_the_same_idempotency_key_publishes_once() {
     let redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments,system").await;
+    let (mut client, _) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments,system")
+        .await;
     let body = json!([
         {"type": "payment:received", "data": payment(1, "c-1")},
         {"type": "payment:received", "data": payment(2, "c-1")},
@@ -425,8 +420,12 @@ async fn a_service_emits_straight_into_redis_without_a_node() {
     use omnicast::runtime::{PublishError, RedisConfig, RedisSink};
     let mut redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut c1, _) = open(&nodes[0], "c-1", "customer", "namespaces=payments,system").await;
-    let (mut admin, _) = open(&nodes[1], "admin-1", "admin", "namespaces=payments,system").await;
+    let (mut c1, _) = nodes[0]
+        .open("c-1", "customer", "namespaces=payments,system")
+        .await;
+    let (mut admin, _) = nodes[1]
+        .open("admin-1", "admin", "namespaces=payments,system")
+        .await;
     let sink = RedisSink::new(&omnicast::CATALOG, RedisConfig::new(redis.url())).unwrap();
     let events = omnicast::Events::new(sink);
     let one = events
@@ -463,7 +462,9 @@ async fn a_service_emits_through_a_nodes_publish_api() {
     use omnicast::runtime::{HttpSink, PublishError};
     let redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut c1, _) = open(&nodes[2], "c-1", "customer", "namespaces=payments,system").await;
+    let (mut c1, _) = nodes[2]
+        .open("c-1", "customer", "namespaces=payments,system")
+        .await;
     let base = format!("http://{}", nodes[0].addr);
     let events = omnicast::Events::new(HttpSink::new(&omnicast::CATALOG, &base, API_KEY).unwrap());
     let id = events
@@ -512,7 +513,9 @@ async fn raw_post(node: &TestServer, body: &str) -> String {
 async fn a_redis_that_went_back_in_time_starts_a_new_epoch() {
     let redis = Redis::start();
     let nodes = cluster(&redis).await;
-    let (mut client, _) = open(&nodes[0], "admin-1", "admin", "namespaces=payments").await;
+    let (mut client, _) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments")
+        .await;
     let mut last = String::new();
     for n in 1..=5 {
         last = nodes[1]
@@ -537,13 +540,13 @@ async fn a_redis_that_went_back_in_time_starts_a_new_epoch() {
     for node in &nodes {
         node.wait_ready().await;
     }
-    let (_client, ready) = open(
-        &nodes[2],
-        "admin-1",
-        "admin",
-        &format!("namespaces=payments&since={last}"),
-    )
-    .await;
+    let (_client, ready) = nodes[2]
+        .open(
+            "admin-1",
+            "admin",
+            &format!("namespaces=payments&since={last}"),
+        )
+        .await;
     assert_eq!(ready["recovered"], json!({"payments": false}), "{ready}");
     let next = nodes[0]
         .publish("payment:received", payment(6, "c-1"), Value::Null)

@@ -6,39 +6,12 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use support::{API_KEY, Client, TestServer, config};
-
-fn payment(n: usize, customer: &str) -> Value {
-    json!({
-        "paymentId": format!("PAY-{n}"),
-        "orderId": format!("ORD-{n}"),
-        "customerId": customer,
-        "amount": n,
-        "method": "credit_card",
-        "status": "success",
-    })
-}
+use support::{API_KEY, Client, TestServer, amount, config, payment};
 
 async fn pay(server: &TestServer, n: usize, customer: &str) -> String {
     server
         .publish("payment:received", payment(n, customer), Value::Null)
         .await
-}
-
-/// Opens a connection with `query` and returns it with its `ready` message.
-async fn open(server: &TestServer, user: &str, role: &str, query: &str) -> (Client, Value) {
-    let url = server.ws_url(&format!("token={}&{query}", server.token(user, role)));
-    let mut client = Client::open(&url, &[]).await.expect("connection accepted");
-    let ready = client.next_json().await;
-    assert_eq!(ready["type"], "ready", "{ready}");
-    (client, ready)
-}
-
-/// A payment's number (its `amount`, a JSON number).
-fn amount(event: &Value) -> u64 {
-    event["data"]["amount"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no amount: {event}")) as u64
 }
 
 /// The payment numbers (`amount`) of the next `n` events.
@@ -55,7 +28,9 @@ async fn amounts(client: &mut Client, n: usize) -> Vec<u64> {
 #[tokio::test]
 async fn ids_are_positions_in_the_namespace_stream() {
     let server = TestServer::start().await;
-    let (_client, ready) = open(&server, "admin-1", "admin", "namespaces=payments,orders").await;
+    let (_client, ready) = server
+        .open("admin-1", "admin", "namespaces=payments,orders")
+        .await;
     let positions = ready["positions"].as_object().unwrap();
     assert_eq!(positions.len(), 2, "{ready}");
     let top = positions["payments"].as_str().unwrap();
@@ -80,7 +55,7 @@ async fn ids_are_positions_in_the_namespace_stream() {
 #[tokio::test]
 async fn a_client_that_resumes_gets_what_it_missed_in_order_then_live_events() {
     let server = TestServer::start().await;
-    let (mut client, _) = open(&server, "admin-1", "admin", "namespaces=payments").await;
+    let (mut client, _) = server.open("admin-1", "admin", "namespaces=payments").await;
     for n in 1..=3 {
         pay(&server, n, "c-1").await;
     }
@@ -94,13 +69,13 @@ async fn a_client_that_resumes_gets_what_it_missed_in_order_then_live_events() {
     for n in 4..=8 {
         pay(&server, n, "c-1").await;
     }
-    let (mut client, ready) = open(
-        &server,
-        "admin-1",
-        "admin",
-        &format!("namespaces=payments&since={last}"),
-    )
-    .await;
+    let (mut client, ready) = server
+        .open(
+            "admin-1",
+            "admin",
+            &format!("namespaces=payments&since={last}"),
+        )
+        .await;
     assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
     assert_eq!(amounts(&mut client, 5).await, [4, 5, 6, 7, 8]);
     pay(&server, 9, "c-1").await;
@@ -119,7 +94,7 @@ async fn recovery_is_all_or_nothing() {
     let mut config = config();
     config.max_recovery = 5;
     let server = TestServer::with(config).await;
-    let (_watcher, ready) = open(&server, "admin-0", "admin", "namespaces=payments").await;
+    let (_watcher, ready) = server.open("admin-0", "admin", "namespaces=payments").await;
     let zero = ready["positions"]["payments"].as_str().unwrap().to_owned();
     let epoch_prefix = zero.trim_end_matches(".0").to_owned();
     // The amounts published, by offset (offset 1 is `published[0]`).
@@ -140,13 +115,13 @@ async fn recovery_is_all_or_nothing() {
         ("payments.zzzzzzzz.13".to_owned(), false),
     ];
     for (since, recovered) in cases {
-        let (mut client, ready) = open(
-            &server,
-            "admin-1",
-            "admin",
-            &format!("namespaces=payments&since={since}"),
-        )
-        .await;
+        let (mut client, ready) = server
+            .open(
+                "admin-1",
+                "admin",
+                &format!("namespaces=payments&since={since}"),
+            )
+            .await;
         assert_eq!(
             ready["recovered"]["payments"], recovered,
             "since {since}: {ready}"
@@ -177,7 +152,7 @@ async fn recovery_is_all_or_nothing() {
 async fn events_past_the_history_are_not_recovered() {
     let server = TestServer::start().await;
     // `system` keeps 100 events (events.yaml).
-    let (_watcher, ready) = open(&server, "admin-0", "admin", "namespaces=system").await;
+    let (_watcher, ready) = server.open("admin-0", "admin", "namespaces=system").await;
     let zero = ready["positions"]["system"].as_str().unwrap().to_owned();
     let prefix = zero.trim_end_matches(".0").to_owned();
     for n in 0..150 {
@@ -190,13 +165,13 @@ async fn events_past_the_history_are_not_recovered() {
             .await;
     }
     for (offset, recovered, replayed) in [(0, false, 0), (49, false, 0), (50, true, 100)] {
-        let (mut client, ready) = open(
-            &server,
-            "admin-1",
-            "admin",
-            &format!("namespaces=system&since={prefix}.{offset}"),
-        )
-        .await;
+        let (mut client, ready) = server
+            .open(
+                "admin-1",
+                "admin",
+                &format!("namespaces=system&since={prefix}.{offset}"),
+            )
+            .await;
         assert_eq!(ready["recovered"]["system"], recovered, "{offset}: {ready}");
         for n in 0..replayed {
             let event = client.next_json().await;
@@ -210,29 +185,25 @@ async fn events_past_the_history_are_not_recovered() {
 #[tokio::test]
 async fn a_replay_shows_only_what_the_current_token_may_see() {
     let server = TestServer::start().await;
-    let (_watcher, ready) = open(&server, "admin-0", "admin", "namespaces=payments").await;
+    let (_watcher, ready) = server.open("admin-0", "admin", "namespaces=payments").await;
     let zero = ready["positions"]["payments"].as_str().unwrap().to_owned();
     for n in 1..=12 {
         let customer = ["c-1", "c-2", "c-3"][n % 3];
         pay(&server, n, customer).await;
     }
     // The same user, first as an admin (everything), then with a customer's token.
-    let (mut admin, ready) = open(
-        &server,
-        "c-1",
-        "admin",
-        &format!("namespaces=payments&since={zero}"),
-    )
-    .await;
+    let (mut admin, ready) = server
+        .open("c-1", "admin", &format!("namespaces=payments&since={zero}"))
+        .await;
     assert_eq!(ready["recovered"]["payments"], true);
     assert_eq!(amounts(&mut admin, 12).await, (1..=12).collect::<Vec<_>>());
-    let (mut customer, ready) = open(
-        &server,
-        "c-1",
-        "customer",
-        &format!("namespaces=payments&since={zero}"),
-    )
-    .await;
+    let (mut customer, ready) = server
+        .open(
+            "c-1",
+            "customer",
+            &format!("namespaces=payments&since={zero}"),
+        )
+        .await;
     assert_eq!(ready["recovered"]["payments"], true);
     let marker = pay(&server, 100, "c-1").await;
     let mut got = Vec::new();
@@ -259,7 +230,7 @@ async fn resuming_under_a_full_speed_publisher_has_no_gap_and_no_duplicate() {
         per_second: 1_000.0,
     };
     let server = TestServer::with(config).await;
-    let (client, ready) = open(&server, "admin-1", "admin", "namespaces=payments").await;
+    let (client, ready) = server.open("admin-1", "admin", "namespaces=payments").await;
     let mut since = ready["positions"]["payments"].as_str().unwrap().to_owned();
     let url = format!("http://{}/api/events", server.addr);
     let publisher = tokio::task::spawn_blocking(move || {
@@ -285,13 +256,13 @@ async fn resuming_under_a_full_speed_publisher_has_no_gap_and_no_duplicate() {
         let mut current = match client.take() {
             Some(current) => current,
             None => {
-                let (current, ready) = open(
-                    &server,
-                    "admin-1",
-                    "admin",
-                    &format!("namespaces=payments&since={since}"),
-                )
-                .await;
+                let (current, ready) = server
+                    .open(
+                        "admin-1",
+                        "admin",
+                        &format!("namespaces=payments&since={since}"),
+                    )
+                    .await;
                 assert_eq!(ready["recovered"]["payments"], true, "{ready}");
                 reconnects += 1;
                 current
@@ -312,12 +283,12 @@ async fn resuming_under_a_full_speed_publisher_has_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn subscribe_resumes_a_namespace_as_it_is_added() {
     let server = TestServer::start().await;
-    let (_watcher, ready) = open(&server, "admin-0", "admin", "namespaces=payments").await;
+    let (_watcher, ready) = server.open("admin-0", "admin", "namespaces=payments").await;
     let zero = ready["positions"]["payments"].as_str().unwrap().to_owned();
     for n in 1..=3 {
         pay(&server, n, "c-1").await;
     }
-    let (mut client, _) = open(&server, "admin-1", "admin", "namespaces=system").await;
+    let (mut client, _) = server.open("admin-1", "admin", "namespaces=system").await;
     client
         .send_json(json!({"type": "subscribe", "namespaces": ["payments"], "since": [zero]}))
         .await;
@@ -367,7 +338,7 @@ async fn bad_since_values_are_refused_with_the_reason() {
         let message = body["message"].as_str().unwrap();
         assert!(message.contains(reason), "{since}: {message}");
     }
-    let (mut client, _) = open(&server, "admin-1", "admin", "namespaces=system").await;
+    let (mut client, _) = server.open("admin-1", "admin", "namespaces=system").await;
     client
         .send_json(json!({"type": "subscribe", "namespaces": ["payments"], "since": ["x"]}))
         .await;

@@ -20,6 +20,25 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// A `payment:received` payload numbered `n` (its `amount`) for `customer`.
+pub fn payment(n: usize, customer: &str) -> Value {
+    json!({
+        "paymentId": format!("PAY-{n}"),
+        "orderId": format!("ORD-{n}"),
+        "customerId": customer,
+        "amount": n,
+        "method": "credit_card",
+        "status": "success",
+    })
+}
+
+/// A payment event's number (its `amount`, a JSON number).
+pub fn amount(event: &Value) -> u64 {
+    event["data"]["amount"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no amount: {event}")) as u64
+}
+
 /// The longest any single expected thing may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -157,6 +176,15 @@ impl TestServer {
         let (status, reply) = self.post(Some(API_KEY), body.to_string()).await;
         assert_eq!(status, 202, "{kind}: {reply}");
         reply["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens a connection with `query` (after the token) and returns it with its `ready`.
+    pub async fn open(&self, user: &str, role: &str, query: &str) -> (Client, Value) {
+        let url = self.ws_url(&format!("token={}&{query}", self.token(user, role)));
+        let mut client = Client::open(&url, &[]).await.expect("connection accepted");
+        let ready = client.next_json().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        (client, ready)
     }
 
     /// Triggers graceful shutdown and waits for `serve` to return.
