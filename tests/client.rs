@@ -13,7 +13,7 @@ use omnicast::client::{Client, ClientConfig, Message, Status, TokenSource};
 use omnicast::runtime::mint_hs256;
 use omnicast::runtime::protocol::ControlMessage;
 use omnicast::{AnyEvent, Namespace};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::proxy::Proxy;
 use support::{SECRET, TestServer, WAIT, payment};
 
