@@ -44,39 +44,48 @@ fn doc(out: &mut String, indent: &str, text: &str) {
 }
 
 fn unions(catalog: &Catalog, out: &mut String) {
-    doc(
+    let roles: Vec<&str> = catalog.roles.iter().map(|r| r.name.as_str()).collect();
+    let what = "A role a connection can hold: the token's `role` claim.";
+    union_and_list(out, what, "Role", "ROLES", "role", &roles);
+    let namespaces: Vec<&str> = catalog.namespaces.iter().map(|n| n.name.as_str()).collect();
+    let what = "A group of events a connection subscribes to.";
+    union_and_list(
         out,
-        "",
-        "A role a connection can hold: the token's `role` claim.",
-    );
-    let roles = catalog.roles.iter().map(|r| r.name.as_str());
-    let _ = writeln!(out, "export type Role = {};\n", union(roles.clone()));
-    doc(out, "", "Every role, in catalog order.");
-    let list: Vec<String> = roles.map(quoted).collect();
-    let _ = writeln!(
-        out,
-        "export const ROLES = [{}] as const satisfies readonly Role[];\n",
-        list.join(", ")
-    );
-    doc(out, "", "A group of events a connection subscribes to.");
-    let namespaces = catalog.namespaces.iter().map(|n| n.name.as_str());
-    let _ = writeln!(
-        out,
-        "export type Namespace = {};\n",
-        union(namespaces.clone())
-    );
-    doc(out, "", "Every namespace, in catalog order.");
-    let list: Vec<String> = namespaces.map(quoted).collect();
-    let _ = writeln!(
-        out,
-        "export const NAMESPACES = [{}] as const satisfies readonly Namespace[];\n",
-        list.join(", ")
+        what,
+        "Namespace",
+        "NAMESPACES",
+        "namespace",
+        &namespaces,
     );
     for e in &catalog.enums {
         doc(out, "", &e.description);
         let values = e.values.iter().map(String::as_str);
         let _ = writeln!(out, "export type {} = {};\n", e.name, union(values));
     }
+}
+
+/// `export type Name = "a" | "b";` and `export const NAMES = ["a", "b"] as const ...;`.
+fn union_and_list(
+    out: &mut String,
+    what: &str,
+    name: &str,
+    list: &str,
+    noun: &str,
+    values: &[&str],
+) {
+    doc(out, "", what);
+    let _ = writeln!(
+        out,
+        "export type {name} = {};\n",
+        union(values.iter().copied())
+    );
+    doc(out, "", &format!("Every {noun}, in catalog order."));
+    let quoted: Vec<String> = values.iter().map(|v| quoted(v)).collect();
+    let _ = writeln!(
+        out,
+        "export const {list} = [{}] as const satisfies readonly {name}[];\n",
+        quoted.join(", ")
+    );
 }
 
 fn ts_type(catalog: &Catalog, ty: &FieldType) -> String {
