@@ -213,6 +213,8 @@ class Client implements OmnicastClient {
   #syncScheduled = false;
   /** Connected is wanted but there is nothing to subscribe to yet. */
   #idle = false;
+  /** An attempt is between its start and its socket (awaiting `getToken`). */
+  #opening = false;
   #expiredInARow = 0;
   readonly #online = () => {
     // The browser is back online: skip the rest of the backoff.
@@ -297,7 +299,16 @@ class Client implements OmnicastClient {
   }
 
   async #open(): Promise<void> {
-    if (!this.#wanted || this.#socket) return;
+    if (!this.#wanted || this.#socket || this.#opening) return;
+    this.#opening = true;
+    try {
+      await this.#openSocket();
+    } finally {
+      this.#opening = false;
+    }
+  }
+
+  async #openSocket(): Promise<void> {
     this.#idle = this.#base !== undefined && this.#desired().size === 0;
     if (this.#idle) {
       // Nothing to subscribe to yet: the first `subscribe` connects.
