@@ -44,7 +44,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
 use crate::event::CatalogEvents;
 use crate::position::Position;
-use crate::protocol::{ControlMessage, close};
+use crate::protocol::{ControlMessage, close, error_code};
 
 /// A token for each connection attempt.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
@@ -444,7 +444,7 @@ impl<E: CatalogEvents> State<E> {
             self.expired_in_a_row += 1;
             return Outcome::Retry(Some(Duration::ZERO));
         }
-        if error == "invalid_since" {
+        if error == error_code::INVALID_SINCE {
             self.positions.clear();
             return Outcome::Retry(Some(Duration::ZERO));
         }

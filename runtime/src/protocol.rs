@@ -88,23 +88,34 @@ pub mod close {
     ];
 }
 
-/// The `code` of every `error` control message, with what it means.
-pub const ERROR_CODES: [(&str, &str); 5] = [
-    ("invalid_json", "the message is not JSON"),
-    (
-        "invalid_message",
-        "not a known message, or a field is wrong",
-    ),
-    ("unknown_namespace", "a namespace the catalog does not have"),
-    (
-        "invalid_since",
-        "a `since` that is not an event id of a namespace being subscribed",
-    ),
-    (
-        "binary_not_supported",
-        "a binary frame; the protocol is JSON text",
-    ),
-];
+/// The `code` of an `error` control message.
+pub mod error_code {
+    /// The message is not JSON.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// Not a known message, or a field is wrong.
+    pub const INVALID_MESSAGE: &str = "invalid_message";
+    /// A namespace the catalog does not have.
+    pub const UNKNOWN_NAMESPACE: &str = "unknown_namespace";
+    /// A `since` that is not an event id of a namespace being subscribed.
+    pub const INVALID_SINCE: &str = "invalid_since";
+    /// A binary frame; the protocol is JSON text.
+    pub const BINARY_NOT_SUPPORTED: &str = "binary_not_supported";
+
+    /// Every code above, with what it means (the generated TypeScript's `ErrorCode`).
+    pub const ALL: [(&str, &str); 5] = [
+        (INVALID_JSON, "the message is not JSON"),
+        (INVALID_MESSAGE, "not a known message, or a field is wrong"),
+        (UNKNOWN_NAMESPACE, "a namespace the catalog does not have"),
+        (
+            INVALID_SINCE,
+            "a `since` that is not an event id of a namespace being subscribed",
+        ),
+        (
+            BINARY_NOT_SUPPORTED,
+            "a binary frame; the protocol is JSON text",
+        ),
+    ];
+}
 
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use omnicast_runtime::protocol::{ERROR_CODES, close};
+use omnicast_runtime::protocol::{close, error_code};
 
 use crate::model::{Catalog, Event, FieldType};
 
@@ -262,7 +262,7 @@ export type ClientMessage =
     out.push_str("export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];\n\n");
     doc(out, "", "The `code` of an `error` message.");
     out.push_str("export const ErrorCode = {\n");
-    for (code, meaning) in ERROR_CODES {
+    for (code, meaning) in error_code::ALL {
         doc(out, "  ", &format!("{meaning}."));
         let _ = writeln!(out, "  {}: {},", code.to_uppercase(), quoted(code));
     }

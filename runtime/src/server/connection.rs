@@ -341,7 +341,7 @@ impl Connection<'_> {
                 }
             },
             Message::Binary(_) => Some(ControlMessage::error(
-                "binary_not_supported",
+                crate::protocol::error_code::BINARY_NOT_SUPPORTED,
                 "binary frames are not supported; send JSON text",
             )),
             Message::Close(_) => {

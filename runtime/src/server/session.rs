@@ -13,7 +13,7 @@ use crate::catalog::{Catalog, PresenceRule, PresenceTrigger};
 use crate::delivery::Audience;
 use crate::namespaces::NamespaceSet;
 use crate::position::Position;
-use crate::protocol::{ClientMessage, ControlMessage, close};
+use crate::protocol::{ClientMessage, ControlMessage, close, error_code};
 use crate::role::RoleMask;
 use crate::server::auth::Identity;
 use crate::server::broker::BoxFuture;
@@ -178,11 +178,14 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
     let message: ClientMessage = match serde_json::from_str(text) {
         Ok(message) => message,
         Err(err) if err.is_syntax() || err.is_eof() => {
-            return Handled::Reply(Some(ControlMessage::error("invalid_json", err.to_string())));
+            return Handled::Reply(Some(ControlMessage::error(
+                error_code::INVALID_JSON,
+                err.to_string(),
+            )));
         }
         Err(err) => {
             return Handled::Reply(Some(ControlMessage::error(
-                "invalid_message",
+                error_code::INVALID_MESSAGE,
                 format!(
                     "{err}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"ping\", ...}}"
                 ),
@@ -219,7 +222,7 @@ fn subscribe(
     let named = mask_of(catalog, namespaces)?;
     let current = state.hub.namespaces(id).unwrap_or_default();
     let added = named.difference(current);
-    let invalid = |message| Box::new(ControlMessage::error("invalid_since", message));
+    let invalid = |message| Box::new(ControlMessage::error(error_code::INVALID_SINCE, message));
     let since =
         since_positions(catalog, since.iter().map(String::as_str), named).map_err(invalid)?;
     if let Some(live) = since.iter().find(|p| {
@@ -374,7 +377,7 @@ fn mask_of(
         .namespace_set(namespaces.iter().map(String::as_str))
         .map_err(|name| {
             Box::new(ControlMessage::error(
-                "unknown_namespace",
+                error_code::UNKNOWN_NAMESPACE,
                 format!("unknown namespace `{name}`"),
             ))
         })

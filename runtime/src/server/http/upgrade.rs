@@ -119,8 +119,12 @@ fn handshake(
             Ok(mask) => mask,
             Err(unknown) => {
                 let message = format!("unknown namespace `{unknown}`");
-                return ApiError::new(StatusCode::BAD_REQUEST, "unknown_namespace", message)
-                    .into_response();
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    crate::protocol::error_code::UNKNOWN_NAMESPACE,
+                    message,
+                )
+                .into_response();
             }
         },
     };
@@ -132,8 +136,12 @@ fn handshake(
     ) {
         Ok(since) => since,
         Err(message) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_since", message)
-                .into_response();
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                crate::protocol::error_code::INVALID_SINCE,
+                message,
+            )
+            .into_response();
         }
     };
     let accept = match accept_key(&parts) {
