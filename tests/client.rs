@@ -187,6 +187,30 @@ async fn a_refused_token_fails_instead_of_looping() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_token_source_is_reported_and_retried() {
+    let server = TestServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let token = TokenSource::renew(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match n {
+                0 => Err("the identity service is down".to_owned()),
+                _ => Ok(mint_hs256(SECRET.as_bytes(), "a", "admin", 3600)),
+            }
+        }
+    });
+    let mut client = Client::connect(fast(server.ws_url("")), token);
+    assert_eq!(next(&mut client).await, Message::Status(Status::Connecting));
+    assert_eq!(
+        next(&mut client).await,
+        Message::TokenUnavailable("the identity service is down".into())
+    );
+    connected(&mut client).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
 async fn next_or_end(client: &mut Client) -> Option<Message> {
     tokio::time::timeout(WAIT, client.next())
         .await

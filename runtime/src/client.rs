@@ -189,6 +189,8 @@ pub enum Message<E> {
     /// A frame this client could not read: not JSON, an unknown event type, or a payload that
     /// does not match its type (a server built from another catalog).
     Unreadable(String),
+    /// The token source failed (its `Err`); the attempt is retried with backoff.
+    TokenUnavailable(String),
 }
 
 enum Command {
@@ -311,7 +313,12 @@ impl<E: CatalogEvents> State<E> {
         loop {
             let outcome = match self.next_token().await {
                 Ok(token) => self.attempt_once(&token).await,
-                Err(_) => Outcome::Retry(None),
+                Err(why) => {
+                    if !self.emit(Message::TokenUnavailable(why)).await {
+                        return;
+                    }
+                    Outcome::Retry(None)
+                }
             };
             let delay = match outcome {
                 Outcome::Stop(status) => {
