@@ -208,6 +208,8 @@ class Client implements OmnicastClient {
   #session: ReadyMessage | undefined;
   #pingId = 0;
   #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** The wait before the next attempt, while there is one. */
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
   #deadline: ReturnType<typeof setTimeout> | undefined;
   #syncScheduled = false;
@@ -218,8 +220,9 @@ class Client implements OmnicastClient {
   #expiredInARow = 0;
   readonly #online = () => {
     // The browser is back online: skip the rest of the backoff.
-    if (this.#wanted && !this.#socket && this.#status === "reconnecting") {
-      this.#clearTimers();
+    if (this.#wanted && this.#retryTimer !== undefined) {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
       void this.#open();
     }
   };
@@ -493,7 +496,10 @@ class Client implements OmnicastClient {
     this.#attempt += 1;
     this.#setStatus("reconnecting");
     this.#log?.("reconnect in", Math.round(wait), "ms");
-    this.#later(() => void this.#open(), wait);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#open();
+    }, wait);
   }
 
   #fail(error: ClientError): void {
@@ -561,6 +567,8 @@ class Client implements OmnicastClient {
   #clearTimers(): void {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     this.#stopHeartbeat();
   }
 

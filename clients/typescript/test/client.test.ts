@@ -272,6 +272,29 @@ describe("reconnect and resume", () => {
     await proxy.close();
   });
 
+  test("coming back online skips the rest of the backoff", async () => {
+    // A browser's `online` event, on a global EventTarget like a window's.
+    const target = new EventTarget();
+    const g = globalThis as unknown as Record<string, unknown>;
+    Object.assign(g, { addEventListener: target.addEventListener.bind(target), removeEventListener: target.removeEventListener.bind(target) });
+    try {
+      const proxy = await startProxy(server.port);
+      const c = await connected(client({ url: proxy.url(), namespaces: ["orders"], reconnect: { minDelay: 60_000, maxDelay: 60_000 } }));
+      await proxy.down();
+      await waitFor(() => c.status === "reconnecting", "reconnecting");
+      await proxy.up();
+      await sleep(100);
+      assert.equal(c.status, "reconnecting", "still waiting out a minute of backoff");
+      target.dispatchEvent(new Event("online"));
+      await waitFor(() => c.status === "connected", "connected at once", 2000);
+      c.disconnect();
+      await proxy.close();
+    } finally {
+      delete g.addEventListener;
+      delete g.removeEventListener;
+    }
+  });
+
   test("disconnect() is final: no reconnect follows", async () => {
     const proxy = await startProxy(server.port);
     const c = await connected(client({ url: proxy.url(), namespaces: ["orders"] }));
