@@ -62,3 +62,44 @@ impl ServerConfig {
         }
     }
 }
+
+/// What one connection costs before anything is queued: its task, mailbox, timer, read buffer,
+/// tungstenite's context and the `ready` message's user id (a generous figure; about 3 KB
+/// measured).
+const CONNECTION_BASE: usize = 16 * 1024;
+/// The largest pong frame: a control frame's payload is at most 125 bytes.
+const MAX_PONG: usize = 2 + 125;
+/// The largest reply frame, apart from what grows with the catalog's namespaces: an error quotes
+/// at most 200 bytes of what the client sent.
+const MAX_REPLY: usize = 512;
+/// What a reply (`subscribed`, `unsubscribed`) grows by per namespace: its name, position and
+/// recovery flag.
+const MAX_REPLY_PER_NAMESPACE: usize = 256;
+
+impl ServerConfig {
+    /// The most memory, in bytes, the server holds for one connection, whatever its client
+    /// sends and however little it reads: the bound that follows from this configuration.
+    /// A client that would make it hold more is closed as a slow consumer (4008), or (while a
+    /// replay of its waits to be written) not read until it reads.
+    ///
+    /// `namespaces` is the catalog's count; `largest_event` the largest event frame a namespace
+    /// keeps (a replay rebuilt from Redis belongs to the connection alone; in memory it shares
+    /// the history's frames, so the figure is an upper bound there).
+    ///
+    /// The parts: reading (tungstenite's buffer and the message it assembles, each at most
+    /// `max_message_bytes`); pongs not yet written (`max_message_bytes` and one more); the queue:
+    /// `queue_capacity` frames (replies, or live events) and one replay of at most
+    /// `max_recovery` events per namespace and its reply, each a queue slot plus its frame.
+    pub fn connection_memory_bound(&self, namespaces: usize, largest_event: usize) -> usize {
+        let slot = std::mem::size_of::<crate::server::frame::Frame>();
+        let reply = MAX_REPLY + MAX_REPLY_PER_NAMESPACE * namespaces;
+        let replay = self.max_recovery as usize * namespaces;
+        CONNECTION_BASE
+            + 2 * self.max_message_bytes
+            + self.max_message_bytes
+            + MAX_PONG
+            + self.queue_capacity * (slot + reply.max(largest_event))
+            + (slot + reply)
+            + replay * (slot + largest_event)
+    }
+}

@@ -38,7 +38,7 @@ const BATCH: usize = 64;
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// How a connection's one timer runs.
+/// How a connection's one timer runs, and what it may hold.
 pub(crate) struct Timing {
     /// How often the server pings.
     pub(crate) heartbeat: Duration,
@@ -46,6 +46,9 @@ pub(crate) struct Timing {
     pub(crate) idle_timeout: Duration,
     /// When the token expires (4001); `None` for never.
     pub(crate) expires_at: Option<Instant>,
+    /// The most bytes of protocol replies (pongs to the client's pings) held for a client that
+    /// does not read them; past it the client is a slow consumer (4008).
+    pub(crate) max_replies: usize,
 }
 
 /// What the session made of a client's text message.
@@ -302,6 +305,14 @@ impl Connection<'_> {
                             self.last_seen = now_ms();
                             self.on_message(message);
                             progress = true;
+                            // tungstenite answers each ping at once, into `replies`: a client
+                            // that pings and never reads would grow them without end.
+                            if self.replies.len() > self.timing.max_replies
+                                && let Phase::Open = self.phase
+                            {
+                                self.hub.close_slow_consumer(self.mailbox);
+                                return Ok(true);
+                            }
                         }
                         Err(WsError::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(progress);

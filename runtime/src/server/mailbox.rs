@@ -1,5 +1,11 @@
 //! A connection's mailbox: the bounded queue of frames the hub fills and the connection's one
 //! task drains, and the connection's closing state.
+//!
+//! The queue holds at most `capacity` frames plus one replay: a replay (the `ready` or
+//! `subscribed` reply and the events it recovers) takes room of its own size above the capacity
+//! until its last frame is taken, and a second replay is only queued once the first is written
+//! ([`replay_written`](Mailbox::replay_written)). So whatever a client asks for, its queue stays
+//! under `capacity + 1 + max_recovery × namespaces` frames.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -30,15 +36,40 @@ pub struct Mailbox {
     /// A close asked for once everything queued has been written (server shutdown).
     close_when_drained: OnceLock<CloseReason>,
     task: AtomicWaker,
+    /// Woken when the last frame of the pending replay is taken (a `subscribe` waiting to queue
+    /// its own).
+    replay_done: AtomicWaker,
 }
 
 /// The frames waiting to be written.
 #[derive(Default)]
 struct Queue {
     frames: VecDeque<Frame>,
-    /// Room above the capacity for a replay queued at once, until the queue is next empty: a
-    /// resuming client gets everything it missed and still the capacity for live events.
-    allowance: usize,
+    /// How many frames were ever taken from the queue: the position of its front.
+    taken: u64,
+    /// The position just past the last frame of the latest replay. While the front is before
+    /// it, the replay's frames not yet taken are room above the capacity: a resuming client
+    /// gets everything it missed and still the capacity for live events.
+    replay_end: u64,
+}
+
+impl Queue {
+    /// Frames of the latest replay still queued.
+    fn replay_left(&self) -> usize {
+        self.replay_end.saturating_sub(self.taken) as usize
+    }
+
+    /// Takes `count` frames off the front; whether that took the pending replay's last one.
+    fn took(&mut self, count: usize) -> bool {
+        let pending = self.replay_left() > 0;
+        self.taken += count as u64;
+        if self.frames.is_empty() {
+            // An empty queue holds no memory: idle connections stay small, and a burst's
+            // growth is given back once it has been written.
+            self.frames.shrink_to_fit();
+        }
+        pending && self.replay_left() == 0
+    }
 }
 
 /// The queue is full: the connection is not reading fast enough.
@@ -59,19 +90,21 @@ impl Mailbox {
             role,
             capacity,
             frames: Mutex::new(Queue {
-                allowance: initial.len(),
+                replay_end: initial.len() as u64,
                 frames: initial.into(),
+                taken: 0,
             }),
             close: OnceLock::new(),
             close_when_drained: OnceLock::new(),
             task: AtomicWaker::new(),
+            replay_done: AtomicWaker::new(),
         }
     }
 
     /// Queues a frame for the connection's writer, unless the queue is full.
     pub fn push(&self, frame: Frame) -> Result<(), Full> {
         let mut queue = self.frames.lock().expect("mailbox lock");
-        if queue.frames.len() >= self.capacity + queue.allowance {
+        if queue.frames.len() >= self.capacity + queue.replay_left() {
             return Err(Full);
         }
         queue.frames.push_back(frame);
@@ -81,21 +114,43 @@ impl Mailbox {
     }
 
     /// Queues a reply and the replay that follows it, whatever the queue holds: they take room
-    /// above the capacity until the queue is next empty.
+    /// of their own above the capacity until their last frame is taken. Only one replay is
+    /// pending at a time: the caller waits for [`replay_written`](Self::replay_written) first.
     pub(crate) fn push_replay(&self, frames: impl IntoIterator<Item = Frame>) {
         let mut queue = self.frames.lock().expect("mailbox lock");
-        let before = queue.frames.len();
+        debug_assert_eq!(queue.replay_left(), 0, "one replay at a time");
         queue.frames.extend(frames);
-        queue.allowance += queue.frames.len() - before;
+        queue.replay_end = queue.taken + queue.frames.len() as u64;
         drop(queue);
         self.task.wake();
+    }
+
+    /// Resolves once every frame of the latest replay has been taken for writing: what a
+    /// `subscribe` awaits before it queues a replay of its own, so that replays never stack up
+    /// in the queue of a client that does not read.
+    pub(crate) fn replay_written(&self) -> impl Future<Output = ()> + '_ {
+        let written = |mailbox: &Self| {
+            let queue = mailbox.frames.lock().expect("mailbox lock");
+            (queue.replay_left() == 0).then_some(())
+        };
+        poll_fn(move |cx| {
+            if written(self).is_some() {
+                return Poll::Ready(());
+            }
+            self.replay_done.register(cx.waker());
+            written(self).map_or(Poll::Pending, Poll::Ready)
+        })
     }
 
     /// The next queued frame, if any.
     pub fn try_pop(&self) -> Option<Frame> {
         let mut queue = self.frames.lock().expect("mailbox lock");
         let frame = queue.frames.pop_front();
-        release_if_empty(&mut queue);
+        let replay_done = frame.is_some() && queue.took(1);
+        drop(queue);
+        if replay_done {
+            self.replay_done.wake();
+        }
         frame
     }
 
@@ -107,7 +162,11 @@ impl Mailbox {
         for (slot, frame) in out.iter_mut().zip(queue.frames.drain(..count)) {
             *slot = frame.into_bytes();
         }
-        release_if_empty(&mut queue);
+        let replay_done = queue.took(count);
+        drop(queue);
+        if replay_done {
+            self.replay_done.wake();
+        }
         count
     }
 
@@ -180,15 +239,6 @@ impl Mailbox {
     }
 }
 
-/// An empty queue holds no memory: idle connections stay small, and a burst's growth is given
-/// back once it has been written. A replay's allowance ends there too.
-fn release_if_empty(queue: &mut Queue) {
-    if queue.frames.is_empty() {
-        queue.frames.shrink_to_fit();
-        queue.allowance = 0;
-    }
-}
-
 impl std::fmt::Debug for Mailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailbox")
@@ -208,6 +258,12 @@ mod tests {
 
     fn mailbox() -> Arc<Mailbox> {
         Arc::new(Mailbox::new("s".into(), Arc::from("u"), 0, 4, Vec::new()))
+    }
+
+    /// Polls once; whether the future is still pending.
+    fn pending(future: std::pin::Pin<&mut impl Future>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut cx).is_pending()
     }
 
     /// Bounds a wait that must end, so that a lost wake-up fails the test instead of hanging it.
@@ -268,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replay_takes_room_above_the_capacity_until_the_queue_is_empty() {
+    fn a_replay_takes_room_above_the_capacity_until_its_last_frame_is_taken() {
         let mailbox = mailbox();
         mailbox.push(Frame::text("live")).unwrap();
         mailbox.push_replay((0..6).map(|i| Frame::text(&i.to_string())));
@@ -277,11 +333,40 @@ mod tests {
             mailbox.push(Frame::text("more")).unwrap();
         }
         assert_eq!(mailbox.push(Frame::text("over")), Err(super::Full));
-        while mailbox.try_pop().is_some() {}
-        for i in 0..4 {
-            mailbox.push(Frame::text(&i.to_string())).unwrap();
+        // Taking the live frame and half the replay gives back only the live frame's room.
+        for _ in 0..4 {
+            mailbox.try_pop().unwrap();
         }
-        assert_eq!(mailbox.push(Frame::text("5")), Err(super::Full));
+        mailbox.push(Frame::text("again")).unwrap();
+        assert_eq!(mailbox.push(Frame::text("over")), Err(super::Full));
+        // Once the replay is taken, the queue holds the capacity and no more, though it never
+        // emptied.
+        for _ in 0..3 {
+            mailbox.try_pop().unwrap();
+        }
+        assert_eq!(mailbox.len(), 4);
+        assert_eq!(mailbox.push(Frame::text("over")), Err(super::Full));
+    }
+
+    /// The fix for replays stacking up in the queue of a client that never reads: a second
+    /// replay waits until the first is written.
+    #[tokio::test]
+    async fn a_second_replay_waits_until_the_first_is_taken() {
+        let mailbox = mailbox();
+        mailbox.push_replay((0..3).map(|i| Frame::text(&i.to_string())));
+        let mut written = Box::pin(mailbox.replay_written());
+        assert!(pending(written.as_mut()));
+        mailbox.push(Frame::text("live")).unwrap();
+        let mut batch: [bytes::Bytes; 2] = Default::default();
+        assert_eq!(mailbox.pop_into(&mut batch), 2);
+        assert!(pending(written.as_mut()));
+        assert_eq!(
+            mailbox.pop_into(&mut batch),
+            2,
+            "the replay's last frame and `live`"
+        );
+        bounded(written).await;
+        bounded(mailbox.replay_written()).await;
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub(crate) async fn run(
         heartbeat: state.config.heartbeat_interval,
         idle_timeout: state.config.idle_timeout,
         expires_at,
+        max_replies: state.config.max_message_bytes,
     };
     let mut on_text = |text: &str| handle(&state, id, &mailbox, text);
     connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
@@ -180,14 +181,15 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
         Err(err) if err.is_syntax() || err.is_eof() => {
             return Handled::Reply(Some(ControlMessage::error(
                 error_code::INVALID_JSON,
-                err.to_string(),
+                shortened(err.to_string()),
             )));
         }
         Err(err) => {
             return Handled::Reply(Some(ControlMessage::error(
                 error_code::INVALID_MESSAGE,
                 format!(
-                    "{err}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"ping\", ...}}"
+                    "{}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"ping\", ...}}",
+                    shortened(err.to_string())
                 ),
             )));
         }
@@ -222,7 +224,12 @@ fn subscribe(
     let named = mask_of(catalog, namespaces)?;
     let current = state.hub.namespaces(id).unwrap_or_default();
     let added = named.difference(current);
-    let invalid = |message| Box::new(ControlMessage::error(error_code::INVALID_SINCE, message));
+    let invalid = |message| {
+        Box::new(ControlMessage::error(
+            error_code::INVALID_SINCE,
+            shortened(message),
+        ))
+    };
     let since =
         since_positions(catalog, since.iter().map(String::as_str), named).map_err(invalid)?;
     if let Some(live) = since.iter().find(|p| {
@@ -238,6 +245,10 @@ fn subscribe(
     let requests = resume_requests(catalog, added, since);
     let (state, mailbox) = (state.clone(), mailbox.clone());
     Ok(Box::pin(async move {
+        // One replay at a time: until the previous one is written, this subscribe (and every
+        // message after it) waits, so a client that asks again and again without reading
+        // holds one replay on the server, never a stack of them.
+        mailbox.replay_written().await;
         let mut attach = |resumed: &[Resumed]| {
             // The subscription as it is now: an unsubscribe cannot have come in between, as the
             // connection reads its next message only once this is done.
@@ -378,10 +389,28 @@ fn mask_of(
         .map_err(|name| {
             Box::new(ControlMessage::error(
                 error_code::UNKNOWN_NAMESPACE,
-                format!("unknown namespace `{name}`"),
+                shortened(format!("unknown namespace `{name}`")),
             ))
         })
 }
 
 /// An error reply, boxed: the `Ok` paths stay small.
 type Reply = Box<ControlMessage>;
+
+/// The longest part of a client's message an error reply quotes.
+const MAX_QUOTED: usize = 200;
+
+/// `message` cut to [`MAX_QUOTED`] bytes (at a character boundary): serde's errors quote what
+/// the client sent (an unknown `type` of 60 KB), and every reply is held until the client
+/// reads it, so what one reply holds stays small whatever the client sends.
+fn shortened(mut message: String) -> String {
+    if message.len() > MAX_QUOTED {
+        let mut end = MAX_QUOTED;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}

@@ -42,6 +42,9 @@ use crate::server::hub::Hub;
 use crate::server::publication::now_ms;
 use writer::{Writer, backoff};
 
+/// How many resumes one node reads from the shared history at once; the others wait their turn.
+const HISTORY_READS: usize = 4;
+
 /// How to reach Redis, and how the broker behaves there.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -99,6 +102,10 @@ struct Inner {
     writer: Arc<Writer>,
     /// Up while the subscription is up and every stream caught up after it.
     following: AtomicBool,
+    /// Resumes reading the shared history at once. Each connection resumes once at a time (its
+    /// next `subscribe` waits for the replay to be written); this bounds the node's reads and
+    /// the replays it rebuilds from them however many connections ask.
+    history_reads: tokio::sync::Semaphore,
     read: Script,
     rotate: Script,
     join: Script,
@@ -133,6 +140,7 @@ impl RedisBroker {
             config,
             writer,
             following: AtomicBool::new(false),
+            history_reads: tokio::sync::Semaphore::new(HISTORY_READS),
             read: Script::new(scripts::READ),
             rotate: Script::new(scripts::ROTATE),
             join: Script::new(scripts::JOIN),
@@ -232,6 +240,11 @@ impl Inner {
     /// Every event of `namespace` after `since`, from the shared history, when it still holds
     /// all of them (and no more than `max_behind`); `None` otherwise.
     async fn fetch(&self, namespace: usize, since: u64, max_behind: u64) -> Option<Remote> {
+        let _turn = self
+            .history_reads
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let read = match self.read(namespace, since, max_behind).await {
             Ok(read) => read,
             Err(err) => {
