@@ -44,11 +44,13 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 pub const API_KEY: &str = "test-api-key-0123456789";
+/// Another publisher's key.
+pub const OTHER_API_KEY: &str = "second-key-0123456789";
 
 pub fn config() -> ServerConfig {
     ServerConfig::new(
         JwtConfig::hs256(SECRET),
-        vec![API_KEY.to_owned(), "second-key-0123456789".to_owned()],
+        vec![API_KEY.to_owned(), OTHER_API_KEY.to_owned()],
     )
 }
 
@@ -137,6 +139,17 @@ impl TestServer {
         body: String,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
+        let (status, _, reply) = self.post_keyed(key, body, headers).await;
+        (status, reply)
+    }
+
+    /// `POST /api/events` with `key` and more headers; also the answer's `Idempotency-Key`.
+    pub async fn post_keyed(
+        &self,
+        key: Option<&str>,
+        body: String,
+        headers: &[(&str, &str)],
+    ) -> (u16, Option<String>, Value) {
         let url = format!("http://{}/api/events", self.addr);
         let key = key.map(str::to_owned);
         let headers: Vec<(String, String)> = headers
@@ -146,6 +159,7 @@ impl TestServer {
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
+                .timeout_global(Some(WAIT))
                 .build()
                 .into();
             let mut request = agent.post(&url).header("Content-Type", "application/json");
@@ -157,9 +171,14 @@ impl TestServer {
             }
             let mut response = request.send(body).expect("the server answers");
             let status = response.status().as_u16();
+            let idempotency_key = response
+                .headers()
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap().to_owned());
             let text = response.body_mut().read_to_string().unwrap_or_default();
             (
                 status,
+                idempotency_key,
                 serde_json::from_str(&text).unwrap_or(Value::String(text)),
             )
         })

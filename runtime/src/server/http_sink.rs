@@ -130,8 +130,9 @@ impl Inner {
             .header("idempotency-key", key)
             .body(Full::new(body.clone()))
             .expect("a request of valid parts");
+        // Sent, perhaps published: only the key makes a retry safe.
         let unreachable = |reason: String| {
-            Attempt::Retry(BrokerError::new(format!(
+            Attempt::Retry(BrokerError::outcome_unknown(format!(
                 "{} unreachable: {reason}",
                 self.url
             )))
@@ -165,11 +166,26 @@ impl Inner {
                     message: reply.to_string(),
                 }),
             },
+            // 503: nothing was stored. 504 (`outcome_unknown`) and a proxy's 502: perhaps it
+            // was; the retry carries the same key, so it is published once either way. A 409
+            // (the key was used for another request) is never retried.
             StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::BAD_GATEWAY
             | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry(BrokerError {
-                message: format!("{} answered {status}: {}", self.url, text("message")),
                 retry_after,
+                ..if status == StatusCode::SERVICE_UNAVAILABLE {
+                    BrokerError::new(format!(
+                        "{} answered {status}: {}",
+                        self.url,
+                        text("message")
+                    ))
+                } else {
+                    BrokerError::outcome_unknown(format!(
+                        "{} answered {status}: {}",
+                        self.url,
+                        text("message")
+                    ))
+                }
             }),
             _ => Attempt::Failed(PublishError::Rejected {
                 status: status.as_u16(),

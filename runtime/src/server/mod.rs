@@ -32,8 +32,8 @@ use tokio::time::Instant;
 
 pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, mint_hs256};
 pub use broker::{
-    Batch, BoxFuture, Broker, BrokerError, InMemoryBroker, PresenceChange, RedisBroker,
-    RedisConfig, RedisSink, ResumeRequest, Resumed,
+    Batch, BoxFuture, Broker, BrokerError, Failure, IDEMPOTENCY_WINDOW, Idempotency,
+    InMemoryBroker, PresenceChange, RedisBroker, RedisConfig, RedisSink, ResumeRequest, Resumed,
 };
 pub use config::ServerConfig;
 pub use error::ApiError;

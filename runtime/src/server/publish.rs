@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
-use crate::server::broker::{Batch, BoxFuture, Broker, BrokerError};
+use crate::server::broker::{Batch, BoxFuture, Broker, BrokerError, Idempotency};
 use crate::server::publication::now_ms;
 
 /// Hands events to the broker, which gives each its position (its id), serializes the envelope
@@ -97,7 +97,7 @@ impl Pass<'_> {
     pub(crate) async fn publish(
         &self,
         mut events: Vec<OutgoingEvent>,
-        idempotency_key: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Vec<String>, BrokerError> {
         let now = now_ms();
         for event in &mut events {
@@ -105,7 +105,7 @@ impl Pass<'_> {
         }
         let batch = Batch {
             events,
-            idempotency_key,
+            idempotency,
         };
         self.publisher.broker.publish(batch).await
     }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::event::OutgoingEvent;
-use crate::server::broker::idempotency::Keys;
+use crate::server::broker::idempotency::{Keys, Seen};
 use crate::server::broker::streams::{self, Streams};
 use crate::server::broker::{
     Batch, BoxFuture, Broker, BrokerError, PresenceChange, ResumeRequest, Resumed, new_epoch,
@@ -75,16 +75,23 @@ impl Broker for InMemoryBroker {
                 })
                 .collect::<Result<Vec<String>, BrokerError>>()
         };
-        let ids = match batch.idempotency_key {
+        let ids = match batch.idempotency {
             None => publish_all(batch.events),
-            Some(key) => {
+            Some(idempotency) => {
                 // Held while the batch publishes: a concurrent retry waits for the result
                 // instead of publishing again. Publishes without a key never take it.
                 let mut keys = self.keys.lock().expect("idempotency lock");
-                match keys.get(&key, now) {
-                    Some(ids) => Ok(ids),
-                    None => publish_all(batch.events).inspect(|ids| {
-                        keys.insert(key, ids.clone(), now);
+                match keys.get(&idempotency.key, &idempotency.fingerprint, now) {
+                    Seen::Same(ids) => Ok(ids),
+                    Seen::Reused => Err(BrokerError::key_reused()),
+                    Seen::New => publish_all(batch.events).inspect(|ids| {
+                        keys.insert(
+                            idempotency.key,
+                            idempotency.fingerprint,
+                            ids.clone(),
+                            idempotency.window,
+                            now,
+                        );
                     }),
                 }
             }

@@ -7,7 +7,7 @@
 //! [`streams`], under one lock per namespace that delivery to the hub also holds: that lock is
 //! the seam between a replay and the live events after it.
 
-mod idempotency;
+pub(crate) mod idempotency;
 mod memory;
 mod redis;
 mod streams;
@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use idempotency::WINDOW as IDEMPOTENCY_WINDOW;
 pub use memory::InMemoryBroker;
 pub use redis::{RedisBroker, RedisConfig, RedisSink};
 
@@ -39,9 +40,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Broker: Send + Sync + 'static {
     /// Gives each event of `batch`, in order, the next position in its namespace's stream,
     /// keeps it in the namespace's history and has it delivered to every hub; returns their ids.
-    /// All or nothing: an error means none of them was stored. A batch carrying an idempotency
-    /// key already seen within the broker's window returns the ids of that first publish and
-    /// publishes nothing.
+    /// All or nothing: an error is either certain that none of them was stored
+    /// ([`Failure::Unavailable`]) or says it cannot tell ([`Failure::OutcomeUnknown`]). A batch
+    /// carrying an idempotency key already seen within its window returns the ids of that
+    /// first publish and publishes nothing, when it is the same request (by fingerprint); for
+    /// another request it is [`Failure::KeyReused`].
     fn publish(&self, batch: Batch) -> BoxFuture<'_, Result<Vec<String>, BrokerError>>;
 
     /// Attaches a connection to the streams of `requests`: decides, for each request with a
@@ -63,6 +66,13 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker can take publications and deliver them now (`GET /readyz`).
     fn ready(&self) -> bool;
+
+    /// Whether a publish can end with its outcome unknown ([`Failure::OutcomeUnknown`]): then
+    /// publishes without a key of their own get one from the server, so that even their retry
+    /// is safe.
+    fn outcome_may_be_unknown(&self) -> bool {
+        false
+    }
 }
 
 /// Events to publish together.
@@ -70,8 +80,34 @@ pub trait Broker: Send + Sync + 'static {
 pub struct Batch {
     /// The events, in order; their timestamps are set.
     pub events: Vec<OutgoingEvent>,
-    /// The publisher's `Idempotency-Key`, if it sent one.
-    pub idempotency_key: Option<String>,
+    /// The publisher's idempotency key, if the batch carries one.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An idempotency key as a broker stores it: scoped to its publisher and bound to what was
+/// published under it, so that a retry answers the first result, another publisher's key never
+/// does, and the same key with another request is refused ([`Failure::KeyReused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// `<scope>/<key>`: the publisher's scope (a digest of its API key, or the sink's) and
+    /// the key it sent.
+    pub key: String,
+    /// A digest of the batch's events as the publisher sent them (type, data, options and an
+    /// explicit timestamp, in order).
+    pub fingerprint: String,
+    /// How long the result is kept.
+    pub window: Duration,
+}
+
+impl Idempotency {
+    /// `key` from the publisher `scope`, for `events` as they were sent, kept for `window`.
+    pub fn new(scope: &str, key: &str, events: &[OutgoingEvent], window: Duration) -> Self {
+        Idempotency {
+            key: format!("{scope}/{key}"),
+            fingerprint: idempotency::fingerprint(events),
+            window,
+        }
+    }
 }
 
 /// A user's first connection on this node opened, or their last one closed.
@@ -87,20 +123,57 @@ pub struct PresenceChange<'a> {
 
 /// Why a publication could not be handed over.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("broker unavailable: {message}")]
+#[error("{message}")]
 pub struct BrokerError {
+    /// What a publisher may assume about the batch.
+    pub failure: Failure,
     /// What failed.
     pub message: String,
     /// When a publisher may try again.
     pub retry_after: Duration,
 }
 
+/// What a failed publish leaves behind: what the publisher may assume, and whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing was stored, certainly (Redis could not be reached, or refused the call before
+    /// running it). Retry later.
+    Unavailable,
+    /// The batch may or may not have been stored: the call reached Redis but its answer did not
+    /// come back. Retry under the same idempotency key, which answers the first result if it was
+    /// stored and publishes it if not.
+    OutcomeUnknown,
+    /// The idempotency key was used within its window for another request: nothing was
+    /// published, and a retry never will be. Use a new key for a new request.
+    KeyReused,
+}
+
 impl BrokerError {
-    /// The broker failed for this reason; retry after a second.
+    /// Nothing was stored for this reason; retry after a second.
     pub fn new(message: impl Into<String>) -> Self {
         BrokerError {
+            failure: Failure::Unavailable,
             message: message.into(),
             retry_after: Duration::from_secs(1),
+        }
+    }
+
+    /// The batch may have been stored (its answer was lost); retry under the same key.
+    pub fn outcome_unknown(message: impl Into<String>) -> Self {
+        BrokerError {
+            failure: Failure::OutcomeUnknown,
+            ..BrokerError::new(message)
+        }
+    }
+
+    /// The idempotency key was used for another request.
+    pub fn key_reused() -> Self {
+        BrokerError {
+            failure: Failure::KeyReused,
+            ..BrokerError::new(
+                "the idempotency key was used for another request within its window; \
+                 nothing was published (use a new key for a new request)",
+            )
         }
     }
 }

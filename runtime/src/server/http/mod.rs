@@ -5,19 +5,20 @@ pub(crate) mod publish;
 pub(crate) mod upgrade;
 
 use axum::http::{HeaderMap, header};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub use crate::server::error::ApiError;
 
-/// Whether `headers` carry one of `keys` as a bearer token; compared in constant time.
-pub(crate) fn has_api_key(headers: &HeaderMap, keys: &[String]) -> bool {
-    let Some(given) = bearer(headers) else {
-        return false;
-    };
-    // Every key is compared, so timing does not tell which one (or how much of one) matched.
-    keys.iter().fold(false, |found, key| {
-        found | bool::from(key.as_bytes().ct_eq(given.as_bytes()))
-    })
+/// Which of `keys` `headers` carry as a bearer token, if any; compared in constant time.
+pub(crate) fn api_key<'k>(headers: &HeaderMap, keys: &'k [String]) -> Option<&'k str> {
+    let given = bearer(headers)?;
+    // Every key is compared and the match selected without a branch, so timing does not tell
+    // which one (or how much of one) matched.
+    let mut found = u64::MAX;
+    for (i, key) in keys.iter().enumerate() {
+        found.conditional_assign(&(i as u64), key.as_bytes().ct_eq(given.as_bytes()));
+    }
+    keys.get(usize::try_from(found).ok()?).map(String::as_str)
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

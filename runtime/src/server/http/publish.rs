@@ -11,12 +11,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, DecodeError};
 use crate::event::OutgoingEvent;
 use crate::options::EmitOptions;
 use crate::role::RoleMask;
-use crate::server::http::{ApiError, has_api_key};
+use crate::server::broker::idempotency::ASSIGNED_WINDOW;
+use crate::server::broker::{BrokerError, Failure, IDEMPOTENCY_WINDOW, Idempotency, new_epoch};
+use crate::server::http::{ApiError, api_key};
 use crate::server::state::AppState;
 
 #[derive(Deserialize)]
@@ -45,21 +48,27 @@ struct RequestOptions {
 
 /// `POST /api/events`: one event `{type, data, options?, timestamp?}` or a JSON array of them.
 /// A batch is all or nothing: every event is checked before any is published, and the broker
-/// stores all of them or none. With an `Idempotency-Key`, a retry within the broker's window
-/// answers the first publish's ids and publishes nothing.
+/// stores all of them or none. With an `Idempotency-Key`, a retry of the same request within the
+/// key's window answers the first publish's ids and publishes nothing; another request under
+/// the same key (of the same API key) is refused with 409. Keys are scoped to the API key.
+///
+/// Every answer is a promise: 202 stored; 503 certainly nothing stored; 504 `outcome_unknown`
+/// when the broker's answer was lost, with the `Idempotency-Key` under which a retry is safe
+/// (assigned by the server when the request had none and the broker can lose answers).
 ///
 /// The key is checked from the headers before any of the body is read, and the body must arrive
 /// within the request timeout.
 pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    if !has_api_key(request.headers(), &state.config.api_keys) {
+    let Some(api_key) = api_key(request.headers(), &state.config.api_keys) else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send a valid API key as `Authorization: Bearer <key>`",
         )
         .into_response();
-    }
-    let idempotency_key = match idempotency_key(request.headers()) {
+    };
+    let scope = scope(api_key);
+    let given_key = match idempotency_key(request.headers()) {
         Ok(key) => key,
         Err(err) => return err.into_response(),
     };
@@ -98,27 +107,86 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
         Ok(prepared) => prepared,
         Err(err) => return err.into_response(),
     };
-    let ids = match pass.publish(events, idempotency_key).await {
-        Ok(ids) => ids,
-        Err(err) => {
-            let retry_after = err.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "broker_unavailable",
-                format!(
-                    "{err}; nothing was published, retry later (with the same Idempotency-Key)"
-                ),
+    // A broker that can lose an answer gets a key for every publish, so that a retry after an
+    // unknown outcome is safe even for a caller that sent none.
+    let key = given_key.map(|key| (key, IDEMPOTENCY_WINDOW)).or_else(|| {
+        let assign = state.publisher.broker().outcome_may_be_unknown();
+        assign.then(|| {
+            (
+                format!("omnicast-{}{}", new_epoch(), new_epoch()),
+                ASSIGNED_WINDOW,
             )
-            .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
-            .into_response();
+        })
+    });
+    let idempotency = key
+        .as_ref()
+        .map(|(key, window)| Idempotency::new(&scope, key, &events, *window));
+    let key = key.map(|(key, _)| key);
+    let response = match pass.publish(events, idempotency).await {
+        Ok(ids) => {
+            let body = if batch {
+                json!({ "ids": ids })
+            } else {
+                json!({ "id": ids[0] })
+            };
+            (StatusCode::ACCEPTED, Json(body)).into_response()
         }
+        Err(err) => refusal(&err, key.as_deref()).into_response(),
     };
-    let body = if batch {
-        json!({ "ids": ids })
-    } else {
-        json!({ "id": ids[0] })
-    };
-    (StatusCode::ACCEPTED, Json(body)).into_response()
+    with_key(response, key.as_deref())
+}
+
+/// The answer to a publish the broker did not take: what the caller may assume, and how to
+/// retry.
+fn refusal(err: &BrokerError, key: Option<&str>) -> ApiError {
+    let retry_after = HeaderValue::from(err.retry_after.as_secs_f64().ceil().max(1.0) as u64);
+    match err.failure {
+        Failure::Unavailable => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            format!("{err}; nothing was published, retry later"),
+        )
+        .with_header(header::RETRY_AFTER, retry_after),
+        Failure::OutcomeUnknown => {
+            let retry = match key {
+                Some(key) => format!(
+                    "retry with `Idempotency-Key: {key}`, which publishes it once either way"
+                ),
+                None => "a retry may publish it twice".to_owned(),
+            };
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                format!("{err}; the events may or may not have been stored: {retry}"),
+            )
+            .with_header(header::RETRY_AFTER, retry_after)
+        }
+        Failure::KeyReused => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            format!(
+                "`Idempotency-Key` {} was used for another request within its window; nothing was published: use a new key for a new request",
+                key.unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+/// Tells the caller the `Idempotency-Key` its publish went under (its own, or the one the
+/// server assigned).
+fn with_key(mut response: Response, key: Option<&str>) -> Response {
+    if let Some(value) = key.and_then(|key| HeaderValue::from_str(key).ok()) {
+        response.headers_mut().insert("idempotency-key", value);
+    }
+    response
+}
+
+/// Whose keys these are: a digest of the API key (never the key itself), so that two
+/// publishers' `Idempotency-Key`s never meet.
+fn scope(api_key: &str) -> String {
+    let digest = Sha256::digest(api_key.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("api-{hex}")
 }
 
 /// The longest `Idempotency-Key` accepted.

@@ -221,6 +221,10 @@ impl Broker for RedisBroker {
     fn ready(&self) -> bool {
         self.inner.following.load(Ordering::Acquire)
     }
+
+    fn outcome_may_be_unknown(&self) -> bool {
+        true
+    }
 }
 
 impl Inner {
@@ -612,7 +616,7 @@ impl Inner {
             };
             let batch = Batch {
                 events: vec![event],
-                idempotency_key: None,
+                idempotency: None,
             };
             if let Err(err) = self.writer.publish(batch).await {
                 tracing::warn!(event = rule.event, %err, "presence event not published");

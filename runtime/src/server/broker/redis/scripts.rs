@@ -8,28 +8,38 @@
 
 /// Publishes a batch. KEYS: `meta, history` per event, then the idempotency key if ARGV[1] > 0.
 /// ARGV: idempotency window (s, 0 for none), an epoch for streams that have none, the time
-/// (ms, the publishing node's clock: what history ages are measured by), then per event
-/// `channel, history size, history ttl (s), record`. Returns `{0, "epoch offset,…"}`, or
-/// `{1, "…"}` with the stored result when the idempotency key was seen already. Each event is
+/// (ms, the publishing node's clock: what history ages are measured by), the request's
+/// fingerprint, then per event `channel, history size, history ttl (s), record`. Returns
+/// `{0, "epoch offset,…"}`; with a key seen already, `{1, "…"}` (the stored result) when the
+/// fingerprint is the same and `{2, ""}` (nothing published) when it is not. Each event is
 /// published as `epoch offset index count record`: its place in the batch (from 1) and the
 /// batch's size, so that followers know more of the batch is on its way.
+///
+/// A key holds `fingerprint result`: 33 bytes and about 20 per event of its batch.
 ///
 /// The history is trimmed approximately (`MAXLEN ~`: whole stream nodes at a time, so at least
 /// `size` entries stay), a third of the script's cost less than exact trimming; readers hold
 /// recovery to `size` themselves.
 pub(super) const PUBLISH: &str = r#"
 local window = tonumber(ARGV[1])
+local fingerprint = ARGV[4]
 local n = #KEYS
 if window > 0 then
   n = n - 1
   local done = redis.call('get', KEYS[#KEYS])
-  if done then return {1, done} end
+  if done then
+    local sep = string.find(done, ' ', 1, true)
+    if sep and string.sub(done, 1, sep - 1) == fingerprint then
+      return {1, string.sub(done, sep + 1)}
+    end
+    return {2, ''}
+  end
 end
 local ms = ARGV[3]
 local ids = {}
 for i = 1, n / 2 do
   local meta, history = KEYS[2 * i - 1], KEYS[2 * i]
-  local a = 4 * i
+  local a = 4 * i + 1
   local channel, size, ttl, record = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local epoch = redis.call('hget', meta, 'epoch')
   if not epoch then
@@ -46,7 +56,7 @@ for i = 1, n / 2 do
   ids[i] = epoch .. ' ' .. offset
 end
 local result = table.concat(ids, ',')
-if window > 0 then redis.call('set', KEYS[#KEYS], result, 'EX', window) end
+if window > 0 then redis.call('set', KEYS[#KEYS], fingerprint .. ' ' .. result, 'EX', window) end
 return {0, result}
 "#;
 

@@ -11,7 +11,8 @@ use crate::catalog::Catalog;
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
 use crate::server::broker::{
-    Batch, BoxFuture, BrokerError, SINK_ATTEMPTS as ATTEMPTS, SINK_MAX_WAIT as MAX_WAIT, new_epoch,
+    Batch, BoxFuture, BrokerError, Failure, IDEMPOTENCY_WINDOW, Idempotency,
+    SINK_ATTEMPTS as ATTEMPTS, SINK_MAX_WAIT as MAX_WAIT, new_epoch,
 };
 use crate::server::publication::now_ms;
 use crate::server::publish::PublishError;
@@ -47,17 +48,20 @@ impl EventSink for RedisSink {
     fn publish(&self, mut event: OutgoingEvent) -> Self::Output {
         let writer = self.writer.clone();
         event.timestamp.get_or_insert(now_ms());
+        let events = vec![event];
         let key = new_epoch() + &new_epoch();
+        let idempotency = Idempotency::new("redis-sink", &key, &events, IDEMPOTENCY_WINDOW);
         Box::pin(async move {
             let mut attempt = 1;
             loop {
                 let batch = Batch {
-                    events: vec![event.clone()],
-                    idempotency_key: Some(format!("sink-{key}")),
+                    events: events.clone(),
+                    idempotency: Some(idempotency.clone()),
                 };
                 match writer.publish(batch).await {
                     Ok(mut ids) => return Ok(ids.pop().expect("one id per event")),
-                    Err(err) if attempt < ATTEMPTS => {
+                    // Nothing stored, or perhaps stored: the same key makes the retry safe.
+                    Err(err) if attempt < ATTEMPTS && err.failure != Failure::KeyReused => {
                         tracing::debug!(%err, attempt, "publish into Redis failed; retrying");
                         tokio::time::sleep(err.retry_after.min(MAX_WAIT)).await;
                         attempt += 1;

@@ -17,7 +17,7 @@ use tokio::time::{Instant, timeout};
 use super::{RedisConfig, record, scripts};
 use crate::catalog::Catalog;
 use crate::event::OutgoingEvent;
-use crate::server::broker::{Batch, BrokerError, idempotency, new_epoch};
+use crate::server::broker::{Batch, BrokerError, Idempotency, new_epoch};
 use crate::server::publication::now_ms;
 
 /// One namespace's keys and channel.
@@ -75,24 +75,20 @@ impl Writer {
     /// Numbers, keeps and publishes a batch, all of it or none, in one script call; its ids,
     /// in order.
     pub(super) async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
-        self.call(&batch.events, batch.idempotency_key.as_deref())
-            .await
+        self.call(&batch.events, batch.idempotency.as_ref()).await
     }
 
     /// One script call for `events` (with the idempotency key, if any).
     async fn call(
         &self,
         events: &[OutgoingEvent],
-        key: Option<&str>,
+        idempotency: Option<&Idempotency>,
     ) -> Result<Vec<String>, BrokerError> {
         let now = now_ms();
         let mut call = self.script.prepare_invoke();
-        let window = if key.is_some() {
-            idempotency::WINDOW.as_secs()
-        } else {
-            0
-        };
-        call.arg(window).arg(new_epoch()).arg(now);
+        let (window, fingerprint) =
+            idempotency.map_or((0, ""), |i| (i.window.as_secs().max(1), &i.fingerprint));
+        call.arg(window).arg(new_epoch()).arg(now).arg(fingerprint);
         let mut namespaces = Vec::with_capacity(events.len());
         for event in events {
             let ns = self
@@ -110,19 +106,25 @@ impl Writer {
                 .arg(record::encode(self.catalog, event, now));
             namespaces.push(self.catalog.namespaces[ns].name);
         }
-        if let Some(key) = key {
-            call.key(format!("{}:idempotency:{key}", self.prefix));
+        if let Some(idempotency) = idempotency {
+            call.key(format!("{}:idempotency:{}", self.prefix, idempotency.key));
         }
-        let (_, stored): (i64, String) = self.link.invoke(&call).await?;
-        // `epoch offset` per event, comma-separated, in the batch's order.
+        let (seen, stored): (i64, String) = self.link.invoke(&call).await?;
+        if seen == 2 {
+            return Err(BrokerError::key_reused());
+        }
+        // `epoch offset` per event, comma-separated, in the batch's order. A result stored
+        // under the key is of the same request (the script compared fingerprints), so its
+        // events are in the same namespaces.
         let ids: Vec<String> = stored
             .split(',')
             .zip(&namespaces)
             .map(|(position, ns)| format!("{ns}.{}", position.replace(' ', ".")))
             .collect();
         if ids.len() != namespaces.len() {
-            return Err(BrokerError::new(format!(
-                "Redis answered {} ids for {} events (is the idempotency key reused for another batch?)",
+            // Stored (or not) by a script of another version: the ids cannot be told.
+            return Err(BrokerError::outcome_unknown(format!(
+                "Redis answered {} ids for {} events",
                 ids.len(),
                 namespaces.len()
             )));
@@ -182,6 +184,11 @@ impl Link {
     }
 
     /// Runs a script; a connection that broke is dropped, so the next call reconnects.
+    ///
+    /// A call that could not be sent, or that Redis refused before running it (loading, out
+    /// of memory, busy, read-only), stored nothing ([`Failure::Unavailable`]); one whose answer
+    /// did not come back (a timeout, a connection lost on the way) may have run
+    /// ([`Failure::OutcomeUnknown`]).
     pub(super) async fn invoke<T: FromRedisValue>(
         &self,
         call: &ScriptInvocation<'_>,
@@ -195,15 +202,24 @@ impl Link {
             {
                 self.current.lock().expect("link lock").take();
             }
-            BrokerError::new(format!("Redis: {err}"))
+            let refused_before_running = matches!(
+                err.code(),
+                Some("LOADING" | "OOM" | "BUSY" | "READONLY" | "MASTERDOWN" | "NOSCRIPT")
+            ) || err.is_connection_refusal();
+            let message = format!("Redis: {err}");
+            if refused_before_running {
+                BrokerError::new(message)
+            } else {
+                BrokerError::outcome_unknown(message)
+            }
         })
     }
 }
 
 fn unreachable(message: impl Into<String>, retry_after: Duration) -> BrokerError {
     BrokerError {
-        message: message.into(),
         retry_after: retry_after.max(Duration::from_secs(1)),
+        ..BrokerError::new(message)
     }
 }
 
