@@ -238,3 +238,71 @@ async fn close_is_final_and_subscribe_reaches_the_server() {
     );
     assert_eq!(next_or_end(&mut client).await, None);
 }
+
+/// The review's item 6: a payment published with `options.namespace: system` is recorded in the
+/// `system` stream; its envelope says so as its id does, and the client positions it there, so
+/// nothing is taken for a duplicate and a resume names each namespace once.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_published_into_another_namespace_resume_by_their_id() {
+    use serde_json::json;
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut config = fast(proxy.ws_url());
+    config = config.namespaces([Namespace::Payments, Namespace::System]);
+    let mut client = Client::connect(config, server.token("admin-1", "admin"));
+    connected(&mut client).await;
+    let in_system = json!({"namespace": "system"});
+    let publish = |n: usize, options: Value| {
+        let server = &server;
+        async move {
+            let id = server
+                .publish("payment:received", payment(n, "CUST-A"), options)
+                .await;
+            (n as f64, id)
+        }
+    };
+    let mut sent = vec![
+        publish(1, Value::Null).await,
+        publish(2, in_system.clone()).await,
+        publish(3, Value::Null).await,
+    ];
+    assert!(sent[1].1.starts_with("system."), "{sent:?}");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        if let Message::Event(received) = next(&mut client).await {
+            let stream = received.id.split('.').next().unwrap().to_owned();
+            assert_eq!(
+                received.namespace, stream,
+                "the envelope names the id's stream"
+            );
+            seen.push(received.id);
+        }
+    }
+    proxy.down();
+    sent.push(publish(4, in_system.clone()).await);
+    sent.push(publish(5, Value::Null).await);
+    loop {
+        if let Message::Status(Status::Reconnecting { .. }) = next(&mut client).await {
+            break;
+        }
+    }
+    proxy.up().await;
+    match connected(&mut client).await {
+        ControlMessage::Ready { recovered, .. } => {
+            let both = [("payments".to_owned(), true), ("system".to_owned(), true)];
+            assert_eq!(recovered, both.into_iter().collect(), "{recovered:?}")
+        }
+        _ => unreachable!(),
+    }
+    sent.push(publish(6, in_system).await);
+    let after = payments(&mut client, 3).await;
+    // Each once, in order within its namespace (a replay goes namespace by namespace).
+    let mut ids: Vec<String> = seen
+        .into_iter()
+        .chain(after.into_iter().map(|(_, id)| id))
+        .collect();
+    let mut expected: Vec<String> = sent.into_iter().map(|(_, id)| id).collect();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+}

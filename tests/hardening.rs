@@ -112,6 +112,32 @@ async fn an_exp_beyond_any_clock_is_served() {
     assert_eq!(server.server.hub().stats().connections, 2);
 }
 
+/// The review's item 9: an `exp` that is there but out of range, or not a number, is refused
+/// with what is wrong with it, not as "missing".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exp_out_of_range_is_refused_as_such() {
+    let server = TestServer::start().await;
+    for (exp, says) in [
+        (json!(1.9e19), "is out of range (1.9e19)"),
+        (json!(1e300), "is out of range (1e300)"),
+        (json!(-5), "is out of range (-5)"),
+        (json!("tomorrow"), "is not a number"),
+        (Value::Null, "is missing"),
+    ] {
+        let mut claims = json!({"sub": "u", "role": "admin"});
+        if !exp.is_null() {
+            claims["exp"] = exp.clone();
+        }
+        let url = server.ws_url(&format!("token={}", sign(claims)));
+        let body = assert_refused(support::refused(&url, &[]).await, (401, "invalid_claims"));
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("`exp`") && message.contains(says),
+            "{exp}: {message}"
+        );
+    }
+}
+
 /// With an audience and an issuer configured, tokens minted for other services that share the
 /// secret are refused.
 #[tokio::test(flavor = "multi_thread")]
@@ -482,4 +508,27 @@ async fn shutdown_refuses_new_publishes_and_finishes_those_in_flight() {
     assert_eq!(messages[1]["id"], reply["id"]);
     assert_eq!(client.ended().await, Ended::Closed(close::GOING_AWAY.code));
     tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
+}
+
+/// The review's item 8: a service that logs a configuration with `{:?}` shows no secret: not
+/// the API keys, the JWT secret, a Redis URL's password, nor an HTTP sink's key.
+#[tokio::test]
+async fn debug_output_of_public_types_carries_no_secret() {
+    use omnicast::CATALOG;
+    use omnicast::runtime::{HttpSink, JwtConfig, RedisConfig, RedisSink, ServerConfig};
+    const JWT: &str = "debug-jwt-secret-0123456789";
+    const KEY: &str = "debug-api-key-0123456789";
+    const PASSWORD: &str = "debug-redis-password-0123";
+    let config = ServerConfig::new(JwtConfig::hs256(JWT), vec![KEY.to_owned()]);
+    let redis = RedisConfig::new(format!("redis://:{PASSWORD}@127.0.0.1:6379/0"));
+    let sink = RedisSink::new(&CATALOG, redis.clone()).unwrap();
+    let http = HttpSink::new(&CATALOG, "http://127.0.0.1:1", KEY).unwrap();
+    let printed = format!("{config:?} {:?} {redis:?} {sink:?} {http:?}", config.jwt);
+    for secret in [JWT, KEY, PASSWORD] {
+        assert!(!printed.contains(secret), "`{secret}` in {printed}");
+    }
+    assert!(
+        printed.contains("127.0.0.1:6379/0") && printed.contains("<1 keys>"),
+        "{printed}"
+    );
 }

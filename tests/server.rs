@@ -845,6 +845,32 @@ async fn the_origin_allowlist_refuses_other_browsers() {
         .expect("non-browser clients send no Origin");
 }
 
+/// The review's item 10: a handshake with two `Origin` headers is refused, whichever comes first
+/// (only the first was checked).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_origin_headers_are_refused() {
+    let mut config = support::config();
+    config.allowed_origins = vec!["https://shop.example".into()];
+    let server = TestServer::with(config).await;
+    let token = server.token("a", "admin");
+    for (first, second) in [
+        ("https://shop.example", "https://evil.example"),
+        ("https://shop.example", "https://shop.example"),
+    ] {
+        let request = format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: x\r\nOrigin: {first}\r\nOrigin: {second}\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        let (status, _, body) = exchange(server.addr, &request).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{first}, {second}: {body}"
+        );
+    }
+}
+
 /// A browser learns why its WebSocket was refused by asking the same URL with `fetch`: the
 /// refusal carries `Access-Control-Allow-Origin` for an allowed origin, never for another.
 #[tokio::test(flavor = "multi_thread")]

@@ -106,12 +106,12 @@ pub enum BrokerChoice {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     bind: Option<SocketAddr>,
-    jwt_secret: Option<String>,
+    jwt_secret: Option<Secret<String>>,
     jwt_rs256_public_key: Option<PathBuf>,
     jwt_es256_public_key: Option<PathBuf>,
     user_claim: Option<String>,
     role_claim: Option<String>,
-    api_keys: Option<Vec<String>>,
+    api_keys: Option<Secret<Vec<String>>>,
     max_message_bytes: Option<usize>,
     queue_capacity: Option<usize>,
     heartbeat_secs: Option<u64>,
@@ -127,7 +127,44 @@ pub struct FileConfig {
     user_connects_per_sec: Option<f64>,
     request_timeout_secs: Option<u64>,
     shutdown_timeout_secs: Option<u64>,
-    broker: Option<String>,
+    broker: Option<Secret<String>>,
+}
+
+/// A secret setting of the config file (the JWT secret, the API keys, the broker's URL, which
+/// may carry a password): when it does not parse, the error names what was expected and never
+/// shows the value, as serde would (`invalid type: string "prod-api-key-…"`).
+struct Secret<T>(T);
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// What a secret setting must be, in words.
+trait Expected {
+    const EXPECTED: &'static str;
+}
+
+impl Expected for String {
+    const EXPECTED: &'static str = "a string";
+}
+
+impl Expected for Vec<String> {
+    const EXPECTED: &'static str = "a list of strings (`[key-1, key-2]`)";
+}
+
+impl<'de, T: serde::de::DeserializeOwned + Expected> Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Any YAML value is read; only its conversion can fail, and that error is replaced.
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        serde_yaml::from_value(value).map(Secret).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected {}; the value is not shown, as it is secret",
+                T::EXPECTED
+            ))
+        })
+    }
 }
 
 impl FileConfig {
@@ -164,7 +201,7 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     };
     let rs256 = args.jwt_rs256_public_key.or(file.jwt_rs256_public_key);
     let es256 = args.jwt_es256_public_key.or(file.jwt_es256_public_key);
-    let secret = args.jwt_secret.or(file.jwt_secret);
+    let secret = args.jwt_secret.or(file.jwt_secret.map(|s| s.0));
     let read_pem =
         |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
     let (key, jwt_secret, generated_secret) = match (rs256, es256) {
@@ -205,7 +242,7 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     if let Some(secs) = args.jwt_leeway_secs.or(file.jwt_leeway_secs) {
         jwt.leeway_secs = secs;
     }
-    let (api_keys, generated_api_key) = match args.api_key.or(file.api_keys) {
+    let (api_keys, generated_api_key) = match args.api_key.or(file.api_keys.map(|s| s.0)) {
         Some(keys) if keys.iter().any(|k| k.len() < 16) => {
             return Err("API keys must be at least 16 characters".into());
         }
@@ -254,7 +291,12 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     if let Some(secs) = args.shutdown_timeout_secs.or(file.shutdown_timeout_secs) {
         server.shutdown_timeout = Duration::from_secs(secs.max(1));
     }
-    let broker = match args.broker.or(file.broker).as_deref().map(str::trim) {
+    let broker = match args
+        .broker
+        .or(file.broker.map(|s| s.0))
+        .as_deref()
+        .map(str::trim)
+    {
         None | Some("memory") => BrokerChoice::Memory,
         Some(url) if url.starts_with("redis://") => BrokerChoice::Redis(url.to_owned()),
         Some(_) => {
@@ -311,6 +353,61 @@ mod tests {
         argv.extend(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         resolve(cli.serve)
+    }
+
+    /// The review's item 7: a secret setting of the wrong shape is an error that names the
+    /// setting and what it must be, never its value.
+    #[test]
+    fn a_secret_setting_that_does_not_parse_is_not_shown() {
+        let dir = std::env::temp_dir().join(format!("omnicast-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("omnicast.yaml");
+        for (file, secret, expected) in [
+            (
+                "api_keys: prod-api-key-0123456789abcdef",
+                "prod-api-key",
+                "a list of strings",
+            ),
+            (
+                "api_keys: [[nested-key-0123456789]]",
+                "nested-key",
+                "a list of strings",
+            ),
+            (
+                "jwt_secret: 918273645546372819",
+                "918273645546372819",
+                "a string",
+            ),
+            (
+                "jwt_secret: [list-secret-0123456789]",
+                "list-secret",
+                "a string",
+            ),
+            (
+                "broker: {redis: redis://:hunter2-password@h}",
+                "hunter2",
+                "a string",
+            ),
+        ] {
+            std::fs::write(&path, file).unwrap();
+            let err = FileConfig::load(&path).unwrap_err();
+            assert!(!err.contains(secret), "{file}: {err}");
+            assert!(
+                err.contains(expected) && err.contains("not shown"),
+                "{file}: {err}"
+            );
+            let setting = file.split(':').next().unwrap();
+            assert!(
+                err.contains(setting),
+                "{file}: the error names the setting: {err}"
+            );
+        }
+        // What parses is read as before, and `Debug` never shows it.
+        std::fs::write(&path, "api_keys: [good-key-0123456789]\n").unwrap();
+        let file = FileConfig::load(&path).unwrap();
+        assert_eq!(file.api_keys.as_ref().unwrap().0, ["good-key-0123456789"]);
+        assert!(!format!("{file:?}").contains("good-key"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

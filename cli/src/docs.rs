@@ -48,6 +48,15 @@ fn pretty(value: &Value) -> String {
 
 /// What a client receives: one variant per event, `data` referring to the event's schema.
 fn envelope_schema() -> Value {
+    let namespaces: Vec<&str> = CATALOG.namespaces.iter().map(|ns| ns.name).collect();
+    let stream = json!({
+        "enum": namespaces,
+        "description": "The stream the event was recorded in, which its id names: the event's own namespace, or the one the publisher's `options.namespace` addressed."
+    });
+    let id_pattern = format!(
+        "^({})\\.[0-9A-Za-z]{{1,32}}\\.[0-9]+$",
+        namespaces.join("|")
+    );
     let variants: Vec<Value> = CATALOG
         .events
         .iter()
@@ -57,14 +66,10 @@ fn envelope_schema() -> Value {
                 "type": "object",
                 "properties": {
                     "type": { "const": d.name },
-                    "namespace": { "const": d.namespace },
+                    "namespace": { "$ref": "#/$defs/namespace" },
                     "data": { "$ref": format!("{}.json", schema_stem(d.name)) },
                     "timestamp": { "type": "integer", "minimum": 0, "description": "Milliseconds since the Unix epoch." },
-                    "id": {
-                        "type": "string",
-                        "pattern": format!("^{}\\.[0-9A-Za-z]{{1,32}}\\.[0-9]+$", d.namespace),
-                        "description": "The event's unique id and its position in its namespace's stream: `<namespace>.<epoch>.<offset>`. A client sends the last one it saw back in `since` to resume."
-                    }
+                    "id": { "$ref": "#/$defs/id" }
                 },
                 "required": ["type", "namespace", "data", "timestamp"],
                 "additionalProperties": false
@@ -76,7 +81,15 @@ fn envelope_schema() -> Value {
         "$comment": GENERATED,
         "title": "Envelope",
         "description": "An event as a client receives it: `{type, namespace, data, timestamp, id}`.",
-        "oneOf": variants
+        "oneOf": variants,
+        "$defs": {
+            "namespace": stream,
+            "id": {
+                "type": "string",
+                "pattern": id_pattern,
+                "description": "The event's unique id and its position in the stream of its namespace: `<namespace>.<epoch>.<offset>`. A client sends the last one it saw back in `since` to resume."
+            }
+        }
     })
 }
 

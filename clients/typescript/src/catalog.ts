@@ -351,7 +351,9 @@ export type EventsOf<N extends Namespace> = {
 /** An event as a client receives it. */
 export interface Envelope<K extends EventType = EventType> {
   type: K;
-  namespace: (typeof EVENT_NAMESPACES)[K];
+  /** The stream the event was recorded in, which its `id` names: the event's own namespace, or
+   * the one the publisher's `options.namespace` addressed. */
+  namespace: Namespace;
   data: EventMap[K];
   /** Milliseconds since the Unix epoch. */
   timestamp: number;

@@ -128,13 +128,15 @@ const DEFAULT_HEARTBEAT = { interval: 20_000, timeout: 10_000 };
 /** WebSocket.OPEN. */
 const OPEN = 1;
 
-/** An event id, `<namespace>.<epoch>.<offset>`. */
-function parseId(id: string): { epoch: string; offset: number } | undefined {
+/** An event id, `<namespace>.<epoch>.<offset>`: the event's place in the stream of its namespace. */
+function parseId(id: string): { namespace: string; epoch: string; offset: number } | undefined {
   const last = id.lastIndexOf(".");
   const first = id.indexOf(".");
   if (first < 0 || last <= first) return undefined;
   const offset = Number(id.slice(last + 1));
-  return Number.isSafeInteger(offset) ? { epoch: id.slice(first + 1, last), offset } : undefined;
+  return Number.isSafeInteger(offset)
+    ? { namespace: id.slice(0, first), epoch: id.slice(first + 1, last), offset }
+    : undefined;
 }
 
 /** One connection to an omnicast server, made by {@link createClient}. */
@@ -716,7 +718,7 @@ class Client implements OmnicastClient {
   #joined(message: ReadyMessage | SubscribedMessage): void {
     const recovered = message.recovered ?? {};
     for (const [ns, id] of Object.entries(message.positions) as [Namespace, string][]) {
-      if (recovered[ns] !== true) this.#advance(ns, id);
+      if (recovered[ns] !== true) this.#advance(id);
     }
     if (Object.keys(recovered).length > 0) {
       for (const listener of [...this.#recoveryListeners]) {
@@ -729,12 +731,14 @@ class Client implements OmnicastClient {
     }
   }
 
-  /** Moves a namespace's position to `id` unless it is already there or later in the same epoch.
-   * Returns whether it moved (false: a duplicate). */
-  #advance(ns: Namespace, id: string): boolean {
-    const known = this.#positions.get(ns);
+  /** Moves the position of the namespace `id` names to `id` unless it is already there or later
+   * in the same epoch. Returns whether it moved (false: a duplicate). Positions are keyed by the
+   * id, the stream the event was recorded in, which is what a resume names. */
+  #advance(id: string): boolean {
     const next = parseId(id);
     if (!next) return true;
+    const ns = next.namespace as Namespace;
+    const known = this.#positions.get(ns);
     if (known) {
       const current = parseId(known);
       if (current && current.epoch === next.epoch && next.offset <= current.offset) return false;
@@ -744,7 +748,7 @@ class Client implements OmnicastClient {
   }
 
   #event(event: AnyEnvelope): void {
-    if (typeof event.id === "string" && !this.#advance(event.namespace, event.id)) {
+    if (typeof event.id === "string" && !this.#advance(event.id)) {
       this.#log?.("duplicate dropped", event.id);
       return;
     }

@@ -232,6 +232,42 @@ describe("reconnect and resume", () => {
     await proxy.close();
   });
 
+  test("events published with options.namespace are positioned by their id, across a reconnect", async () => {
+    const proxy = await startProxy(server.port);
+    // Closed whatever the outcome: a proxy left open keeps the test runner alive.
+    try {
+      const recoveries: Recovery[] = [];
+      const c = client({ url: proxy.url(), namespaces: ["orders", "system"], reconnect: { minDelay: 50, maxDelay: 200 } });
+      c.onRecovery((r) => recoveries.push(r));
+      const seen = collect(c);
+      await connected(c);
+      const inSystem = (n: number) => ({ ...order(n), options: { namespace: "system" } });
+      const before = await server.publish([order(1), inSystem(2), order(3)]);
+      await waitFor(() => seen.length === 3, "the first three");
+      // The envelope names the stream the event was recorded in, as its id does.
+      assert.deepEqual(seen.map((e) => [e.namespace, e.id.split(".")[0]]), [["orders", "orders"], ["system", "system"], ["orders", "orders"]]);
+      await proxy.down();
+      await waitFor(() => c.status === "reconnecting", "reconnecting");
+      const missed = await server.publish([inSystem(4), order(5)]);
+      await proxy.up();
+      await waitFor(() => c.status === "connected", "reconnected", 10_000);
+      const live = await server.publish([inSystem(6), order(7)]);
+      await waitFor(() => seen.length === 7, "all seven");
+      await sleep(50);
+      // Each once, in order within its namespace (a replay goes namespace by namespace).
+      const inOrder = (ids: string[], ns: string) => ids.filter((id) => id.startsWith(`${ns}.`));
+      const ids = seen.map((e) => e.id);
+      for (const ns of ["orders", "system"]) {
+        assert.deepEqual(inOrder(ids, ns), inOrder([...before, ...missed, ...live], ns));
+      }
+      assert.equal(ids.length, 7);
+      assert.deepEqual(recoveries, [{ orders: true, system: true }]);
+      c.disconnect();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("recovered: false when more was missed than the server replays", async () => {
     const short = await startServer(["--max-recovery", "3"]);
     const proxy = await startProxy(short.port);

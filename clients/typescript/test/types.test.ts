@@ -12,6 +12,7 @@ import {
   type Envelope,
   type EventMap,
   type InventoryAlertPayload,
+  type Namespace,
   type OrderCreatedPayload,
   type OrderStatusChangedPayload,
 } from "../src/index.js";
@@ -86,7 +87,8 @@ export function inference(): void {
   client.on("customer:online", (data, event) => {
     expectType<Equal<typeof data, CustomerOnlineStatusPayload>>();
     expectType<Equal<typeof event, Envelope<"customer:online">>>();
-    expectType<Equal<typeof event.namespace, "customers">>();
+    // The stream it was recorded in: its own namespace, or the one `options.namespace` addressed.
+    expectType<Equal<typeof event.namespace, Namespace>>();
   });
   // Events that share a payload share its type.
   expectType<Equal<EventMap["customer:offline"], EventMap["customer:online"]>>();

@@ -95,6 +95,14 @@ pub enum AuthError {
     /// A required claim is absent or not a string.
     #[error("token claim `{0}` is missing or not a string")]
     Claim(String),
+    /// A required claim is present but unusable: `problem` says why (`exp` out of range ...).
+    #[error("token claim `{claim}` {problem}")]
+    ClaimValue {
+        /// The claim.
+        claim: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The role claim names no role of the catalog.
     #[error("unknown role `{0}`")]
     UnknownRole(String),
@@ -107,7 +115,7 @@ impl AuthError {
             AuthError::Invalid(_) => "invalid_token",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
-            AuthError::Claim(_) => "invalid_claims",
+            AuthError::Claim(_) | AuthError::ClaimValue { .. } => "invalid_claims",
             AuthError::UnknownRole(_) => "unknown_role",
         }
     }
@@ -189,7 +197,7 @@ impl Authenticator {
             .map_err(|err| match err.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::MissingRequiredClaim(claim) => AuthError::Claim(claim.clone()),
+            ErrorKind::MissingRequiredClaim(claim) => missing_claim(token, claim),
             ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
             ErrorKind::InvalidAudience => {
                 AuthError::Invalid("its `aud` names no audience this server accepts".into())
@@ -229,6 +237,28 @@ impl Authenticator {
             role,
             valid_until_ms,
         })
+    }
+}
+
+/// Why jsonwebtoken found a required claim missing: it reads `exp` as a whole number of seconds
+/// from 0 to 2^64 - 1, so a negative, fractional-overflowing or huge `exp` is "missing" to it.
+/// Called once the signature is verified (jsonwebtoken checks it before the claims), so reading
+/// the claims here trusts nothing unverified.
+fn missing_claim(token: &str, claim: &str) -> AuthError {
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Map<String, Value>>(token);
+    let value = claims.ok().and_then(|mut claims| claims.remove(claim));
+    let problem = match (claim, value) {
+        (_, None | Some(Value::Null)) => "is missing".to_owned(),
+        ("exp" | "nbf", Some(Value::Number(n))) => format!(
+            "is out of range ({n}): a time in seconds since 1970, from 0 to {}",
+            u64::MAX
+        ),
+        ("exp" | "nbf", Some(_)) => "is not a number of seconds since 1970".to_owned(),
+        (_, Some(_)) => "has the wrong type".to_owned(),
+    };
+    AuthError::ClaimValue {
+        claim: claim.to_owned(),
+        problem,
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 use crate::server::auth::JwtConfig;
 use crate::server::limits::ConnectRate;
 
-/// Everything the server can be told.
-#[derive(Debug, Clone)]
+/// Everything the server can be told. Its `Debug` never shows the API keys (nor the JWT key).
+#[derive(Clone)]
 pub struct ServerConfig {
     /// How connection tokens are verified.
     pub jwt: JwtConfig,
@@ -60,6 +60,42 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_recovery: 1000,
         }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field named, so that a new one must be placed here too.
+        let ServerConfig {
+            jwt,
+            api_keys,
+            max_message_bytes,
+            max_publish_bytes,
+            queue_capacity,
+            heartbeat_interval,
+            idle_timeout,
+            allowed_origins,
+            shutdown_timeout,
+            max_connections_per_user,
+            connect_rate,
+            request_timeout,
+            max_recovery,
+        } = self;
+        f.debug_struct("ServerConfig")
+            .field("jwt", jwt)
+            .field("api_keys", &format_args!("<{} keys>", api_keys.len()))
+            .field("max_message_bytes", max_message_bytes)
+            .field("max_publish_bytes", max_publish_bytes)
+            .field("queue_capacity", queue_capacity)
+            .field("heartbeat_interval", heartbeat_interval)
+            .field("idle_timeout", idle_timeout)
+            .field("allowed_origins", allowed_origins)
+            .field("shutdown_timeout", shutdown_timeout)
+            .field("max_connections_per_user", max_connections_per_user)
+            .field("connect_rate", connect_rate)
+            .field("request_timeout", request_timeout)
+            .field("max_recovery", max_recovery)
+            .finish()
     }
 }
 

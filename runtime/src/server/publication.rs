@@ -39,7 +39,7 @@ impl Publication {
         let timestamp = event.timestamp.unwrap_or(now_ms);
         let envelope = Envelope {
             kind: event.descriptor.name,
-            namespace: event.descriptor.namespace,
+            namespace: event.namespace(),
             data: &event.data,
             timestamp,
             id: &id,

@@ -95,6 +95,11 @@ fn handshake(
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
         .into_response();
     }
+    // A request carrying two origins is no browser's: which one would be checked is a guess.
+    if headers.get_all(header::ORIGIN).iter().nth(1).is_some() {
+        let message = "a request may carry one `Origin` header, not several";
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).into_response();
+    }
     if let Some(origin) = headers.get(header::ORIGIN)
         && !origin_allowed(state, origin)
     {

@@ -45,8 +45,9 @@ use writer::{Writer, backoff};
 /// How many resumes one node reads from the shared history at once; the others wait their turn.
 const HISTORY_READS: usize = 4;
 
-/// How to reach Redis, and how the broker behaves there.
-#[derive(Debug, Clone)]
+/// How to reach Redis, and how the broker behaves there. Its `Debug` shows the URL without
+/// credentials.
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `redis://host:port[/db]` (`rediss://` is not supported).
     pub url: String,
@@ -72,6 +73,23 @@ impl RedisConfig {
     /// Where Redis is, without any credentials the URL carries: what may be printed.
     pub fn address(&self) -> String {
         writer::redact(&self.url)
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let RedisConfig {
+            url: _,
+            prefix,
+            response_timeout,
+            presence_ttl,
+        } = self;
+        f.debug_struct("RedisConfig")
+            .field("url", &self.address())
+            .field("prefix", prefix)
+            .field("response_timeout", response_timeout)
+            .field("presence_ttl", presence_ttl)
+            .finish()
     }
 }
 
