@@ -61,9 +61,12 @@ fn every_example_decodes_and_validates_against_its_schema() {
         );
 
         // The envelope schema refers to the per-event files; inline the one this event needs
-        // (its `$defs` move to the root, where its `#/$defs/...` references point).
+        // (its `$defs` join the envelope's at the root, where `#/$defs/...` references point).
         let mut envelope = envelope.clone();
-        envelope["$defs"] = schema.get("$defs").cloned().unwrap_or(json!({}));
+        if let Some(defs) = schema.get("$defs").and_then(Value::as_object) {
+            let root = envelope["$defs"].as_object_mut().unwrap();
+            root.extend(defs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         let variants = envelope["oneOf"].as_array_mut().unwrap();
         for variant in variants.iter_mut() {
             let stem = omnicast::runtime::names::schema_stem(
@@ -86,7 +89,12 @@ fn every_example_decodes_and_validates_against_its_schema() {
             "{}: envelope fails envelope.json",
             event.name
         );
-        // The id is a position in the event's own namespace.
+        // Published with `options.namespace`, it is recorded, and named, in another stream.
+        message["namespace"] = json!("system");
+        message["id"] = json!("system.k3v9q2mf.7");
+        assert!(validator.is_valid(&message), "{}: in system", event.name);
+        message["namespace"] = json!(event.namespace);
+        // The id is a position in a namespace of the catalog.
         for id in ["evt-1", "other.k3v9q2mf.7", "orders.k3v9q2mf.", "orders..7"] {
             message["id"] = json!(id.replace("orders", &event.namespace).replace("other", "x"));
             assert!(

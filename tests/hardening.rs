@@ -118,8 +118,8 @@ async fn an_exp_beyond_any_clock_is_served() {
 async fn an_exp_out_of_range_is_refused_as_such() {
     let server = TestServer::start().await;
     for (exp, says) in [
-        (json!(1.9e19), "is out of range (1.9e19)"),
-        (json!(1e300), "is out of range (1e300)"),
+        (json!(1.9e19), "is out of range (1.9e+19)"),
+        (json!(1e300), "is out of range (1e+300)"),
         (json!(-5), "is out of range (-5)"),
         (json!("tomorrow"), "is not a number"),
         (Value::Null, "is missing"),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use omnicast::CATALOG;
 use serde_json::json;
+use support::redis::Redis;
 use support::{API_KEY, TestServer};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -22,7 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Attacking connections per kind of message: one customer's, within the per-user limits.
 const CONNECTIONS: usize = 4;
-/// A connection stops flooding once the server closed it, or stopped reading it for this long.
+/// A connection that the server should stop reading stops flooding once it stalls this long.
 const STALLED: Duration = Duration::from_millis(500);
 /// The longest a connection floods in any case.
 const FLOOD: Duration = Duration::from_secs(15);
@@ -57,16 +58,21 @@ async fn never_reading(server: &TestServer, user: &str) -> Socket {
 }
 
 /// Starts a server whose `products` history holds [`HISTORY`] events; returns it with the
-/// largest event frame it keeps and the position before the first of them.
-async fn server_with_history() -> (TestServer, usize, String) {
-    let server = TestServer::start().await;
+/// largest event frame it keeps and the position before the first of them. With `redis`, the
+/// server is a node started after another node published them: every resume it answers is read
+/// from Redis and its frames rebuilt, the review's costliest case.
+async fn server_with_history(redis: Option<&Redis>) -> (TestServer, usize, String) {
+    let publisher = match redis {
+        None => TestServer::start().await,
+        Some(redis) => TestServer::node(support::config(), &redis.url()).await,
+    };
     let event = |i: usize| {
         json!({"type": "product:price_changed", "data": {
             "productId": format!("PROD-{i:06}"), "productName": "Wireless Headphones",
             "sku": "WH-001", "oldPrice": 3000, "newPrice": 2500}})
     };
     let batch: Vec<_> = (0..HISTORY).map(event).collect();
-    let (status, reply) = server
+    let (status, reply) = publisher
         .post(Some(API_KEY), serde_json::to_string(&batch).unwrap())
         .await;
     assert_eq!(status, 202, "{reply}");
@@ -75,6 +81,10 @@ async fn server_with_history() -> (TestServer, usize, String) {
     let (epoch, _) = rest.split_once('.').unwrap();
     // Each frame: the envelope (type, namespace, data with the computed field, timestamp, id).
     let largest = event(HISTORY).to_string().len() + 160;
+    let server = match redis {
+        None => publisher,
+        Some(redis) => TestServer::node(support::config(), &redis.url()).await,
+    };
     (server, largest, format!("{ns}.{epoch}.0"))
 }
 
@@ -93,8 +103,18 @@ enum Outcome {
 /// Floods from [`CONNECTIONS`] connections, never reading, until the server closes them or
 /// stops reading them; checks the server's peak growth against the bound and what it did.
 async fn attack(kind: &str, expected: Outcome, flood: impl Fn(&str) -> Flood) {
+    attack_on(None, kind, expected, flood).await;
+}
+
+/// [`attack`] on the embedded broker, or on a node of `redis`.
+async fn attack_on(
+    redis: Option<&Redis>,
+    kind: &str,
+    expected: Outcome,
+    flood: impl Fn(&str) -> Flood,
+) {
     let _alone = MEMORY.lock().await;
-    let (server, largest, since) = server_with_history().await;
+    let (server, largest, since) = server_with_history(redis).await;
     let config = support::config();
     let bound = config.connection_memory_bound(CATALOG.namespaces.len(), largest) / 1024;
     let limit = CONNECTIONS * bound + MARGIN_KB;
@@ -121,13 +141,19 @@ async fn attack(kind: &str, expected: Outcome, flood: impl Fn(&str) -> Flood) {
         let mut ws = never_reading(&server, &format!("attacker-{i}")).await;
         let next = flood(&since);
         let over = over.clone();
+        // A connection the server keeps reading floods until it is closed; one it stops reading
+        // is done once it stalls.
+        let stalled = match expected {
+            Outcome::Closed => FLOOD,
+            Outcome::NotRead => STALLED,
+        };
         floods.push(tokio::spawn(async move {
             let sending = async {
                 for n in 0.. {
                     if over.load(Ordering::Relaxed) {
                         break;
                     }
-                    match tokio::time::timeout(STALLED, ws.feed(next(n))).await {
+                    match tokio::time::timeout(stalled, ws.feed(next(n))).await {
                         Ok(Ok(())) => {}
                         // Closed by the server, or not read any more.
                         Ok(Err(_)) | Err(_) => break,
@@ -176,6 +202,30 @@ fn text(value: serde_json::Value) -> Message {
 async fn subscribe_with_since_and_unsubscribe_over_and_over() {
     attack(
         "subscribe with since / unsubscribe",
+        Outcome::NotRead,
+        |since| {
+            let since = since.to_owned();
+            Box::new(move |n| {
+                if n % 2 == 0 {
+                    text(json!({"type": "subscribe", "namespaces": ["products"], "since": [since]}))
+                } else {
+                    text(json!({"type": "unsubscribe", "namespaces": ["products"]}))
+                }
+            })
+        },
+    )
+    .await;
+}
+
+/// The same on a Redis node started after the events: each replay is read from Redis and its
+/// frames rebuilt, so the connection's one replay is its own memory; the node reads at most four
+/// resumes at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribe_with_since_over_and_over_on_a_redis_node() {
+    let redis = Redis::start();
+    attack_on(
+        Some(&redis),
+        "subscribe with since / unsubscribe (Redis)",
         Outcome::NotRead,
         |since| {
             let since = since.to_owned();

@@ -171,7 +171,14 @@ impl FileConfig {
     /// Reads a config file; every problem is an error naming the file.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        // The path names the setting, which a secret's error needs (it does not show the value).
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
+            let (setting, err) = (e.path().to_string(), e.into_inner());
+            match setting.as_str() {
+                "." => format!("{}: {err}", path.display()),
+                _ => format!("{}: `{setting}`: {err}", path.display()),
+            }
+        })
     }
 }
 

@@ -47,16 +47,18 @@ struct Queue {
     frames: VecDeque<Frame>,
     /// How many frames were ever taken from the queue: the position of its front.
     taken: u64,
-    /// The position just past the last frame of the latest replay. While the front is before
-    /// it, the replay's frames not yet taken are room above the capacity: a resuming client
-    /// gets everything it missed and still the capacity for live events.
+    /// Where the latest replay's frames are: from `replay_start` to just before `replay_end`.
+    /// Those not yet taken are room above the capacity: a resuming client gets everything it
+    /// missed and still the capacity for live events.
+    replay_start: u64,
     replay_end: u64,
 }
 
 impl Queue {
     /// Frames of the latest replay still queued.
     fn replay_left(&self) -> usize {
-        self.replay_end.saturating_sub(self.taken) as usize
+        let front = self.taken.max(self.replay_start);
+        self.replay_end.saturating_sub(front) as usize
     }
 
     /// Takes `count` frames off the front; whether that took the pending replay's last one.
@@ -90,6 +92,7 @@ impl Mailbox {
             role,
             capacity,
             frames: Mutex::new(Queue {
+                replay_start: 0,
                 replay_end: initial.len() as u64,
                 frames: initial.into(),
                 taken: 0,
@@ -119,6 +122,7 @@ impl Mailbox {
     pub(crate) fn push_replay(&self, frames: impl IntoIterator<Item = Frame>) {
         let mut queue = self.frames.lock().expect("mailbox lock");
         debug_assert_eq!(queue.replay_left(), 0, "one replay at a time");
+        queue.replay_start = queue.taken + queue.frames.len() as u64;
         queue.frames.extend(frames);
         queue.replay_end = queue.taken + queue.frames.len() as u64;
         drop(queue);
