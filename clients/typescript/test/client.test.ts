@@ -133,6 +133,12 @@ describe("listeners", () => {
     assert.deepEqual(seen, ["TEST-001", "TEST-002"]);
     assert.deepEqual([...types], ["order:created"]);
     assert.equal(c.positions.orders, "orders.e1.7");
+    // Positions are kept by the stream the id names, whatever the envelope says: an event
+    // recorded in `system` neither moves `orders` on nor makes the next orders event a duplicate.
+    c.handleMessage({ data: JSON.stringify({ ...withId, data: { orderId: "TEST-003" }, id: "system.e1.9" }) });
+    c.handleMessage({ data: JSON.stringify({ ...withId, data: { orderId: "TEST-004" }, id: "orders.e1.8" }) });
+    assert.deepEqual(seen, ["TEST-001", "TEST-002", "TEST-003", "TEST-004"]);
+    assert.deepEqual(c.positions, { orders: "orders.e1.8", system: "system.e1.9" });
   });
 
   test("next() resolves with the next event, and rejects when none comes", async () => {
