@@ -51,6 +51,15 @@ async fn connected(client: &mut Client) -> ControlMessage {
     }
 }
 
+/// Messages until the client reports it is reconnecting.
+async fn reconnecting(client: &mut Client) {
+    loop {
+        if let Message::Status(Status::Reconnecting { .. }) = next(client).await {
+            return;
+        }
+    }
+}
+
 /// The next `n` events' payment numbers and ids, skipping other messages.
 async fn payments(client: &mut Client, n: usize) -> Vec<(f64, String)> {
     let mut out = Vec::new();
@@ -92,11 +101,7 @@ async fn reconnects_and_resumes_with_no_gap_and_no_duplicate() {
         ids.push(pay(&server, n, "CUST-A").await);
     }
     // The client sees the cut and retries against the closed port.
-    loop {
-        if let Message::Status(Status::Reconnecting { .. }) = next(&mut client).await {
-            break;
-        }
-    }
+    reconnecting(&mut client).await;
     proxy.up().await;
     match connected(&mut client).await {
         ControlMessage::Ready { recovered, .. } => {
@@ -281,11 +286,7 @@ async fn events_published_into_another_namespace_resume_by_their_id() {
     proxy.down();
     sent.push(publish(4, in_system.clone()).await);
     sent.push(publish(5, Value::Null).await);
-    loop {
-        if let Message::Status(Status::Reconnecting { .. }) = next(&mut client).await {
-            break;
-        }
-    }
+    reconnecting(&mut client).await;
     proxy.up().await;
     match connected(&mut client).await {
         ControlMessage::Ready { recovered, .. } => {

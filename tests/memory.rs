@@ -195,6 +195,19 @@ fn text(value: serde_json::Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
+/// `subscribe` to `products` with `since` (every event of its history to replay), then
+/// `unsubscribe`, again and again.
+fn resubscribe(since: &str) -> Flood {
+    let since = since.to_owned();
+    Box::new(move |n| {
+        if n % 2 == 0 {
+            text(json!({"type": "subscribe", "namespaces": ["products"], "since": [since]}))
+        } else {
+            text(json!({"type": "unsubscribe", "namespaces": ["products"]}))
+        }
+    })
+}
+
 /// The review's replay amplification: `subscribe` with `since` (1,000 events to replay), then
 /// `unsubscribe`, again and again. Replays no longer stack: the second `subscribe` waits for the
 /// first replay to be written, and the client is not read meanwhile.
@@ -203,16 +216,7 @@ async fn subscribe_with_since_and_unsubscribe_over_and_over() {
     attack(
         "subscribe with since / unsubscribe",
         Outcome::NotRead,
-        |since| {
-            let since = since.to_owned();
-            Box::new(move |n| {
-                if n % 2 == 0 {
-                    text(json!({"type": "subscribe", "namespaces": ["products"], "since": [since]}))
-                } else {
-                    text(json!({"type": "unsubscribe", "namespaces": ["products"]}))
-                }
-            })
-        },
+        resubscribe,
     )
     .await;
 }
@@ -227,16 +231,7 @@ async fn subscribe_with_since_over_and_over_on_a_redis_node() {
         Some(&redis),
         "subscribe with since / unsubscribe (Redis)",
         Outcome::NotRead,
-        |since| {
-            let since = since.to_owned();
-            Box::new(move |n| {
-                if n % 2 == 0 {
-                    text(json!({"type": "subscribe", "namespaces": ["products"], "since": [since]}))
-                } else {
-                    text(json!({"type": "unsubscribe", "namespaces": ["products"]}))
-                }
-            })
-        },
+        resubscribe,
     )
     .await;
 }
