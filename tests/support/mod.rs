@@ -484,3 +484,28 @@ impl RawClient {
         }
     }
 }
+
+/// One HTTP/1.1 exchange by hand: the status, the raw head and the JSON body.
+pub async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, Value) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_response(&mut stream).await
+}
+
+/// An HS256 token of `claims`, signed with the test secret.
+pub fn sign(claims: Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+}
+
+/// Asserts a refusal's status and error code.
+pub fn assert_refused((status, body): (u16, Value), expected: (u16, &str)) -> Value {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (expected.0, Some(expected.1)),
+        "{body}"
+    );
+    body
+}
