@@ -1,0 +1,238 @@
+//! Following Redis: one task per node subscribes to every namespace's channel, delivers each
+//! event under its stream's lock, notices a gap by its offset and resyncs from the history (or
+//! closes the namespace's connections with 4010 when the history no longer covers it).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use redis::Value;
+use tokio::time::{Instant, timeout};
+
+use super::writer::backoff;
+use super::{Inner, record};
+use crate::protocol::close;
+use crate::server::broker::new_epoch;
+use crate::server::broker::streams::Stream;
+use crate::server::publication::now_ms;
+
+impl Inner {
+    /// Follows Redis for as long as the node runs: subscribes, catches up, delivers; after any
+    /// failure, again, with backoff and jitter.
+    pub(super) async fn follow(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            let err = self.follow_once(&mut failures).await;
+            let was = self.following.swap(false, Ordering::AcqRel);
+            failures = failures.saturating_add(1);
+            let delay = backoff(failures);
+            if was || failures == 1 {
+                tracing::warn!(redis = %self.address, %err, retry_in = ?delay, "not following Redis");
+            } else {
+                tracing::debug!(redis = %self.address, %err, retry_in = ?delay, "not following Redis");
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One subscription, until it fails; the reason.
+    pub(super) async fn follow_once(&self, failures: &mut u32) -> String {
+        let limit = self.config.response_timeout;
+        let pubsub = match timeout(limit, self.writer.link.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(err)) => return format!("cannot connect: {err}"),
+            Err(_) => return "cannot connect: timed out".into(),
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        let channels: Vec<&str> = self
+            .writer
+            .keys
+            .iter()
+            .map(|k| k.channel.as_str())
+            .collect();
+        match timeout(limit, sink.subscribe(&channels)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return format!("cannot subscribe: {err}"),
+            Err(_) => return "cannot subscribe: timed out".into(),
+        }
+        // Subscribed first, then caught up: what is published meanwhile waits in the
+        // subscription and is recognized by its offset.
+        for namespace in 0..self.writer.keys.len() {
+            if let Err(err) = self.resync(namespace).await {
+                return err;
+            }
+        }
+        self.following.store(true, Ordering::Release);
+        if *failures > 0 {
+            tracing::info!(redis = %self.address, "following Redis again");
+        }
+        *failures = 0;
+        // An idle subscription is probed: after some failures a dead one stays silent.
+        let mut probe = tokio::time::interval_at(Instant::now() + limit * 2, limit * 2);
+        // The messages of one publish arrive back to back: they are delivered together once
+        // the last one is in, so that connections wake to the whole batch, not to its first
+        // event alone.
+        let mut batch: Vec<(usize, String)> = Vec::new();
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return "the subscription closed".into();
+                    };
+                    let Some(namespace) = self
+                        .writer
+                        .keys
+                        .iter()
+                        .position(|k| k.channel == message.get_channel_name())
+                    else {
+                        continue;
+                    };
+                    let payload = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
+                    let complete = batch_place(&payload).is_none_or(|(index, count)| index >= count);
+                    batch.push((namespace, payload));
+                    if complete {
+                        for (namespace, payload) in batch.drain(..) {
+                            if let Err(err) = self.on_message(namespace, &payload).await {
+                                return err;
+                            }
+                        }
+                    }
+                }
+                _ = probe.tick() => {
+                    match timeout(limit, sink.ping::<Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(err)) => return format!("the subscription failed: {err}"),
+                        Err(_) => return "the subscription stopped answering".into(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One event from a channel: `epoch offset index count record`.
+    pub(super) async fn on_message(&self, namespace: usize, payload: &str) -> Result<(), String> {
+        let mut fields = payload.splitn(5, ' ');
+        let parsed = (|| {
+            let epoch = fields.next()?;
+            let offset = fields.next()?.parse::<u64>().ok()?;
+            let index = fields.next()?.parse::<u64>().ok()?;
+            let count = fields.next()?.parse::<u64>().ok()?;
+            Some((epoch, offset, index, count, fields.next()?))
+        })();
+        let Some((epoch, offset, index, count, record)) = parsed else {
+            tracing::error!(namespace, "unreadable message on the channel: ignored");
+            return Ok(());
+        };
+        if index == 1 {
+            // The first event of a publish (see `Hub::begin_round`).
+            self.hub.begin_round();
+        }
+        // The rest of the batch is on its way (see `Hub::set_more_coming`).
+        self.hub.set_more_coming(index < count);
+        {
+            let mut stream = self.streams.lock(namespace);
+            if stream.epoch == epoch {
+                if offset <= stream.top {
+                    return Ok(()); // delivered already, by a catch-up
+                }
+                if offset == stream.top + 1 {
+                    self.deliver(&mut stream, offset, record);
+                    return Ok(());
+                }
+            }
+        }
+        // A gap, or another epoch: catch up from the history.
+        self.resync(namespace).await
+    }
+
+    /// Delivers the event at `offset` (the stream's next) to this node's hub.
+    pub(super) fn deliver(&self, stream: &mut Stream, offset: u64, record: &str) {
+        match record::decode(self.catalog, &stream.epoch, offset, record) {
+            Ok(publication) => {
+                let publication = Arc::new(publication);
+                stream.append(publication.clone(), now_ms());
+                self.hub.deliver(&publication);
+            }
+            Err(err) => {
+                // Another node runs another catalog. The offset is spent; the history here
+                // cannot be contiguous across it.
+                tracing::error!(namespace = stream.namespace, offset, %err, "event skipped");
+                let epoch = stream.epoch.clone();
+                stream.reset(epoch, offset);
+            }
+        }
+        self.streams.advanced();
+    }
+
+    /// Brings `namespace`'s stream up to Redis' top: delivers what this node missed, or, when
+    /// the history no longer holds it (or Redis started a new epoch), starts over at the top and
+    /// closes the namespace's connections so that their clients resume.
+    pub(super) async fn resync(&self, namespace: usize) -> Result<(), String> {
+        let (epoch, top) = {
+            let stream = self.streams.lock(namespace);
+            (stream.epoch.clone(), stream.top)
+        };
+        let most = self.catalog.namespaces[namespace]
+            .history
+            .map_or(0, |h| u64::from(h.size));
+        let read = self
+            .read(namespace, top, most)
+            .await
+            .map_err(|err| err.to_string())?;
+        let mut stream = self.streams.lock(namespace);
+        if read.epoch == epoch && read.top < top {
+            // Redis went back in time (an older snapshot): its offsets would name other events.
+            drop(stream);
+            let mut call = self.rotate.prepare_invoke();
+            let keys = &self.writer.keys[namespace];
+            call.key(&keys.meta)
+                .key(&keys.history)
+                .arg(&epoch)
+                .arg(new_epoch());
+            self.writer
+                .link
+                .invoke::<i64>(&call)
+                .await
+                .map_err(|err| err.to_string())?;
+            return Err(format!(
+                "`{}` went back from offset {top} to {} in Redis: new epoch",
+                self.catalog.namespaces[namespace].name, read.top
+            ));
+        }
+        let contiguous = read.epoch == epoch
+            && read.entries.as_ref().is_some_and(|entries| {
+                entries.len() as u64 == read.top - top
+                    && entries.iter().zip(top + 1..).all(|(e, o)| e.0 == o)
+            });
+        if contiguous {
+            self.hub.begin_round();
+            for (offset, _, record) in read.entries.expect("checked") {
+                self.deliver(&mut stream, offset, &record);
+            }
+        } else if read.epoch != epoch || read.top != top {
+            let first = stream.epoch.is_empty();
+            stream.reset(read.epoch, read.top);
+            self.streams.advanced();
+            if !first {
+                let closed = self
+                    .hub
+                    .close_subscribers_when_drained(namespace, close::RESUME_REQUIRED);
+                tracing::warn!(
+                    namespace = stream.namespace,
+                    closed,
+                    "events missed on this node are no longer in Redis (or Redis lost them): \
+                     its clients resume"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A channel message's place in its publish: (index, count), from `epoch offset index count …`.
+fn batch_place(payload: &str) -> Option<(u64, u64)> {
+    let mut fields = payload.splitn(5, ' ').skip(2);
+    let index = fields.next()?.parse().ok()?;
+    let count = fields.next()?.parse().ok()?;
+    Some((index, count))
+}

@@ -1,0 +1,208 @@
+//! Resuming from Redis: reading a namespace's history after a position, and attaching a
+//! connection to the streams with the shared history joined to what this node delivered since.
+
+use std::sync::Arc;
+
+use redis::{FromRedisValue, Value};
+
+use super::{Inner, record};
+use crate::server::broker::streams::{self, Local, Remote, Stream};
+use crate::server::broker::{BrokerError, ResumeRequest, Resumed, new_epoch};
+use crate::server::publication::now_ms;
+
+/// What reading a stream after an offset found.
+pub(super) struct Read {
+    pub(super) epoch: String,
+    pub(super) top: u64,
+    /// The kept entries after the offset (offset, kept at, record); `None` when more were
+    /// missed than asked for.
+    pub(super) entries: Option<Vec<(u64, u64, String)>>,
+}
+
+impl Inner {
+    /// Reads `namespace`'s stream after `after`, at most `most` entries.
+    pub(super) async fn read(
+        &self,
+        namespace: usize,
+        after: u64,
+        most: u64,
+    ) -> Result<Read, BrokerError> {
+        let keys = &self.writer.keys[namespace];
+        let mut call = self.read.prepare_invoke();
+        call.key(&keys.meta)
+            .key(&keys.history)
+            .arg(after)
+            .arg(most)
+            .arg(new_epoch());
+        let value: Value = self.writer.link.invoke(&call).await?;
+        parse_read(value).map_err(|err| BrokerError::new(format!("unexpected reply: {err}")))
+    }
+
+    /// Every event of `namespace` after `since`, from the shared history, when it still holds
+    /// all of them (and no more than `max_behind`); `None` otherwise.
+    pub(super) async fn fetch(
+        &self,
+        namespace: usize,
+        since: u64,
+        max_behind: u64,
+    ) -> Option<Remote> {
+        let _turn = self
+            .history_reads
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let read = match self.read(namespace, since, max_behind).await {
+            Ok(read) => read,
+            Err(err) => {
+                tracing::warn!(redis = %self.address, %err, "history unreadable: not recovered");
+                return None;
+            }
+        };
+        let (size, ttl_ms) = self.catalog.namespaces[namespace]
+            .history
+            .map_or((0, 0), |h| {
+                (u64::from(h.size), u64::from(h.ttl_secs) * 1000)
+            });
+        // Redis trims approximately and keeps more: recovery holds to the declared size.
+        if read.top.saturating_sub(since) > size {
+            return None;
+        }
+        let now = now_ms();
+        let mut entries = Vec::new();
+        for (expected, (offset, kept, record)) in (since + 1..).zip(read.entries?) {
+            if offset != expected || now.saturating_sub(kept) >= ttl_ms {
+                return None;
+            }
+            let publication = record::decode(self.catalog, &read.epoch, offset, &record).ok()?;
+            entries.push(Arc::new(publication));
+        }
+        if since + entries.len() as u64 != read.top && read.top >= since {
+            return None;
+        }
+        Some(Remote {
+            epoch: read.epoch,
+            top: read.top,
+            entries,
+        })
+    }
+
+    pub(super) async fn resume(
+        &self,
+        requests: &[ResumeRequest],
+        max_behind: u64,
+        attach: &mut (dyn FnMut(&[Resumed]) + Send),
+    ) {
+        // What the shared history said, per request, once read (`Some(None)`: not recoverable).
+        let mut remote: Vec<Option<Option<Remote>>> = requests.iter().map(|_| None).collect();
+        for attempt in 0..3 {
+            let pending = self.try_attach(requests, max_behind, &remote, attempt == 2, attach);
+            if pending.is_empty() {
+                return;
+            }
+            for (i, local) in pending {
+                let request = &requests[i];
+                let since = request.since.as_ref().expect("only resumes are pending");
+                match local {
+                    // This node has not yet delivered what the client saw on another: it will
+                    // in a moment.
+                    Local::Ahead if remote[i].is_some() => {
+                        let wait = self.config.response_timeout;
+                        self.streams
+                            .wait_for(request.namespace, since.offset, wait)
+                            .await;
+                    }
+                    _ => {
+                        remote[i] = Some(
+                            self.fetch(request.namespace, since.offset, max_behind)
+                                .await,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Attaches when every request is decided (or `last`, deciding the rest as not recovered);
+    /// otherwise returns the undecided requests.
+    pub(super) fn try_attach(
+        &self,
+        requests: &[ResumeRequest],
+        max_behind: u64,
+        remote: &[Option<Option<Remote>>],
+        last: bool,
+        attach: &mut (dyn FnMut(&[Resumed]) + Send),
+    ) -> Vec<(usize, Local)> {
+        let mut locked = self.streams.lock_all(requests);
+        let now = now_ms();
+        let mut pending = Vec::new();
+        let mut decided = Vec::with_capacity(requests.len());
+        for (i, request) in requests.iter().enumerate() {
+            let stream: &mut Stream = locked.get(request.namespace);
+            let local = request.since.as_ref().map(|since| match &remote[i] {
+                None => stream.decide(since, max_behind, now),
+                Some(None) => Local::Lost,
+                Some(Some(remote)) if since.offset > remote.top => Local::Lost,
+                Some(Some(remote)) => stream.decide_with(since, max_behind, remote),
+            });
+            match local {
+                Some(local @ (Local::Ahead | Local::Older)) if !last => pending.push((i, local)),
+                local => decided.push(streams::resumed(request, stream, local)),
+            }
+        }
+        if pending.is_empty() {
+            attach(&decided);
+        }
+        pending
+    }
+}
+
+pub(super) fn parse_read(value: Value) -> Result<Read, String> {
+    let Value::Array(mut parts) = value else {
+        return Err("not an array".into());
+    };
+    if parts.len() != 3 {
+        return Err(format!("{} parts", parts.len()));
+    }
+    let entries = parts.pop().expect("3 parts");
+    let top: u64 = from_value(parts.pop().expect("3 parts"))?;
+    let epoch: String = from_value(parts.pop().expect("3 parts"))?;
+    let entries = match entries {
+        Value::Nil | Value::Boolean(false) => None,
+        Value::Array(entries) => Some(
+            entries
+                .into_iter()
+                .map(parse_entry)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        other => return Err(format!("entries: {other:?}")),
+    };
+    Ok(Read {
+        epoch,
+        top,
+        entries,
+    })
+}
+
+/// `[id, [field, value, …]]` as (offset, kept at, record).
+fn parse_entry(entry: Value) -> Result<(u64, u64, String), String> {
+    let (id, fields): (String, Vec<String>) = from_value(entry)?;
+    let offset = id
+        .split_once('-')
+        .and_then(|(offset, _)| offset.parse().ok())
+        .ok_or_else(|| format!("entry id `{id}`"))?;
+    let field = |name: &str| {
+        fields
+            .chunks_exact(2)
+            .find(|pair| pair[0] == name)
+            .map(|pair| pair[1].clone())
+            .ok_or_else(|| format!("entry {id} has no `{name}`"))
+    };
+    let kept = field("t")?
+        .parse()
+        .map_err(|_| format!("entry {id}: bad time"))?;
+    Ok((offset, kept, field("r")?))
+}
+
+pub(super) fn from_value<T: FromRedisValue>(value: Value) -> Result<T, String> {
+    T::from_redis_value(value).map_err(|err| err.to_string())
+}
