@@ -42,6 +42,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
+use crate::backoff;
 use crate::event::CatalogEvents;
 use crate::position::Position;
 use crate::protocol::{ControlMessage, close, error_code};
@@ -347,10 +348,9 @@ impl<E: CatalogEvents> State<E> {
 
     /// `min(max, min + random(0, min * 2^attempt))`.
     fn backoff(&self) -> Duration {
-        let min = self.config.min_delay.as_secs_f64();
-        let spread = min * 2f64.powi(self.attempt.min(30) as i32);
-        let delay = min + spread * random_unit();
-        Duration::from_secs_f64(delay.min(self.config.max_delay.as_secs_f64()))
+        let (min, max) = (self.config.min_delay, self.config.max_delay);
+        let spread = backoff::exponential(min, self.attempt, max);
+        (min + backoff::jitter(spread)).min(max)
     }
 
     /// Sleeps `delay`, still taking commands. False when the client is gone or closed.
@@ -708,17 +708,4 @@ fn encode(value: &str) -> String {
         }
     }
     out
-}
-
-/// A number in [0, 1) for the jitter: the clock's nanoseconds mixed (no cryptography needed).
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

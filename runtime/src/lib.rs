@@ -5,12 +5,15 @@
 //! catalog describes itself with ([`Catalog`], [`EventDescriptor`], [`RoleMask`]), the typed
 //! [`Emit`] builder and the [`EventSink`] it hands ready events to, the delivery rules
 //! ([`delivery`]), the wire protocol's messages ([`protocol`]) and the naming rules every
-//! omnicast crate shares ([`names`]). It depends on serde, serde_json and schemars only.
+//! omnicast crate shares ([`names`]). It depends on serde, serde_json and schemars (and
+//! serde_path_to_error, strsim and thiserror) only.
 //!
 //! **The server** ([`server`], the `server` feature, on by default) serves WebSocket clients and
 //! the publish API: its hub delivers each publication only to the connections allowed to see it.
 //! The runtime never knows a specific event; generated code never needs the server.
 
+#[cfg(any(feature = "server", feature = "client"))]
+mod backoff;
 mod catalog;
 #[cfg(feature = "client")]
 pub mod client;

@@ -226,10 +226,9 @@ fn unreachable(message: impl Into<String>, retry_after: Duration) -> BrokerError
 /// The wait before attempt `failures + 1`: full jitter over an exponential bound (100 ms
 /// doubling, at most 5 s), so nodes that lost Redis together do not return together.
 pub(super) fn backoff(failures: u32) -> Duration {
-    let bound_ms = 100u64.saturating_mul(1 << failures.min(6)).min(5_000);
-    let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).expect("the OS provides randomness");
-    Duration::from_millis(u64::from_le_bytes(seed) % (bound_ms + 1))
+    let bound =
+        crate::backoff::exponential(Duration::from_millis(100), failures, Duration::from_secs(5));
+    crate::backoff::jitter(bound)
 }
 
 /// `redis://user:secret@host:6379/0` as `host:6379/0`: addresses never carry credentials into
