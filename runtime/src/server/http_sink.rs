@@ -140,6 +140,13 @@ impl Inner {
         let response =
             match tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(request)).await {
                 Ok(Ok(response)) => response,
+                // No connection, so no request: certainly nothing stored.
+                Ok(Err(err)) if err.is_connect() => {
+                    return Attempt::Retry(BrokerError::new(format!(
+                        "{} unreachable: {err}",
+                        self.url
+                    )));
+                }
                 Ok(Err(err)) => return unreachable(err.to_string()),
                 Err(_) => return unreachable("timed out".into()),
             };

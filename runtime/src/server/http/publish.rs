@@ -67,7 +67,6 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
         )
         .into_response();
     };
-    let scope = scope(api_key);
     let given_key = match idempotency_key(request.headers()) {
         Ok(key) => key,
         Err(err) => return err.into_response(),
@@ -120,7 +119,7 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
     });
     let idempotency = key
         .as_ref()
-        .map(|(key, window)| Idempotency::new(&scope, key, &events, *window));
+        .map(|(key, window)| Idempotency::new(&scope(api_key), key, &events, *window));
     let key = key.map(|(key, _)| key);
     let response = match pass.publish(events, idempotency).await {
         Ok(ids) => {
