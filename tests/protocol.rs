@@ -403,3 +403,109 @@ async fn shutdown_refuses_new_publishes_and_finishes_those_in_flight() {
     assert_eq!(client.ended().await, Ended::Closed(close::GOING_AWAY.code));
     tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
 }
+
+/// Every kind of message the server writes matches the schema `omnicast gen` publishes for it,
+/// and what the Rust client writes matches the client messages' schema: the protocol's types,
+/// their schemas and the generated reference cannot drift apart unnoticed.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_message_matches_the_published_schemas() {
+    use omnicast::runtime::protocol::{ClientMessage, PingId};
+    use support::schema::check;
+
+    let server = TestServer::start().await;
+    let (mut client, ready) = server.open("c-1", "customer", "namespaces=payments").await;
+    let mut seen = vec![("control-message.json", ready)];
+    let id = server
+        .publish("payment:received", support::payment(1, "c-1"), Value::Null)
+        .await;
+    seen.push(("envelope.json", client.next_json().await));
+
+    let (mut resumed, ready) = server
+        .open(
+            "c-1",
+            "customer",
+            &format!("namespaces=payments&since={id}"),
+        )
+        .await;
+    seen.push(("control-message.json", ready));
+    let messages = [
+        json!({"type": "unsubscribe", "namespaces": ["payments"]}),
+        json!({"type": "subscribe", "namespaces": ["payments", "system"], "since": [id]}),
+        json!({"type": "ping", "id": "p-1"}),
+        json!({"type": "ping"}),
+        json!({"type": "subscribe", "namespaces": ["nowhere"]}),
+    ];
+    for message in messages {
+        resumed.send_json(message).await;
+        seen.push(("control-message.json", resumed.next_json().await));
+    }
+    resumed.send_text("{not json").await;
+    seen.push(("control-message.json", resumed.next_json().await));
+    let kinds: Vec<&str> = seen
+        .iter()
+        .filter_map(|(_, m)| m["type"].as_str())
+        .collect();
+    for kind in [
+        "ready",
+        "subscribed",
+        "unsubscribed",
+        "pong",
+        "error",
+        "payment:received",
+    ] {
+        assert!(kinds.contains(&kind), "no `{kind}` among {kinds:?}");
+    }
+    assert!(
+        seen.iter().any(|(_, m)| m["recovered"].is_object()),
+        "{seen:?}"
+    );
+    for (file, message) in &seen {
+        check(file, message).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+
+    let sent = [
+        ClientMessage::Subscribe {
+            namespaces: vec!["payments".into()],
+            since: vec![id.clone()],
+        },
+        ClientMessage::Subscribe {
+            namespaces: vec!["system".into()],
+            since: vec![],
+        },
+        ClientMessage::Unsubscribe {
+            namespaces: vec!["orders".into()],
+        },
+        ClientMessage::Ping {
+            id: Some(PingId::Number(7.into())),
+        },
+        ClientMessage::Ping { id: None },
+    ];
+    for message in sent {
+        let value: Value = serde_json::from_str(&message.to_json()).unwrap();
+        check("client-message.json", &value).unwrap_or_else(|e| panic!("{value}: {e}"));
+    }
+
+    // The checker can tell: each of these breaks the schema in one way.
+    let (_, ready) = &seen[0];
+    let mut broken = Vec::new();
+    for field in ["sessionId", "positions"] {
+        let mut without = ready.clone();
+        without.as_object_mut().unwrap().remove(field);
+        broken.push(("control-message.json", without));
+    }
+    let mut wrong_role = ready.clone();
+    wrong_role["role"] = json!("root");
+    broken.push(("control-message.json", wrong_role));
+    let mut undocumented = ready.clone();
+    undocumented["catalogVersion"] = json!("1");
+    broken.push(("control-message.json", undocumented));
+    let (_, event) = &seen[1];
+    let mut wrong_data = event.clone();
+    wrong_data["data"]["paymentId"] = json!(1);
+    broken.push(("envelope.json", wrong_data));
+    broken.push(("client-message.json", json!({"type": "ping", "id": true})));
+    broken.push(("client-message.json", json!({"type": "ping", "extra": 1})));
+    for (file, message) in broken {
+        assert!(check(file, &message).is_err(), "{file} took {message}");
+    }
+}

@@ -1,6 +1,8 @@
 //! The files of `generated-docs/`: the markdown reference rendered by the build script from the
-//! same events.yaml, and the JSON Schemas of the compiled payload types; and the client's
-//! TypeScript types (`clients/typescript/src/catalog.ts`), rendered by the build script too.
+//! same events.yaml, the JSON Schemas of the compiled payload types, and the protocol's schemas
+//! (from `omnicast_runtime::protocol::schema`, with the catalog's namespaces, roles and events
+//! filled in); and the client's TypeScript types (`clients/typescript/src/catalog.ts`), rendered
+//! by the build script too.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 
 use omnicast::CATALOG;
 use omnicast::runtime::names::schema_stem;
+use omnicast::runtime::protocol::schema;
 
 /// The reference rendered from events.yaml at build time.
 pub const EVENTS_MD: &str = omnicast::REFERENCE_MD;
@@ -37,6 +40,14 @@ pub fn files() -> BTreeMap<PathBuf, String> {
         PathBuf::from("schemas/envelope.json"),
         pretty(&envelope_schema()),
     );
+    files.insert(
+        PathBuf::from("schemas/control-message.json"),
+        pretty(&with_catalog(schema::control_message())),
+    );
+    files.insert(
+        PathBuf::from("schemas/client-message.json"),
+        pretty(&with_catalog(schema::client_message())),
+    );
     files
 }
 
@@ -46,51 +57,63 @@ fn pretty(value: &Value) -> String {
     text
 }
 
-/// What a client receives: one variant per event, `data` referring to the event's schema.
+/// What a client receives: the protocol's envelope, one variant per event, `data` referring to
+/// the event's schema.
 fn envelope_schema() -> Value {
-    let namespaces: Vec<&str> = CATALOG.namespaces.iter().map(|ns| ns.name).collect();
-    let stream = json!({
-        "enum": namespaces,
-        "description": "The stream the event was recorded in, which its id names: the event's own namespace, or the one the publisher's `options.namespace` addressed."
-    });
-    let id_pattern = format!(
-        "^({})\\.[0-9A-Za-z]{{1,32}}\\.[0-9]+$",
-        namespaces.join("|")
-    );
+    let mut root = with_catalog(schema::envelope());
+    let object = root.as_object_mut().expect("a schema is an object");
+    let mut template = json!({ "type": "object" });
+    for key in ["properties", "required", "additionalProperties"] {
+        if let Some(value) = object.remove(key) {
+            template[key] = value;
+        }
+    }
+    object.remove("type");
     let variants: Vec<Value> = CATALOG
         .events
         .iter()
         .map(|entry| {
-            let d = entry.descriptor;
-            json!({
-                "type": "object",
-                "properties": {
-                    "type": { "const": d.name },
-                    "namespace": { "$ref": "#/$defs/namespace" },
-                    "data": { "$ref": format!("{}.json", schema_stem(d.name)) },
-                    "timestamp": { "type": "integer", "minimum": 0, "description": "Milliseconds since the Unix epoch." },
-                    "id": { "$ref": "#/$defs/id" }
-                },
-                "required": ["type", "namespace", "data", "timestamp"],
-                "additionalProperties": false
-            })
+            let name = entry.descriptor.name;
+            let mut variant = template.clone();
+            variant["properties"]["type"] = json!({ "const": name });
+            variant["properties"]["data"] =
+                json!({ "$ref": format!("{}.json", schema_stem(name)) });
+            variant
         })
         .collect();
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$comment": GENERATED,
-        "title": "Envelope",
-        "description": "An event as a client receives it: `{type, namespace, data, timestamp, id}`.",
-        "oneOf": variants,
-        "$defs": {
-            "namespace": stream,
-            "id": {
-                "type": "string",
-                "pattern": id_pattern,
-                "description": "The event's unique id and its position in the stream of its namespace: `<namespace>.<epoch>.<offset>`. A client sends the last one it saw back in `since` to resume."
-            }
+    object.insert("oneOf".into(), variants.into());
+    if let Some(Value::Object(defs)) = object.get_mut("$defs") {
+        defs.remove(schema::EVENT_TYPE);
+        defs.remove(schema::EVENT_DATA);
+    }
+    root
+}
+
+/// A protocol schema with what comes from the catalog filled in: its namespaces, roles and
+/// event types as enums, the event id's pattern.
+fn with_catalog(mut root: Value) -> Value {
+    let namespaces: Vec<&str> = CATALOG.namespaces.iter().map(|ns| ns.name).collect();
+    let roles: Vec<&str> = CATALOG.roles.iter().map(|r| r.name).collect();
+    let events: Vec<&str> = CATALOG.events.iter().map(|e| e.descriptor.name).collect();
+    let id_pattern = format!(
+        "^({})\\.[0-9A-Za-z]{{1,32}}\\.[0-9]+$",
+        namespaces.join("|")
+    );
+    let object = root.as_object_mut().expect("a schema is an object");
+    object.insert("$comment".into(), GENERATED.into());
+    if let Some(Value::Object(defs)) = object.get_mut("$defs") {
+        for (name, def) in defs.iter_mut() {
+            let (key, value) = match name.as_str() {
+                schema::NAMESPACE => ("enum", json!(namespaces)),
+                schema::ROLE => ("enum", json!(roles)),
+                schema::EVENT_TYPE => ("enum", json!(events)),
+                schema::EVENT_ID => ("pattern", json!(id_pattern)),
+                _ => continue,
+            };
+            def[key] = value;
         }
-    })
+    }
+    root
 }
 
 /// How `generated-docs/` differs from what this build generates.

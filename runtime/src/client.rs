@@ -34,8 +34,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -45,7 +43,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use crate::backoff;
 use crate::event::CatalogEvents;
 use crate::position::Position;
-use crate::protocol::{ControlMessage, close, error_code};
+use crate::protocol::{ClientMessage, ControlMessage, PingId, ServerMessage, close, error_code};
 
 /// A token for each connection attempt.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
@@ -291,21 +289,6 @@ struct State<E> {
     _events: PhantomData<fn() -> E>,
 }
 
-/// An incoming frame, read just enough to route it.
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-    #[serde(default)]
-    timestamp: u64,
-    #[serde(default)]
-    id: Option<String>,
-}
-
 impl<E: CatalogEvents> State<E> {
     async fn run(mut self) {
         if !self.emit(Message::Status(Status::Connecting)).await {
@@ -523,8 +506,8 @@ impl<E: CatalogEvents> State<E> {
                 },
                 () = sleep_until(next_ping), if connected && interval.is_some() => {
                     ping_id += 1;
-                    let ping = format!(r#"{{"type":"ping","id":{ping_id}}}"#);
-                    if sink.send(WsMessage::Text(ping.into())).await.is_err() {
+                    let ping = ClientMessage::Ping { id: Some(PingId::Number(ping_id.into())) };
+                    if sink.send(WsMessage::Text(ping.to_json().into())).await.is_err() {
                         return Outcome::Retry(None);
                     }
                     next_ping = Instant::now() + interval.unwrap_or(far);
@@ -552,15 +535,15 @@ impl<E: CatalogEvents> State<E> {
         let remove: Vec<String> = requested.difference(&desired).cloned().collect();
         if !add.is_empty() {
             let since = self.since(&add);
-            let message =
-                serde_json::json!({"type": "subscribe", "namespaces": add, "since": since});
-            sink.send(WsMessage::Text(message.to_string().into()))
-                .await?;
+            let message = ClientMessage::Subscribe {
+                namespaces: add,
+                since,
+            };
+            sink.send(WsMessage::Text(message.to_json().into())).await?;
         }
         if !remove.is_empty() {
-            let message = serde_json::json!({"type": "unsubscribe", "namespaces": remove});
-            sink.send(WsMessage::Text(message.to_string().into()))
-                .await?;
+            let message = ClientMessage::Unsubscribe { namespaces: remove };
+            sink.send(WsMessage::Text(message.to_json().into())).await?;
         }
         *requested = desired;
         Ok(())
@@ -582,72 +565,64 @@ impl<E: CatalogEvents> State<E> {
 
     /// Routes one text frame. `Ok(Some(namespaces))` for a `ready`; `Err` when the client is gone.
     async fn frame(&mut self, text: &str) -> Result<Option<Vec<String>>, ()> {
-        let frame: Frame<'_> = match serde_json::from_str(text) {
-            Ok(frame) => frame,
+        let envelope = match ServerMessage::parse(text) {
+            Ok(ServerMessage::Event(envelope)) => envelope,
+            Ok(ServerMessage::Control(control)) => return self.control(control).await,
             Err(err) => return self.unreadable(format!("{err}: {}", clip(text))).await,
         };
-        if !frame.kind.contains(':') {
-            let control: ControlMessage = match serde_json::from_str(text) {
-                Ok(control) => control,
-                Err(err) => return self.unreadable(format!("{err}: {}", clip(text))).await,
-            };
-            let ready = match &control {
-                ControlMessage::Ready {
-                    namespaces,
-                    positions,
-                    recovered,
-                    ..
-                } => {
-                    self.joined(positions, recovered);
-                    Some(namespaces.clone())
-                }
-                ControlMessage::Subscribed {
-                    positions,
-                    recovered,
-                    ..
-                } => {
-                    self.joined(positions, recovered);
-                    None
-                }
-                _ => None,
-            };
-            return if self.emit(Message::Control(control)).await {
-                Ok(ready)
-            } else {
-                Err(())
-            };
-        }
-        let (Some(namespace), Some(data), Some(id)) = (frame.namespace, frame.data, frame.id)
-        else {
-            return self
-                .unreadable(format!(
-                    "an event without namespace, data or id: {}",
-                    clip(text)
-                ))
-                .await;
-        };
-        if let Ok(position) = Position::parse(&id)
+        if let Ok(position) = Position::parse(&envelope.id)
             && !self.advance(position)
         {
             return Ok(None); // a duplicate
         }
-        let event = match E::decode(&frame.kind, data.get()) {
+        let event = match E::decode(&envelope.kind, envelope.data.get()) {
             Some(Ok(event)) => event,
-            Some(Err(err)) => return self.unreadable(format!("`{}`: {err}", frame.kind)).await,
+            Some(Err(err)) => {
+                return self.unreadable(format!("`{}`: {err}", envelope.kind)).await;
+            }
             None => {
                 return self
-                    .unreadable(format!("unknown event type `{}`", frame.kind))
+                    .unreadable(format!("unknown event type `{}`", envelope.kind))
                     .await;
             }
         };
         let received = Received {
             event,
-            namespace,
-            id,
-            timestamp: frame.timestamp,
+            namespace: envelope.namespace.into_owned(),
+            id: envelope.id.into_owned(),
+            timestamp: envelope.timestamp,
         };
         if self.emit(Message::Event(received)).await {
             Ok(None)
+        } else {
+            Err(())
+        }
+    }
+
+    /// Hands a control message on; a `ready` or `subscribed` moves positions on first.
+    async fn control(&mut self, control: ControlMessage) -> Result<Option<Vec<String>>, ()> {
+        let ready = match &control {
+            ControlMessage::Ready {
+                namespaces,
+                positions,
+                recovered,
+                ..
+            } => {
+                self.joined(positions, recovered);
+                Some(namespaces.clone())
+            }
+            ControlMessage::Subscribed {
+                positions,
+                recovered,
+                ..
+            } => {
+                self.joined(positions, recovered);
+                None
+            }
+            _ => None,
+        };
+        if self.emit(Message::Control(control)).await {
+            Ok(ready)
         } else {
             Err(())
         }

@@ -5,6 +5,7 @@
 
 pub mod proxy;
 pub mod redis;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::time::Duration;

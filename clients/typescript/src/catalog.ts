@@ -348,75 +348,114 @@ export type EventsOf<N extends Namespace> = {
   [K in EventType]: (typeof EVENT_NAMESPACES)[K] extends N ? K : never;
 }[EventType];
 
-/** An event as a client receives it. */
+/** An event as a client receives it: `{type, namespace, data, timestamp, id}`. */
 export interface Envelope<K extends EventType = EventType> {
+  /** The event type: `namespace:action`. */
   type: K;
-  /** The stream the event was recorded in, which its `id` names: the event's own namespace, or
-   * the one the publisher's `options.namespace` addressed. */
+  /** The stream the event was recorded in, which its `id` names: the event's own namespace, or the one the publisher's `options.namespace` addressed. */
   namespace: Namespace;
+  /** The payload, as the event type's schema describes it. */
   data: EventMap[K];
   /** Milliseconds since the Unix epoch. */
   timestamp: number;
-  /** `<namespace>.<epoch>.<offset>`: the event's position in its namespace's stream. */
-  id: string;
+  /** The event's unique id and its position in its namespace's stream. */
+  id: EventId;
 }
 
 /** Any event, discriminated by `type`. */
 export type AnyEnvelope = { [K in EventType]: Envelope<K> }[EventType];
 
-/** Namespace -> the id of an event (a stream position). */
-export type Positions = { [N in Namespace]?: string };
+/** `<namespace>.<epoch>.<offset>`: an event's unique id and its position in its namespace's stream. A client sends the last one it saw back in `since` to resume. */
+export type EventId = string;
+
+/** A `ping`'s `id`: a JSON number, or a string of at most 64 bytes (`MAX_PING_ID_LEN`), so that a pong costs no more than the ping that asked for it. */
+export type PingId = number | string;
+
+/** Namespace → the id of an event (a stream position). */
+export type Positions = { [K in Namespace]?: EventId };
 
 /** Sent once, first, when the connection is set up. */
 export interface ReadyMessage {
   type: "ready";
+  /** This connection's session id. */
   sessionId: string;
+  /** The token's subject. */
   userId: string;
+  /** The token's role. */
   role: Role;
+  /** The namespaces subscribed to. */
   namespaces: Namespace[];
+  /** Each subscribed namespace's stream position as the connection joined it: a client's position in a namespace is the later (by offset) of this and the last event of it received, so events it may not see still move it on. */
   positions: Positions;
-  /** For each namespace resumed with `since`: whether everything missed follows. */
-  recovered?: { [N in Namespace]?: boolean };
+  /** For each namespace named in `since`: whether everything missed follows (`true`), or the client must reload its state (`false`). Left out when nothing was resumed. */
+  recovered?: { [K in Namespace]?: boolean };
 }
 
 /** The whole subscription after a `subscribe`. */
 export interface SubscribedMessage {
   type: "subscribed";
+  /** All namespaces now subscribed to. */
   namespaces: Namespace[];
+  /** As in `ready`, for the namespaces this `subscribe` added. */
   positions: Positions;
-  recovered?: { [N in Namespace]?: boolean };
+  /** As in `ready`, for the namespaces this `subscribe` named in `since`. */
+  recovered?: { [K in Namespace]?: boolean };
 }
 
 /** The whole subscription after an `unsubscribe`. */
 export interface UnsubscribedMessage {
   type: "unsubscribed";
+  /** All namespaces now subscribed to. */
   namespaces: Namespace[];
 }
 
 /** The answer to a `ping`. */
 export interface PongMessage {
   type: "pong";
-  id?: number | string;
+  /** The ping's id, if it had one. */
+  id?: PingId;
 }
 
 /** A client message could not be handled; the connection stays open. */
 export interface ErrorMessage {
   type: "error";
+  /** A stable code saying what was wrong (`error_code`). */
   code: ErrorCode;
+  /** What was wrong. */
   message: string;
 }
 
-/** A message from the server that is not an event. */
+/** What the server sends besides events. */
 export type ControlMessage = ReadyMessage | SubscribedMessage | UnsubscribedMessage | PongMessage | ErrorMessage;
 
 /** Anything the server sends. */
 export type ServerMessage = ControlMessage | AnyEnvelope;
 
+/** Add namespaces to the subscription. */
+export interface SubscribeMessage {
+  type: "subscribe";
+  /** Namespace names. */
+  namespaces: Namespace[];
+  /** The last event id seen of some of them: the server replays what was missed since. */
+  since?: EventId[];
+}
+
+/** Remove namespaces from the subscription. */
+export interface UnsubscribeMessage {
+  type: "unsubscribe";
+  /** Namespace names. */
+  namespaces: Namespace[];
+}
+
+/** Ask for a `pong` (an application-level keepalive). */
+export interface PingMessage {
+  type: "ping";
+  /** Echoed back in the pong. */
+  id?: PingId;
+}
+
 /** What a client may send. */
-export type ClientMessage =
-  | { type: "subscribe"; namespaces: Namespace[]; since?: string[] }
-  | { type: "unsubscribe"; namespaces: Namespace[] }
-  | { type: "ping"; id?: number | string };
+export type ClientMessage = SubscribeMessage | UnsubscribeMessage | PingMessage;
 
 /** The WebSocket close codes the server uses. */
 export const CloseCode = {

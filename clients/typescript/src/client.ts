@@ -5,6 +5,7 @@
 
 import type {
   AnyEnvelope,
+  ClientMessage,
   ControlMessage,
   Envelope,
   EventMap,
@@ -648,7 +649,7 @@ class Client implements OmnicastClient {
     }
   }
 
-  #send(message: object): void {
+  #send(message: ClientMessage): void {
     const socket = this.#socket;
     if (!socket || socket.readyState !== OPEN) return;
     const text = JSON.stringify(message);

@@ -1,10 +1,10 @@
 //! A published event: id and timestamp fixed, the client envelope serialized once.
 
-use serde::Serialize;
-use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 use crate::event::OutgoingEvent;
 use crate::position::Position;
+use crate::protocol::Envelope;
 use crate::server::frame::Frame;
 
 /// An event on its way to the hub(s): routing facts plus the frame every recipient gets.
@@ -23,26 +23,16 @@ pub struct Publication {
     pub frame: Frame,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    namespace: &'a str,
-    data: &'a RawValue,
-    timestamp: u64,
-    id: &'a str,
-}
-
 impl Publication {
     /// Fixes the id and the timestamp (the emitter's, or `now_ms`) and serializes the envelope.
     pub fn new(event: OutgoingEvent, id: String, now_ms: u64) -> Self {
         let timestamp = event.timestamp.unwrap_or(now_ms);
         let envelope = Envelope {
-            kind: event.descriptor.name,
-            namespace: event.namespace(),
+            kind: Cow::Borrowed(event.descriptor.name),
+            namespace: Cow::Borrowed(event.namespace()),
             data: &event.data,
             timestamp,
-            id: &id,
+            id: Cow::Borrowed(&id),
         };
         let json = serde_json::to_string(&envelope).expect("an envelope of JSON values serializes");
         Publication {

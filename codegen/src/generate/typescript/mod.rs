@@ -1,7 +1,9 @@
 //! The TypeScript types of the catalog, for `@omnicast/client` (`clients/typescript/src/catalog.ts`):
 //! the `Role`, `Namespace` and value-enum unions, one interface per payload (shared payloads once),
-//! the `EventMap`, envelopes, the control messages, the close and error codes, and one example
-//! envelope per event.
+//! the `EventMap`, the protocol's messages (rendered from their schemas by [`protocol`]), the close
+//! and error codes, and one example envelope per event.
+
+mod protocol;
 
 use std::fmt::Write;
 
@@ -19,8 +21,8 @@ pub fn render(catalog: &Catalog) -> String {
     unions(catalog, &mut out);
     payloads(catalog, &mut out);
     event_map(catalog, &mut out);
-    envelopes(&mut out);
-    protocol(&mut out);
+    protocol::render(&mut out);
+    codes(&mut out);
     examples(catalog, &mut out);
     out
 }
@@ -38,8 +40,11 @@ fn union<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
     }
 }
 
+/// A `/** ... */` comment on one line: descriptions from events.yaml and from the protocol's
+/// doc comments are prose, so their line breaks are not kept.
 fn doc(out: &mut String, indent: &str, text: &str) {
-    let text = text.trim().replace("*/", "*\\/");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.replace("*/", "*\\/");
     let _ = writeln!(out, "{indent}/** {text} */");
 }
 
@@ -173,86 +178,7 @@ fn event_map(catalog: &Catalog, out: &mut String) {
     );
 }
 
-fn envelopes(out: &mut String) {
-    out.push_str(
-        r#"/** An event as a client receives it. */
-export interface Envelope<K extends EventType = EventType> {
-  type: K;
-  /** The stream the event was recorded in, which its `id` names: the event's own namespace, or
-   * the one the publisher's `options.namespace` addressed. */
-  namespace: Namespace;
-  data: EventMap[K];
-  /** Milliseconds since the Unix epoch. */
-  timestamp: number;
-  /** `<namespace>.<epoch>.<offset>`: the event's position in its namespace's stream. */
-  id: string;
-}
-
-/** Any event, discriminated by `type`. */
-export type AnyEnvelope = { [K in EventType]: Envelope<K> }[EventType];
-
-"#,
-    );
-}
-
-fn protocol(out: &mut String) {
-    out.push_str(
-        r#"/** Namespace -> the id of an event (a stream position). */
-export type Positions = { [N in Namespace]?: string };
-
-/** Sent once, first, when the connection is set up. */
-export interface ReadyMessage {
-  type: "ready";
-  sessionId: string;
-  userId: string;
-  role: Role;
-  namespaces: Namespace[];
-  positions: Positions;
-  /** For each namespace resumed with `since`: whether everything missed follows. */
-  recovered?: { [N in Namespace]?: boolean };
-}
-
-/** The whole subscription after a `subscribe`. */
-export interface SubscribedMessage {
-  type: "subscribed";
-  namespaces: Namespace[];
-  positions: Positions;
-  recovered?: { [N in Namespace]?: boolean };
-}
-
-/** The whole subscription after an `unsubscribe`. */
-export interface UnsubscribedMessage {
-  type: "unsubscribed";
-  namespaces: Namespace[];
-}
-
-/** The answer to a `ping`. */
-export interface PongMessage {
-  type: "pong";
-  id?: number | string;
-}
-
-/** A client message could not be handled; the connection stays open. */
-export interface ErrorMessage {
-  type: "error";
-  code: ErrorCode;
-  message: string;
-}
-
-/** A message from the server that is not an event. */
-export type ControlMessage = ReadyMessage | SubscribedMessage | UnsubscribedMessage | PongMessage | ErrorMessage;
-
-/** Anything the server sends. */
-export type ServerMessage = ControlMessage | AnyEnvelope;
-
-/** What a client may send. */
-export type ClientMessage =
-  | { type: "subscribe"; namespaces: Namespace[]; since?: string[] }
-  | { type: "unsubscribe"; namespaces: Namespace[] }
-  | { type: "ping"; id?: number | string };
-
-"#,
-    );
+fn codes(out: &mut String) {
     doc(out, "", "The WebSocket close codes the server uses.");
     out.push_str("export const CloseCode = {\n");
     for (name, reason) in close::ALL {
