@@ -1,9 +1,14 @@
-//! The one JSON error every refusal of the HTTP side is made of: `{error, message, path?}`.
+//! The server's errors a caller sees: [`ApiError`], the one JSON error every refusal of the HTTP
+//! side is made of (`{error, message, path?}`), and [`PublishError`], why a typed emitter's event
+//! was not published (by a node's [`Publisher`](crate::server::Publisher) or a sink).
 
 use axum::Json;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::event::ComputeError;
+use crate::server::broker::BrokerError;
 
 /// An HTTP error with the JSON body `{error, message, path?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,4 +72,28 @@ impl IntoResponse for ApiError {
         response.headers_mut().extend(self.headers);
         response
     }
+}
+
+/// Why a typed emitter's event was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The broker did not take it.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// A computed field cannot be sent.
+    #[error("invalid payload: {0}")]
+    Invalid(#[from] ComputeError),
+    /// The server is shutting down and takes no more events.
+    #[error("the server is shutting down and takes no more events")]
+    ShuttingDown,
+    /// A remote node's publish API refused the event ([`HttpSink`](crate::server::HttpSink)).
+    #[error("the node refused the event ({status} {error}): {message}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The API's error code (`invalid_data`, `unauthorized` ...).
+        error: String,
+        /// The API's message.
+        message: String,
+    },
 }

@@ -10,13 +10,13 @@ mod connection;
 mod error;
 mod frame;
 mod http;
-mod http_sink;
 mod hub;
 mod limits;
 mod mailbox;
 mod publication;
-mod publish;
+mod publisher;
 mod session;
+mod sink;
 mod state;
 
 use std::future::Future;
@@ -33,19 +33,19 @@ use tokio::time::Instant;
 pub use auth::{AuthError, Authenticator, Identity, JwtConfig, JwtKey, KeyError, mint_hs256};
 pub use broker::{
     Batch, BoxFuture, Broker, BrokerError, Failure, IDEMPOTENCY_WINDOW, Idempotency,
-    InMemoryBroker, PresenceChange, RedisBroker, RedisConfig, RedisSink, ResumeRequest, Resumed,
+    InMemoryBroker, PresenceChange, RedisBroker, RedisConfig, ResumeRequest, Resumed,
 };
 pub use config::ServerConfig;
-pub use error::ApiError;
+pub use error::{ApiError, PublishError};
 pub use frame::Frame;
-pub use http_sink::{HttpSink, HttpSinkError};
 pub use hub::{
     ConnId, ConnectionInfo, Hub, HubStats, Registration, TooManyConnections, Unregistered,
 };
 pub use limits::ConnectRate;
 pub use mailbox::{Full, Mailbox};
 pub use publication::{IdGenerator, Publication, now_ms};
-pub use publish::{PublishError, Publisher};
+pub use publisher::Publisher;
+pub use sink::{HttpSink, HttpSinkError, RedisSink};
 
 use crate::catalog::Catalog;
 use crate::protocol::close;
@@ -144,7 +144,7 @@ impl Server {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/ws", get(http::upgrade::upgrade))
-            .route("/api/events", post(http::publish::publish))
+            .route("/api/events", post(http::events::publish))
             .route("/healthz", get(http::health::health))
             .route("/readyz", get(http::health::ready))
             .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))

@@ -19,11 +19,11 @@ use crate::server::auth::Identity;
 use crate::server::broker::BoxFuture;
 use crate::server::broker::{PresenceChange, ResumeRequest, Resumed};
 use crate::server::connection::{self, Handled, Socket, Timing};
+use crate::server::error::PublishError;
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo};
 use crate::server::mailbox::Mailbox;
 use crate::server::publication::now_ms;
-use crate::server::publish::PublishError;
 use crate::server::state::AppState;
 
 /// Serves one upgraded connection until it closes. `since` holds the positions the client

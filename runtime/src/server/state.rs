@@ -8,7 +8,7 @@ use crate::server::config::ServerConfig;
 use crate::server::hub::Hub;
 use crate::server::limits::ConnectLimiter;
 use crate::server::publication::IdGenerator;
-use crate::server::publish::Publisher;
+use crate::server::publisher::Publisher;
 
 /// Shared by every request and connection.
 pub(crate) struct AppState {

@@ -9,7 +9,7 @@
 
 pub(crate) mod idempotency;
 mod memory;
-mod redis;
+pub(crate) mod redis;
 mod streams;
 
 use std::future::Future;
@@ -19,13 +19,7 @@ use std::time::Duration;
 
 pub use idempotency::WINDOW as IDEMPOTENCY_WINDOW;
 pub use memory::InMemoryBroker;
-pub use redis::{RedisBroker, RedisConfig, RedisSink};
-
-/// How many times a sink (Redis, HTTP) tries one event before it reports the failure.
-pub(crate) const SINK_ATTEMPTS: u32 = 3;
-
-/// The longest a sink waits between two attempts.
-pub(crate) const SINK_MAX_WAIT: Duration = Duration::from_secs(2);
+pub use redis::{RedisBroker, RedisConfig};
 
 use crate::event::OutgoingEvent;
 use crate::position::Position;

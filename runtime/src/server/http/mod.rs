@@ -1,7 +1,7 @@
 //! The HTTP endpoints, one module each, and what they share: the bearer token.
 
+pub(crate) mod events;
 pub(crate) mod health;
-pub(crate) mod publish;
 pub(crate) mod upgrade;
 
 use axum::http::{HeaderMap, header};

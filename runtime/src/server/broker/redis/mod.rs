@@ -21,10 +21,7 @@ mod presence;
 mod record;
 mod resume;
 mod scripts;
-mod sink;
-mod writer;
-
-pub use sink::RedisSink;
+pub(crate) mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

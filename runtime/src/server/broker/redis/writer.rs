@@ -28,18 +28,18 @@ pub(super) struct StreamKeys {
 }
 
 /// Publishes batches into one Redis for one catalog.
-pub(super) struct Writer {
+pub(crate) struct Writer {
     pub(super) catalog: &'static Catalog,
     pub(super) prefix: String,
     /// Where Redis is, without credentials: what logs and errors name.
-    pub(super) address: String,
+    pub(crate) address: String,
     pub(super) keys: Box<[StreamKeys]>,
     pub(super) link: Link,
     script: Script,
 }
 
 impl Writer {
-    pub(super) fn new(
+    pub(crate) fn new(
         catalog: &'static Catalog,
         config: &RedisConfig,
     ) -> Result<Self, BrokerError> {
@@ -74,7 +74,7 @@ impl Writer {
 
     /// Numbers, keeps and publishes a batch, all of it or none, in one script call; its ids,
     /// in order.
-    pub(super) async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
+    pub(crate) async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
         self.call(&batch.events, batch.idempotency.as_ref()).await
     }
 

@@ -15,14 +15,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+use super::{ATTEMPTS, MAX_WAIT};
 use crate::catalog::Catalog;
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
-use crate::server::broker::{
-    BoxFuture, BrokerError, SINK_ATTEMPTS as ATTEMPTS, SINK_MAX_WAIT as MAX_WAIT, new_epoch,
-};
+use crate::server::broker::{BoxFuture, BrokerError, new_epoch};
+use crate::server::error::PublishError;
 use crate::server::publication::now_ms;
-use crate::server::publish::PublishError;
 
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);

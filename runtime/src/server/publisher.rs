@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
 use crate::server::broker::{Batch, BoxFuture, Broker, BrokerError, Idempotency};
+use crate::server::error::PublishError;
 use crate::server::publication::now_ms;
 
 /// Hands events to the broker, which gives each its position (its id), serializes the envelope
@@ -118,30 +119,6 @@ impl Drop for Pass<'_> {
             gate.idle.notify_waiters();
         }
     }
-}
-
-/// Why a typed emitter's event was not published.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// The broker did not take it.
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-    /// A computed field cannot be sent.
-    #[error("invalid payload: {0}")]
-    Invalid(#[from] ComputeError),
-    /// The server is shutting down and takes no more events.
-    #[error("the server is shutting down and takes no more events")]
-    ShuttingDown,
-    /// A remote node's publish API refused the event ([`HttpSink`](crate::server::HttpSink)).
-    #[error("the node refused the event ({status} {error}): {message}")]
-    Rejected {
-        /// The HTTP status.
-        status: u16,
-        /// The API's error code (`invalid_data`, `unauthorized` ...).
-        error: String,
-        /// The API's message.
-        message: String,
-    },
 }
 
 /// Typed emitters' `send()` returns a future of the id: `events.order_created(p).send().await`.

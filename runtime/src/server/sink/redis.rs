@@ -5,17 +5,16 @@
 
 use std::sync::Arc;
 
-use super::RedisConfig;
-use super::writer::Writer;
+use super::{ATTEMPTS, MAX_WAIT};
 use crate::catalog::Catalog;
 use crate::emit::EventSink;
 use crate::event::{ComputeError, OutgoingEvent};
+use crate::server::broker::redis::writer::Writer;
 use crate::server::broker::{
-    Batch, BoxFuture, BrokerError, Failure, IDEMPOTENCY_WINDOW, Idempotency,
-    SINK_ATTEMPTS as ATTEMPTS, SINK_MAX_WAIT as MAX_WAIT, new_epoch,
+    Batch, BoxFuture, BrokerError, Failure, IDEMPOTENCY_WINDOW, Idempotency, RedisConfig, new_epoch,
 };
+use crate::server::error::PublishError;
 use crate::server::publication::now_ms;
-use crate::server::publish::PublishError;
 
 /// A typed emitters' sink publishing into Redis. Each event carries an idempotency key, so an
 /// attempt retried after a lost reply (up to three, the waits capped at 2 s) publishes it once.
