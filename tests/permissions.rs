@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 
 use omnicast::CATALOG;
-use omnicast::runtime::{ConnectionInfo, EmitOptions, Hub, NamespaceSet, Publication, RoleMask};
+use omnicast::runtime::server::{ConnectionInfo, Hub, Publication};
+use omnicast::runtime::{EmitOptions, NamespaceSet, RoleMask};
 use omnicast_codegen::model::{Audience, Catalog as Model};
 use proptest::prelude::*;
 use serde_json::{Value, json};

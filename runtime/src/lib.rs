@@ -42,12 +42,10 @@ pub use namespaces::NamespaceSet;
 pub use options::EmitOptions;
 pub use role::RoleMask;
 
+/// What a service running or feeding a server uses; the rest (the hub, brokers, publications)
+/// stays behind [`server`].
 #[cfg(feature = "server")]
 pub use server::{
-    ApiError, AuthError, Authenticator, Batch, BoxFuture, Broker, BrokerError, ConnId, ConnectRate,
-    ConnectionInfo, Frame, Full, HttpSink, HttpSinkError, Hub, HubStats, IdGenerator, Identity,
-    InMemoryBroker, JwtConfig, JwtKey, KeyError, Mailbox, PresenceChange, Publication,
-    PublishError, Publisher, RedisBroker, RedisConfig, RedisSink, Registration, ResumeRequest,
-    Resumed, Server, ServerConfig, StartError, TooManyConnections, Unregistered, bind, mint_hs256,
-    now_ms,
+    ConnectRate, HttpSink, HttpSinkError, JwtConfig, JwtKey, KeyError, PublishError, Publisher,
+    RedisConfig, RedisSink, Server, ServerConfig, StartError, bind, mint_hs256,
 };

@@ -42,14 +42,14 @@ pub use hub::{
     ConnId, ConnectionInfo, Hub, HubStats, Registration, TooManyConnections, Unregistered,
 };
 pub use limits::ConnectRate;
-pub use mailbox::{Full, Mailbox};
-pub use publication::{IdGenerator, Publication, now_ms};
+pub use publication::Publication;
 pub use publisher::Publisher;
 pub use sink::{HttpSink, HttpSinkError, RedisSink};
 
 use crate::catalog::Catalog;
 use crate::protocol::close;
 use limits::ConnectLimiter;
+use publication::IdGenerator;
 use state::AppState;
 
 /// Why a server could not start.
