@@ -12,8 +12,8 @@ use tokio::time::{Instant, timeout};
 use super::writer::backoff;
 use super::{Inner, record};
 use crate::protocol::close;
-use crate::server::broker::new_epoch;
 use crate::server::broker::streams::Stream;
+use crate::server::broker::{BrokerError, new_epoch};
 use crate::server::publication::now_ms;
 
 impl Inner {
@@ -36,12 +36,12 @@ impl Inner {
     }
 
     /// One subscription, until it fails; the reason.
-    pub(super) async fn follow_once(&self, failures: &mut u32) -> String {
+    pub(super) async fn follow_once(&self, failures: &mut u32) -> Unfollowed {
         let limit = self.config.response_timeout;
         let pubsub = match timeout(limit, self.writer.link.client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(err)) => return format!("cannot connect: {err}"),
-            Err(_) => return "cannot connect: timed out".into(),
+            Ok(Err(err)) => return Unfollowed::Connect(err),
+            Err(_) => return Unfollowed::TimedOut("connecting"),
         };
         let (mut sink, mut messages) = pubsub.split();
         let channels: Vec<&str> = self
@@ -52,8 +52,8 @@ impl Inner {
             .collect();
         match timeout(limit, sink.subscribe(&channels)).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => return format!("cannot subscribe: {err}"),
-            Err(_) => return "cannot subscribe: timed out".into(),
+            Ok(Err(err)) => return Unfollowed::Subscribe(err),
+            Err(_) => return Unfollowed::TimedOut("subscribing"),
         }
         // Subscribed first, then caught up: what is published meanwhile waits in the
         // subscription and is recognized by its offset.
@@ -77,7 +77,7 @@ impl Inner {
             tokio::select! {
                 message = messages.next() => {
                     let Some(message) = message else {
-                        return "the subscription closed".into();
+                        return Unfollowed::Closed;
                     };
                     let Some(namespace) = self
                         .writer
@@ -101,8 +101,8 @@ impl Inner {
                 _ = probe.tick() => {
                     match timeout(limit, sink.ping::<Value>()).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(err)) => return format!("the subscription failed: {err}"),
-                        Err(_) => return "the subscription stopped answering".into(),
+                        Ok(Err(err)) => return Unfollowed::Probe(err),
+                        Err(_) => return Unfollowed::TimedOut("answering a ping"),
                     }
                 }
             }
@@ -110,7 +110,11 @@ impl Inner {
     }
 
     /// One event from a channel: `epoch offset index count record`.
-    pub(super) async fn on_message(&self, namespace: usize, payload: &str) -> Result<(), String> {
+    pub(super) async fn on_message(
+        &self,
+        namespace: usize,
+        payload: &str,
+    ) -> Result<(), Unfollowed> {
         let mut fields = payload.splitn(5, ' ');
         let parsed = (|| {
             let epoch = fields.next()?;
@@ -167,7 +171,7 @@ impl Inner {
     /// Brings `namespace`'s stream up to Redis' top: delivers what this node missed, or, when
     /// the history no longer holds it (or Redis started a new epoch), starts over at the top and
     /// closes the namespace's connections so that their clients resume.
-    pub(super) async fn resync(&self, namespace: usize) -> Result<(), String> {
+    pub(super) async fn resync(&self, namespace: usize) -> Result<(), Unfollowed> {
         let (epoch, top) = {
             let stream = self.streams.lock(namespace);
             (stream.epoch.clone(), stream.top)
@@ -175,10 +179,7 @@ impl Inner {
         let most = self.catalog.namespaces[namespace]
             .history
             .map_or(0, |h| u64::from(h.size));
-        let read = self
-            .read(namespace, top, most)
-            .await
-            .map_err(|err| err.to_string())?;
+        let read = self.read(namespace, top, most).await?;
         let mut stream = self.streams.lock(namespace);
         if read.epoch == epoch && read.top < top {
             // Redis went back in time (an older snapshot): its offsets would name other events.
@@ -189,15 +190,12 @@ impl Inner {
                 .key(&keys.history)
                 .arg(&epoch)
                 .arg(new_epoch());
-            self.writer
-                .link
-                .invoke::<i64>(&call)
-                .await
-                .map_err(|err| err.to_string())?;
-            return Err(format!(
-                "`{}` went back from offset {top} to {} in Redis: new epoch",
-                self.catalog.namespaces[namespace].name, read.top
-            ));
+            self.writer.link.invoke::<i64>(&call).await?;
+            return Err(Unfollowed::WentBack {
+                namespace: self.catalog.namespaces[namespace].name,
+                from: top,
+                to: read.top,
+            });
         }
         let contiguous = read.epoch == epoch
             && read.entries.as_ref().is_some_and(|entries| {
@@ -227,6 +225,41 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// Why a node stopped following Redis. It always starts again (with backoff); the reason is
+/// logged.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unfollowed {
+    /// The subscription's connection could not be opened.
+    #[error("cannot connect: {0}")]
+    Connect(redis::RedisError),
+    /// The channels could not be subscribed.
+    #[error("cannot subscribe: {0}")]
+    Subscribe(redis::RedisError),
+    /// Redis did not answer in time while the node was doing this.
+    #[error("timed out {0}")]
+    TimedOut(&'static str),
+    /// Redis closed the subscription.
+    #[error("the subscription closed")]
+    Closed,
+    /// A probe of an idle subscription failed.
+    #[error("the subscription failed: {0}")]
+    Probe(redis::RedisError),
+    /// Reading the history, or starting a new epoch, failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// Redis went back in time (an older snapshot): the namespace got a new epoch, and the
+    /// node follows it from there.
+    #[error("`{namespace}` went back from offset {from} to {to} in Redis: new epoch")]
+    WentBack {
+        /// The namespace.
+        namespace: &'static str,
+        /// The node's top.
+        from: u64,
+        /// Redis' top.
+        to: u64,
+    },
 }
 
 /// A channel message's place in its publish: (index, count), from `epoch offset index count …`.
