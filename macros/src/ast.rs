@@ -1,13 +1,14 @@
 //! The derive input, read: a struct with named fields, its `#[event]` attributes and its fields'
-//! wire names. Judging them is [`check`](crate::check)'s phase.
+//! wire names ([`Parsed`]). Judging them is [`check`](crate::check)'s phase, which makes the
+//! [`Input`] that [`expand`](crate::expand) writes the impl from; `lib.rs` runs the three in order.
 
 use syn::{Data, DeriveInput, Expr, Fields, Ident, LitStr, Type};
 
 use omnicast_runtime::names;
 
 use crate::attr::{self, Errors, FieldAttrs, Roles, StructAttrs};
-use crate::check;
 
+/// The derive input, checked: what [`expand`](crate::expand) writes the impl from.
 pub struct Input<'a> {
     pub ident: &'a Ident,
     pub name: LitStr,
@@ -41,7 +42,7 @@ pub struct Field<'a> {
     pub wire: String,
 }
 
-/// The derive input read but not yet judged: what [`check::input`] checks.
+/// The derive input read but not yet judged: what [`check::input`](crate::check::input) checks.
 pub struct Parsed<'a> {
     pub ident: &'a Ident,
     pub attrs: StructAttrs,
@@ -51,7 +52,9 @@ pub struct Parsed<'a> {
     pub errors: Errors,
 }
 
-impl<'a> Input<'a> {
+impl<'a> Parsed<'a> {
+    /// Reads the struct; an error only for input that is not a struct with named fields (every
+    /// other problem is collected in `errors` for the check phase to report).
     pub fn from_syn(input: &'a DeriveInput) -> syn::Result<Self> {
         let mut errors = Errors::default();
         let fields = match &input.data {
@@ -116,7 +119,7 @@ impl<'a> Input<'a> {
             });
         }
 
-        check::input(Parsed {
+        Ok(Parsed {
             ident: &input.ident,
             attrs,
             description: attr::doc_text(&input.attrs),

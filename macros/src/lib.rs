@@ -28,7 +28,11 @@ use syn::{DeriveInput, parse_macro_input};
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    match ast::Input::from_syn(&input).map(|parsed| expand::event_impl(&parsed)) {
+    // Read, judge, write: each phase only consumes the one before it (as serde_derive does).
+    let expanded = ast::Parsed::from_syn(&input)
+        .and_then(check::input)
+        .map(|checked| expand::event_impl(&checked));
+    match expanded {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
     }

@@ -133,7 +133,7 @@ pub enum ClientMessage {
     /// Add namespaces to the subscription.
     Subscribe {
         /// Namespace names.
-        #[schemars(with = "Vec<schema::Namespace>")]
+        #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
         /// The last event id seen of some of them: the server replays what was missed since.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -143,7 +143,7 @@ pub enum ClientMessage {
     /// Remove namespaces from the subscription.
     Unsubscribe {
         /// Namespace names.
-        #[schemars(with = "Vec<schema::Namespace>")]
+        #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
     },
     /// Ask for a `pong` (an application-level keepalive).
@@ -208,10 +208,10 @@ pub enum ControlMessage {
         /// The token's subject.
         user_id: String,
         /// The token's role.
-        #[schemars(with = "schema::Role")]
+        #[schemars(with = "schema::RoleName")]
         role: String,
         /// The namespaces subscribed to.
-        #[schemars(with = "Vec<schema::Namespace>")]
+        #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
         /// For each namespace named in `since`: whether everything missed follows (`true`), or
         /// the client must reload its state (`false`). Left out when nothing was resumed.
@@ -228,7 +228,7 @@ pub enum ControlMessage {
     /// The whole subscription after a `subscribe`.
     Subscribed {
         /// All namespaces now subscribed to.
-        #[schemars(with = "Vec<schema::Namespace>")]
+        #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
         /// As in `ready`, for the namespaces this `subscribe` named in `since`.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -242,7 +242,7 @@ pub enum ControlMessage {
     /// The whole subscription after an `unsubscribe`.
     Unsubscribed {
         /// All namespaces now subscribed to.
-        #[schemars(with = "Vec<schema::Namespace>")]
+        #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
     },
     /// The answer to a `ping`.
@@ -285,12 +285,12 @@ impl ControlMessage {
 pub struct Envelope<'a> {
     /// The event type: `namespace:action`.
     #[serde(rename = "type", borrow)]
-    #[schemars(with = "schema::EventType")]
+    #[schemars(with = "schema::EventTypeName")]
     pub kind: Cow<'a, str>,
     /// The stream the event was recorded in, which its `id` names: the event's own namespace,
     /// or the one the publisher's `options.namespace` addressed.
     #[serde(borrow)]
-    #[schemars(with = "schema::Namespace")]
+    #[schemars(with = "schema::NamespaceName")]
     pub namespace: Cow<'a, str>,
     /// The payload, as the event type's schema describes it.
     #[serde(borrow)]

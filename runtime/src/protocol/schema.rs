@@ -70,6 +70,8 @@ fn unwrap_descriptions(schema: &mut Value) {
 }
 
 /// A named definition whose schema is fixed: a string standing for something of the catalog.
+/// (The Rust names end in `Name` so that they never shadow a catalog's own `Namespace` or `Role`
+/// in a compiler message.)
 macro_rules! named {
     ($(#[$doc:meta])* $ty:ident = $name:expr, $schema:tt) => {
         $(#[$doc])*
@@ -89,17 +91,17 @@ macro_rules! named {
 
 named!(
     /// A namespace of the catalog.
-    Namespace = NAMESPACE,
+    NamespaceName = NAMESPACE,
     { "type": "string", "description": "A namespace of the catalog." }
 );
 named!(
     /// A role of the catalog.
-    Role = ROLE,
+    RoleName = ROLE,
     { "type": "string", "description": "A role of the catalog: a token's `role` claim." }
 );
 named!(
     /// An event type of the catalog.
-    EventType = EVENT_TYPE,
+    EventTypeName = EVENT_TYPE,
     { "type": "string", "description": "An event type of the catalog: `namespace:action`." }
 );
 named!(
@@ -149,7 +151,7 @@ impl<V: JsonSchema> JsonSchema for PerNamespace<V> {
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "object",
-            "propertyNames": generator.subschema_for::<Namespace>(),
+            "propertyNames": generator.subschema_for::<NamespaceName>(),
             "additionalProperties": generator.subschema_for::<V>(),
         })
     }
