@@ -5,14 +5,17 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use std::time::{Duration, Instant};
+
 use futures_util::{SinkExt, StreamExt};
+use omnicast::runtime::mint_hs256;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::target::Kind;
+use crate::target::{self, Kind, Target};
 
 pub type Socket = WebSocketStream<TcpStream>;
 
@@ -158,7 +161,7 @@ pub async fn drain(
             continue;
         }
         if let Some(stamp) = stamp(&text, stamp_key) {
-            let latency = crate::run::now_us().saturating_sub(stamp);
+            let latency = crate::publish::now_us().saturating_sub(stamp);
             tally.latencies_us.push(latency.min(u32::MAX as u64) as u32);
         }
         if let Some(check) = &check {
@@ -184,6 +187,147 @@ fn stamp(text: &str, key: &str) -> Option<u64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(digits.len());
     digits[..end].parse().ok()
+}
+
+/// The connections a scenario opened.
+pub struct Clients {
+    pub sockets: Vec<(usize, Socket)>,
+    pub failed: usize,
+    pub elapsed: Duration,
+}
+
+/// Opens `n` connections, 256 handshakes in flight; `who(i)` gives user, role and namespaces.
+pub async fn open(
+    target: &Target,
+    sources: &Sources,
+    n: usize,
+    who: impl Fn(usize) -> (String, &'static str, &'static str),
+) -> Clients {
+    let started = Instant::now();
+    let results: Vec<(usize, Result<Socket, String>)> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (user, role, namespaces) = who(i);
+            let token = mint_hs256(target::SECRET.as_bytes(), &user, role, 3600);
+            let (kind, addr) = (target.kind, target.addr_for(i));
+            let source = sources.next(addr);
+            async move { (i, connect(kind, addr, source, &token, namespaces).await) }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut sockets = Vec::with_capacity(n);
+    let mut failed = 0;
+    for (i, result) in results {
+        match result {
+            Ok(socket) => sockets.push((i, socket)),
+            Err(err) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("connection {i} failed: {err}");
+                }
+            }
+        }
+    }
+    let mut used: Vec<_> = sockets
+        .iter()
+        .filter_map(|(_, ws)| ws.get_ref().local_addr().ok())
+        .map(|local| local.ip())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    if used.len() > 1 {
+        eprint!(
+            "{} connections from {} source addresses, ",
+            sockets.len(),
+            used.len()
+        );
+    }
+    Clients {
+        sockets,
+        failed,
+        elapsed,
+    }
+}
+
+/// Clients reading their streams, each in its own task.
+pub struct Running {
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
+}
+
+/// Starts every client reading; returns once all of them listen.
+pub async fn start_draining(
+    kind: Kind,
+    clients: Vec<(usize, Socket)>,
+    stamp: &'static str,
+    check: impl Fn(usize) -> Option<Check>,
+) -> Running {
+    let counters = Arc::new(Counters::default());
+    let (stop, stopped) = watch::channel(false);
+    let tasks = clients
+        .into_iter()
+        .map(|(i, socket)| {
+            tokio::spawn(drain(
+                socket,
+                kind,
+                stamp,
+                counters.clone(),
+                check(i),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    let running = Running {
+        counters,
+        stop,
+        tasks,
+    };
+    running.listening().await;
+    running
+}
+
+impl Running {
+    /// Waits until every client's reading loop has started. Publishing earlier would charge the
+    /// load tool's own start-up (10,000 first polls take milliseconds) to the first events'
+    /// latency.
+    async fn listening(&self) {
+        let all = self.tasks.len() as u64;
+        let limit = Instant::now() + Duration::from_secs(30);
+        while self.counters.listening.load(Ordering::Relaxed) < all && Instant::now() < limit {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Waits until `expected` deliveries arrived (or `limit` passed); returns when the last came.
+    pub async fn until(&self, expected: u64, started: Instant, limit: Duration) -> Duration {
+        let mut last = (0, started.elapsed());
+        while started.elapsed() < limit {
+            let now = self.counters.received.load(Ordering::Relaxed);
+            if now != last.0 {
+                last = (now, started.elapsed());
+            }
+            if now >= expected {
+                break;
+            }
+            // Nothing new for 3 s after publishing ended: the rest is lost.
+            if started.elapsed() - last.1 > Duration::from_secs(3) && now > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        last.1
+    }
+
+    pub async fn finish(self) -> Vec<Tally> {
+        let _ = self.stop.send(true);
+        let mut tallies = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks {
+            tallies.push(task.await.unwrap_or_default());
+        }
+        tallies
+    }
 }
 
 #[cfg(test)]

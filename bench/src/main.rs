@@ -5,7 +5,12 @@
 //! catalog (`omnicast::CATALOG`).
 
 mod client;
+mod loads;
+mod measure;
+mod publish;
+mod report;
 mod run;
+mod scenarios;
 mod target;
 
 use std::ffi::OsString;

@@ -2,7 +2,7 @@
 //! to the server core, with its PID kept for memory and CPU readings.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ pub enum Kind {
     OmnicastRedis2,
     /// Three omnicast nodes on one Redis, on the server core.
     OmnicastRedis3,
+    /// Another build of omnicast (`--baseline <omnicast binary>`), embedded broker: the same
+    /// invocation measures a change against what came before it.
+    Baseline,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::OmnicastRedis => "omnicast+redis",
             Kind::OmnicastRedis2 => "omnicast+redis ×2",
             Kind::OmnicastRedis3 => "omnicast+redis ×3",
+            Kind::Baseline => "omnicast (baseline)",
         }
     }
 
@@ -53,7 +57,7 @@ impl Kind {
     /// How many omnicast nodes it runs (0 for the peers).
     pub fn nodes(self) -> usize {
         match self {
-            Kind::Omnicast | Kind::OmnicastRedis => 1,
+            Kind::Omnicast | Kind::OmnicastRedis | Kind::Baseline => 1,
             Kind::OmnicastRedis2 => 2,
             Kind::OmnicastRedis3 => 3,
             _ => 0,
@@ -90,12 +94,23 @@ pub struct Target {
     redis: Option<Child>,
     redis_port: u16,
     core: Option<usize>,
+    /// The executable of [`Kind::Baseline`].
+    baseline: Option<PathBuf>,
 }
 
 impl Target {
     /// Starts `kind` on free loopback ports, pinned to `core` when given, and waits until it
-    /// accepts (with Redis: Redis first, then every node, each ready).
-    pub fn start(kind: Kind, core: Option<usize>, peers: &Path) -> Result<Target, String> {
+    /// accepts (with Redis: Redis first, then every node, each ready). `baseline` is the
+    /// `omnicast` binary [`Kind::Baseline`] runs.
+    pub fn start(
+        kind: Kind,
+        core: Option<usize>,
+        peers: &Path,
+        baseline: Option<&Path>,
+    ) -> Result<Target, String> {
+        if kind == Kind::Baseline && baseline.is_none() {
+            return Err("`--targets baseline` needs `--baseline <omnicast binary>`".into());
+        }
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut target = Target {
             kind,
@@ -105,6 +120,7 @@ impl Target {
             redis: None,
             redis_port: 0,
             core,
+            baseline: baseline.map(Path::to_path_buf),
         };
         let mut redis_port = 0;
         if kind.redis() {
@@ -143,11 +159,21 @@ impl Target {
         let (kind, port) = (self.kind, addr.port());
         let mut command = pinned(self.core);
         match kind {
-            Kind::Omnicast | Kind::OmnicastRedis | Kind::OmnicastRedis2 | Kind::OmnicastRedis3 => {
-                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            Kind::Omnicast
+            | Kind::OmnicastRedis
+            | Kind::OmnicastRedis2
+            | Kind::OmnicastRedis3
+            | Kind::Baseline => {
+                match &self.baseline {
+                    // `omnicast serve`, from another build.
+                    Some(exe) if kind == Kind::Baseline => command.arg(exe).arg("serve"),
+                    // This very build: `omnicast-bench serve-omnicast` runs `omnicast serve`.
+                    _ => command
+                        .arg(std::env::current_exe().map_err(|e| e.to_string())?)
+                        .arg(crate::SERVE),
+                };
                 command
-                    .arg(exe)
-                    .args([crate::SERVE, "--bind", &addr.to_string()])
+                    .args(["--bind", &addr.to_string()])
                     .env("OMNICAST_JWT_SECRET", SECRET)
                     .env("OMNICAST_API_KEY", API_KEY)
                     // Bursts of a whole run's events are queued at once; see the README.
