@@ -1,7 +1,8 @@
 // The omnicast client: one WebSocket, typed listeners, reference-counted subscriptions,
 // reconnect with backoff and full jitter, token refresh, and resume with `since`.
 //
-// Everything arriving, from the socket or from `handleMessage`, goes through `receive`.
+// Everything arriving, from the socket or from `handleMessage`, goes through `receive`. The
+// public types are in `types.ts`, the listener registry in `listeners.ts`.
 
 import type {
   AnyEnvelope,
@@ -15,114 +16,18 @@ import type {
   SubscribedMessage,
 } from "./catalog.js";
 import { CloseCode } from "./catalog.js";
-
-/** Where the connection is. `connected` means the server's `ready` arrived, not just an open socket. */
-export type Status = "connecting" | "connected" | "reconnecting" | "disconnected" | "failed";
-
-/** The part of the WebSocket API the client uses: the browser's, Node's (22+, or 20 with
- * `--experimental-websocket`), or the `ws` package's. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  onopen: ((event: never) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: never) => void) | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-
-/** A WebSocket constructor, such as `globalThis.WebSocket` or `ws`'s default export. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-
-/** Reconnection: the delay before attempt `n` (from 0) is `min(maxDelay, minDelay + random(0, minDelay * 2^n))`. */
-export interface ReconnectOptions {
-  /** ms; default 500. */
-  minDelay?: number;
-  /** ms; default 20000. */
-  maxDelay?: number;
-  /** Give up (status `failed`) after this many attempts in a row; default: never. */
-  maxAttempts?: number;
-}
-
-/** Liveness: a `ping` every `interval` ms; no message at all within `timeout` ms of it drops the
- * connection and reconnects. The same `timeout` bounds the wait for `ready`. */
-export interface HeartbeatOptions {
-  /** ms; default 20000 (the server closes a connection idle for 75 s). */
-  interval?: number;
-  /** ms; default 10000. */
-  timeout?: number;
-}
-
-/** Options of {@link createClient}. */
-export interface ClientOptions {
-  /** The server's WebSocket endpoint, `ws://host:port/ws`. */
-  url: string;
-  /** A fixed token. Prefer `getToken` for tokens that expire. */
-  token?: string;
-  /** Called before every connection attempt, so an expired token is never reused. */
-  getToken?: () => string | Promise<string>;
-  /** The namespaces this client always holds. Default: every namespace the token's role may
-   * receive events of (the server's default). `[]`: only what `subscribe` adds. */
-  namespaces?: readonly Namespace[];
-  /** `false`: never reconnect. Default: reconnect with backoff. */
-  reconnect?: false | ReconnectOptions;
-  /** `false`: no client pings. */
-  heartbeat?: false | HeartbeatOptions;
-  /** Resume each namespace from the last event seen when reconnecting. Default true. */
-  resume?: boolean;
-  /** Log every frame and transition: `true` for `console.debug`, or a function. */
-  debug?: boolean | ((...args: unknown[]) => void);
-  /** The WebSocket constructor. Default: `globalThis.WebSocket`. */
-  WebSocket?: WebSocketConstructor;
-  /** Used to learn why a handshake was refused (401 ...). Default: `globalThis.fetch`. */
-  fetch?: (url: string) => Promise<{ status: number; headers: { get(name: string): string | null }; text(): Promise<string> }>;
-}
-
-/** What went wrong, reported to `onError` listeners; the stream goes on unless `status` says otherwise. */
-export interface ClientError {
-  /** `handler`: a listener threw. `server`: an `error` message. `refused`: the handshake was
-   * refused (`code` is the server's `error`). `message`: an unreadable frame. `closed`: the
-   * server closed the connection (`code` is the close code). */
-  kind: "handler" | "server" | "refused" | "message" | "closed";
-  code?: string | number;
-  message: string;
-  cause?: unknown;
-}
-
-/** After a (re)connection or a subscribe that resumed: for each namespace named in `since`,
- * whether every missed event follows (`true`) or the application must reload its state (`false`). */
-export type Recovery = { [N in Namespace]?: boolean };
-
-type AnyHandler = (data: never, event: never) => void;
-type Entry = { handler: AnyHandler; once: boolean };
-
-/** The event types whose payload is exactly `P` (for the explicit `on<Payload>(type, ...)` form). */
-export type TypesWithPayload<P> = {
-  [K in EventType]: [EventMap[K]] extends [P] ? ([P] extends [EventMap[K]] ? K : never) : never;
-}[EventType];
-
-/** A listener of one event type. */
-export type Handler<K extends EventType> = (data: EventMap[K], event: Envelope<K>) => void;
-/** A listener of every event. */
-export type AnyHandlerOf = (data: AnyEnvelope["data"], event: AnyEnvelope) => void;
-
-/** Listener registration, shared by the client and React's handles. */
-export interface Listen {
-  /** Calls `handler` for each event of `type`; returns the cleanup that removes it. */
-  on<K extends EventType>(type: K, handler: Handler<K>): () => void;
-  /** The reference's explicit form: `on<OrderCreatedPayload>('order:created', (data) => ...)`. */
-  on<P extends EventMap[EventType]>(type: TypesWithPayload<P>, handler: (data: P, event: AnyEnvelope) => void): () => void;
-  /** Every event: `on('*', (data, event) => ...)`. */
-  on(type: "*", handler: AnyHandlerOf): () => void;
-  /** As `on`, for the next event only. */
-  once<K extends EventType>(type: K, handler: Handler<K>): () => void;
-  once(type: "*", handler: AnyHandlerOf): () => void;
-  /** Removes a handler given to `on` or `once`. */
-  off<K extends EventType>(type: K | "*", handler: Handler<K> | AnyHandlerOf): void;
-  /** The next event of `type` (for tests); rejects after `timeout` ms (default 5000). */
-  next<K extends EventType>(type: K, options?: { timeout?: number }): Promise<Envelope<K>>;
-  next(type: "*", options?: { timeout?: number }): Promise<AnyEnvelope>;
-}
+import { type AnyHandler, Listeners } from "./listeners.js";
+import type {
+  ClientError,
+  ClientOptions,
+  HeartbeatOptions,
+  OmnicastClient,
+  ReconnectOptions,
+  Recovery,
+  Status,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./types.js";
 
 const DEFAULT_RECONNECT = { minDelay: 500, maxDelay: 20_000, maxAttempts: Infinity };
 const DEFAULT_HEARTBEAT = { interval: 20_000, timeout: 10_000 };
@@ -140,43 +45,6 @@ function parseId(id: string): { namespace: string; epoch: string; offset: number
     : undefined;
 }
 
-/** One connection to an omnicast server, made by {@link createClient}. */
-export interface OmnicastClient extends Listen {
-  /** Where the connection is. */
-  readonly status: Status;
-  /** The `ready` message of the current connection (user, role, namespaces), if connected. */
-  readonly session: ReadyMessage | undefined;
-  /** The namespaces this client wants: those of the options and of every `subscribe` holder. */
-  readonly namespaces: Namespace[];
-  /** The last event id seen in each namespace: what a reconnect resumes from. */
-  readonly positions: { [N in Namespace]?: string };
-  /** Opens the connection (and keeps it open, reconnecting) until `disconnect()`. */
-  connect(): void;
-  /** Closes the connection normally; no reconnect follows. */
-  disconnect(): void;
-  /** Holds the connection open: the first holder connects; when the last lets go the client
-   * disconnects one tick later unless someone holds it again meanwhile (React's StrictMode mounts
-   * twice; this keeps it to one socket). Returns the release. */
-  retain(): () => void;
-  /** Holds `namespaces`; returns the release. Holders are counted, so two parts of an application
-   * sharing a namespace never undo each other. Changes reach the server one tick later, so a
-   * release and a hold in the same tick send nothing. Replayed on every reconnect. */
-  subscribe(namespaces: readonly Namespace[]): () => void;
-  /** Lets go of `namespaces`: one `subscribe` hold of each, or else the options' own. */
-  unsubscribe(namespaces: readonly Namespace[]): void;
-  /** Feeds a message in as if the socket had received it (tests: `handleMessage({ data })`). */
-  handleMessage(message: { data: unknown }): void;
-  /** How many event listeners are registered (for one type, or all). */
-  listenerCount(type?: EventType | "*"): number;
-  /** Calls `listener` on every status change; returns the cleanup. */
-  onStatus(listener: (status: Status, detail?: ClientError) => void): () => void;
-  /** Calls `listener` with what a (re)connection or subscribe recovered; where a namespace is
-   * `false`, reload that state from its source. Returns the cleanup. */
-  onRecovery(listener: (recovery: Recovery) => void): () => void;
-  /** Calls `listener` with every problem: a throwing handler, a server `error`, a refusal, a
-   * close. Without any listener they go to `console.error` (closes only to `debug`). */
-  onError(listener: (error: ClientError) => void): () => void;
-}
 
 /** Creates a client; it connects on `connect()` (or the first `retain()`). */
 export function createClient(options: ClientOptions): OmnicastClient {
@@ -189,7 +57,9 @@ class Client implements OmnicastClient {
   readonly #heartbeat: Required<HeartbeatOptions> | false;
   readonly #log: ((...args: unknown[]) => void) | undefined;
 
-  readonly #listeners = new Map<string, Set<Entry>>();
+  readonly #listeners = new Listeners((key, event, cause) =>
+    this.#report({ kind: "handler", code: event.type, message: `a handler of ${key} threw: ${String(cause)}`, cause }),
+  );
   readonly #statusListeners = new Set<(status: Status, detail?: ClientError) => void>();
   readonly #recoveryListeners = new Set<(recovery: Recovery) => void>();
   readonly #errorListeners = new Set<(error: ClientError) => void>();
@@ -753,83 +623,31 @@ class Client implements OmnicastClient {
       this.#log?.("duplicate dropped", event.id);
       return;
     }
-    this.#dispatch(event.type, event);
-    this.#dispatch("*", event);
-  }
-
-  #dispatch(key: string, event: AnyEnvelope): void {
-    const entries = this.#listeners.get(key);
-    if (!entries) return;
-    for (const entry of [...entries]) {
-      if (entry.once) this.#remove(key, entry);
-      try {
-        (entry.handler as (data: unknown, event: AnyEnvelope) => void)(event.data, event);
-      } catch (cause) {
-        this.#report({ kind: "handler", code: event.type, message: `a handler of ${key} threw: ${String(cause)}`, cause });
-      }
-    }
+    this.#listeners.dispatch(event.type, event);
+    this.#listeners.dispatch("*", event);
   }
 
   // ---- listeners --------------------------------------------------------------------------
 
   on(type: string, handler: AnyHandler): () => void {
-    return this.#add(type, handler, false);
+    return this.#listeners.add(type, handler, false);
   }
 
   once(type: string, handler: AnyHandler): () => void {
-    return this.#add(type, handler, true);
+    return this.#listeners.add(type, handler, true);
   }
 
   off(type: string, handler: AnyHandler): void {
-    const entries = this.#listeners.get(type);
-    if (!entries) return;
-    for (const entry of entries) {
-      if (entry.handler === handler) {
-        this.#remove(type, entry);
-        return;
-      }
-    }
+    this.#listeners.off(type, handler);
   }
 
   next(type: string, options: { timeout?: number } = {}): Promise<never> {
-    return new Promise<AnyEnvelope>((resolve, reject) => {
-      const timeout = options.timeout ?? 5000;
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`no ${type} event within ${timeout} ms`));
-      }, timeout);
-      const cleanup = this.#add(
-        type,
-        ((_: unknown, event: AnyEnvelope) => {
-          clearTimeout(timer);
-          resolve(event);
-        }) as AnyHandler,
-        true,
-      );
-    }) as Promise<never>;
+    return this.#listeners.next(type, options.timeout ?? 5000) as Promise<never>;
   }
 
   /** How many event listeners are registered (for one type, or all). */
   listenerCount(type?: EventType | "*"): number {
-    if (type !== undefined) return this.#listeners.get(type)?.size ?? 0;
-    let n = 0;
-    for (const entries of this.#listeners.values()) n += entries.size;
-    return n;
-  }
-
-  #add(type: string, handler: AnyHandler, once: boolean): () => void {
-    const entry: Entry = { handler, once };
-    let entries = this.#listeners.get(type);
-    if (!entries) this.#listeners.set(type, (entries = new Set()));
-    entries.add(entry);
-    return () => this.#remove(type, entry);
-  }
-
-  #remove(type: string, entry: Entry): void {
-    const entries = this.#listeners.get(type);
-    if (!entries) return;
-    entries.delete(entry);
-    if (entries.size === 0) this.#listeners.delete(type);
+    return this.#listeners.count(type);
   }
 
   /** Calls `listener` on every status change; returns the cleanup. */

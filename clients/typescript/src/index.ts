@@ -1,8 +1,8 @@
 // @omnicast/client: the typed client of an omnicast server. React hooks: `@omnicast/client/react`.
 
 export * from "./catalog.js";
+export { createClient } from "./client.js";
 export {
-  createClient,
   type ClientError,
   type ClientOptions,
   type Handler,
@@ -15,4 +15,4 @@ export {
   type TypesWithPayload,
   type WebSocketConstructor,
   type WebSocketLike,
-} from "./client.js";
+} from "./types.js";

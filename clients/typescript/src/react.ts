@@ -20,7 +20,7 @@ import {
 
 import type { AnyEnvelope, EventType, Namespace } from "./catalog.js";
 import { EVENT_NAMESPACES } from "./catalog.js";
-import type { Handler, Listen, OmnicastClient, Status } from "./client.js";
+import type { Handler, Listen, OmnicastClient, Status } from "./types.js";
 
 const ClientContext = createContext<OmnicastClient | null>(null);
 
