@@ -2,6 +2,7 @@
 //! regenerate its documentation. The binary is `src/main.rs`; this library is what it runs, so
 //! the benchmark can start the very same server (`omnicast_cli::run`).
 
+mod changes;
 pub mod config;
 pub mod docs;
 
@@ -62,11 +63,24 @@ enum Command {
         #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
         api_key: String,
     },
-    /// Validate an events.yaml and print every problem found.
+    /// Validate an events.yaml and print every problem found; with `--against`, also compare
+    /// it with an older catalog and classify every change (exit 2: breaking, 4: widens who
+    /// receives, 6: both; 1: an invalid catalog).
     Check {
         /// The catalog file.
         #[arg(default_value = "events.yaml")]
         catalog: PathBuf,
+        /// The catalog to compare with: a file, or a git revision of the same file (`HEAD~1`,
+        /// `origin/main`).
+        #[arg(long, value_name = "FILE|REVISION")]
+        against: Option<String>,
+        /// How to print the changes.
+        #[arg(long, value_enum, default_value = "human", requires = "against")]
+        format: changes::Format,
+        /// Accept a change: its id (`roles-added:order:created`) or a whole rule (`roles-added`).
+        /// Repeatable.
+        #[arg(long, value_name = "CHANGE", requires = "against")]
+        allow: Vec<String>,
     },
     /// Write generated-docs/ (EVENTS.md and JSON Schemas) and the client's TypeScript types from
     /// the catalog this binary was built with.
@@ -111,7 +125,13 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             url,
             api_key,
         } => emit(&event, &data, options.as_deref(), &url, &api_key),
-        Command::Check { catalog } => check(&catalog),
+        Command::Check {
+            catalog,
+            against: Some(against),
+            format,
+            allow,
+        } => changes::run(&catalog, &against, format, &allow),
+        Command::Check { catalog, .. } => check(&catalog),
         Command::Gen {
             out,
             typescript,

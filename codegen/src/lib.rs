@@ -6,10 +6,12 @@
 //! script writes into `OUT_DIR`, `omnicast gen` into `generated-docs/`). The runtime never depends
 //! on this crate.
 
+pub mod compare;
 pub mod diagnostic;
 pub mod generate;
 pub mod model;
 pub use omnicast_runtime::names;
+mod locate;
 mod raw;
 mod validate;
 
@@ -17,6 +19,7 @@ use std::io;
 use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use locate::locate;
 pub use model::Catalog;
 pub use validate::{MAX_NAMESPACES, MAX_ROLES};
 

@@ -3,7 +3,7 @@
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::OrderedMap;
 
-use super::locate::Locator;
+use crate::locate::Locator;
 
 /// Collects diagnostics while validating.
 pub(super) struct Context<'s> {

@@ -17,7 +17,6 @@ mod example;
 mod fields;
 mod formula;
 pub mod history;
-mod locate;
 mod types;
 
 use crate::diagnostic::Diagnostics;

@@ -1,25 +1,33 @@
 //! Source locations: the line and column of a key path, or of one item of a list, in the YAML
-//! text.
+//! text. The validator points its diagnostics with it; the change check its changes ([`locate`]).
+
+/// The 1-based line and column of the key at `path` in `source`, or of the deepest key of the
+/// path that is there (a removed field points at its event); `None` when not even the first is.
+pub fn locate(source: &str, path: &[&str]) -> Option<(usize, usize)> {
+    Locator::new(source)
+        .key_line(path, 0)
+        .map(|(line, indent, _)| (line + 1, indent + 1))
+}
 
 /// Finds the line of a key path in the YAML text by indentation, without a second parser: good
 /// enough to point a person at the right line.
-pub(super) struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     lines: Vec<&'a str>,
 }
 
 impl<'a> Locator<'a> {
-    pub(super) fn new(source: &'a str) -> Self {
+    pub(crate) fn new(source: &'a str) -> Self {
         Locator {
             lines: source.lines().collect(),
         }
     }
 
-    pub(super) fn find(&self, path: &[&str]) -> Option<(usize, usize)> {
+    pub(crate) fn find(&self, path: &[&str]) -> Option<(usize, usize)> {
         self.find_nth(path, 0)
     }
 
     /// The `nth` (0-based) occurrence of the last key within its parent's block.
-    pub(super) fn find_nth(&self, path: &[&str], nth: usize) -> Option<(usize, usize)> {
+    pub(crate) fn find_nth(&self, path: &[&str], nth: usize) -> Option<(usize, usize)> {
         self.key_line(path, nth)
             .map(|(line, indent, _)| (line + 1, indent + 1))
     }
@@ -27,7 +35,7 @@ impl<'a> Locator<'a> {
     /// Item `index` of the list at `path`, written either inline (`roles: [admn, stuff]`, each
     /// item at its own column) or as a block of `- item` lines; the key's position when the item
     /// cannot be found, and `None` when the key cannot.
-    pub(super) fn find_item(&self, path: &[&str], index: usize) -> Option<(usize, usize)> {
+    pub(crate) fn find_item(&self, path: &[&str], index: usize) -> Option<(usize, usize)> {
         let (line, indent, deepest) = self.key_line(path, 0)?;
         if !deepest {
             return Some((line + 1, indent + 1));
