@@ -49,6 +49,9 @@ fn omnicast(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A text replaced by another in events.yaml.
+type Edit = (&'static str, &'static str);
+
 const FIELD_OPTIONAL: (&str, &str) = (
     "          customerName: string\n",
     "          customerName: string?\n",
@@ -61,7 +64,7 @@ const DESCRIPTION: (&str, &str) = (
 
 #[test]
 fn exit_codes_tell_breaking_from_widening() {
-    let cases: [(&str, &[(&str, &str)], i32); 5] = [
+    let cases: [(&str, &[Edit], i32); 5] = [
         ("nothing", &[], 0),
         ("a description", &[DESCRIPTION], 0),
         ("a field made optional", &[FIELD_OPTIONAL], 2),
