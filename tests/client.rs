@@ -17,6 +17,18 @@ use serde_json::Value;
 use support::proxy::Proxy;
 use support::{SECRET, TestServer, WAIT, payment};
 
+/// A client generated from another catalog: another version, and it knows no event type.
+#[derive(Debug)]
+struct Elsewhere;
+
+impl omnicast::runtime::CatalogEvents for Elsewhere {
+    const CATALOG_VERSION: &'static str = "0123456789abcdef";
+
+    fn decode(_: &str, _: &str) -> Option<Result<Self, omnicast::runtime::PayloadError>> {
+        None
+    }
+}
+
 async fn pay(server: &TestServer, n: usize, customer: &str) -> String {
     server
         .publish("payment:received", payment(n, customer), Value::Null)
@@ -78,7 +90,12 @@ async fn payments(client: &mut Client, n: usize) -> Vec<(f64, String)> {
 async fn typed_events_only_the_customers_own() {
     let server = TestServer::start().await;
     let mut alice = Client::connect(fast(server.ws_url("")), server.token("CUST-A", "customer"));
-    connected(&mut alice).await;
+    match connected(&mut alice).await {
+        ControlMessage::Ready {
+            catalog_version, ..
+        } => assert_eq!(catalog_version, omnicast::CATALOG_VERSION),
+        _ => unreachable!(),
+    }
     pay(&server, 1, "CUST-B").await;
     pay(&server, 2, "CUST-A").await;
     let got = payments(&mut alice, 1).await;
@@ -306,4 +323,52 @@ async fn events_published_into_another_namespace_resume_by_their_id() {
     ids.sort();
     expected.sort();
     assert_eq!(ids, expected);
+}
+
+/// A client built from another catalog is told so right after `ready`, and keeps receiving:
+/// events of types it does not know arrive as `Unknown`, with their type, data and id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_of_another_catalog_is_told_and_keeps_receiving() {
+    use omnicast::runtime::client::{Client as Of, Message as M};
+    let server = TestServer::start().await;
+    let mut client =
+        Of::<Elsewhere>::connect(fast(server.ws_url("")), server.token("CUST-A", "customer"));
+    let next = async |client: &mut Of<Elsewhere>| {
+        tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("a message in time")
+            .expect("the client is running")
+    };
+    let mut seen = Vec::new();
+    loop {
+        match next(&mut client).await {
+            M::Control(ControlMessage::Ready { .. }) => seen.push("ready".to_owned()),
+            M::CatalogMismatch {
+                server: theirs,
+                client: ours,
+            } => {
+                assert_eq!(
+                    (theirs.as_str(), ours),
+                    (omnicast::CATALOG_VERSION, "0123456789abcdef")
+                );
+                seen.push("mismatch".to_owned());
+            }
+            M::Status(Status::Connected) => break,
+            M::Status(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["ready", "mismatch"]);
+    let id = pay(&server, 7, "CUST-A").await;
+    match next(&mut client).await {
+        M::Unknown(received) => {
+            assert_eq!(received.id, id);
+            assert_eq!(received.namespace, "payments");
+            let event: Value = serde_json::from_str(&received.event).unwrap();
+            assert_eq!(event["type"], "payment:received");
+            assert_eq!(event["data"]["paymentId"], "PAY-7");
+            assert_eq!(support::amount(&event), 7);
+        }
+        other => panic!("expected the unknown event, got {other:?}"),
+    }
 }

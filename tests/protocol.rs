@@ -497,7 +497,7 @@ async fn every_message_matches_the_published_schemas() {
     wrong_role["role"] = json!("root");
     broken.push(("control-message.json", wrong_role));
     let mut undocumented = ready.clone();
-    undocumented["catalogVersion"] = json!("1");
+    undocumented["node"] = json!("n-1");
     broken.push(("control-message.json", undocumented));
     let (_, event) = &seen[1];
     let mut wrong_data = event.clone();

@@ -10,6 +10,7 @@ pub mod compare;
 pub mod diagnostic;
 pub mod generate;
 pub mod model;
+pub mod version;
 pub use omnicast_runtime::names;
 mod locate;
 mod raw;

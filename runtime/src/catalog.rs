@@ -220,6 +220,9 @@ impl fmt::Debug for PresenceRule {
 /// Everything a generated crate knows about its events, as static tables.
 #[derive(Debug)]
 pub struct Catalog {
+    /// The catalog's version (`CATALOG_VERSION`): a hash of everything servers and clients act
+    /// on, sent in `ready` so that a client can tell a server built from another catalog.
+    pub version: &'static str,
     /// The roles, in bit order.
     pub roles: &'static [RoleDescriptor],
     /// The namespaces, in bit order (a connection's subscriptions are a bitmask of them).

@@ -13,6 +13,7 @@
 //! use omnicast_runtime::client::{Client, ClientConfig, Message};
 //! # #[derive(Debug)] struct AnyEvent;
 //! # impl omnicast_runtime::CatalogEvents for AnyEvent {
+//! #     const CATALOG_VERSION: &'static str = "example";
 //! #     fn decode(_: &str, _: &str) -> Option<Result<Self, omnicast_runtime::PayloadError>> { None }
 //! # }
 //! let config = ClientConfig::new("ws://127.0.0.1:8080/ws").namespaces(["orders"]);
@@ -185,8 +186,21 @@ pub enum Message<E> {
     Control(ControlMessage),
     /// The connection's status changed.
     Status(Status),
-    /// A frame this client could not read: not JSON, an unknown event type, or a payload that
-    /// does not match its type (a server built from another catalog).
+    /// An event of a type this client's catalog does not have (the server runs a newer one):
+    /// its `event` is `{"type": ..., "data": ...}` as JSON text.
+    Unknown(Received<String>),
+    /// The server's catalog (its `ready`'s `catalogVersion`) is not the one this client was
+    /// built with. Sent after that `ready`; events of known types still arrive decoded, unknown
+    /// ones as [`Message::Unknown`], and a payload that no longer matches its type as
+    /// [`Message::Unreadable`].
+    CatalogMismatch {
+        /// The server's catalog version.
+        server: String,
+        /// This client's (`CATALOG_VERSION`).
+        client: &'static str,
+    },
+    /// A frame this client could not read: not JSON, or a payload that does not match its type
+    /// (a server built from another catalog).
     Unreadable(String),
     /// The token source failed (its `Err`); the attempt is retried with backoff.
     TokenUnavailable(String),
@@ -575,24 +589,31 @@ impl<E: CatalogEvents> State<E> {
         {
             return Ok(None); // a duplicate
         }
-        let event = match E::decode(&envelope.kind, envelope.data.get()) {
-            Some(Ok(event)) => event,
+        let namespace = envelope.namespace.into_owned();
+        let id = envelope.id.into_owned();
+        let timestamp = envelope.timestamp;
+        let message = match E::decode(&envelope.kind, envelope.data.get()) {
+            Some(Ok(event)) => Message::Event(Received {
+                event,
+                namespace,
+                id,
+                timestamp,
+            }),
             Some(Err(err)) => {
                 return self.unreadable(format!("`{}`: {err}", envelope.kind)).await;
             }
-            None => {
-                return self
-                    .unreadable(format!("unknown event type `{}`", envelope.kind))
-                    .await;
-            }
+            None => Message::Unknown(Received {
+                event: format!(
+                    r#"{{"type":{},"data":{}}}"#,
+                    serde_json::Value::from(envelope.kind.as_ref()),
+                    envelope.data.get()
+                ),
+                namespace,
+                id,
+                timestamp,
+            }),
         };
-        let received = Received {
-            event,
-            namespace: envelope.namespace.into_owned(),
-            id: envelope.id.into_owned(),
-            timestamp: envelope.timestamp,
-        };
-        if self.emit(Message::Event(received)).await {
+        if self.emit(message).await {
             Ok(None)
         } else {
             Err(())
@@ -601,14 +622,22 @@ impl<E: CatalogEvents> State<E> {
 
     /// Hands a control message on; a `ready` or `subscribed` moves positions on first.
     async fn control(&mut self, control: ControlMessage) -> Result<Option<Vec<String>>, ()> {
+        let mut mismatch = None;
         let ready = match &control {
             ControlMessage::Ready {
                 namespaces,
                 positions,
                 recovered,
+                catalog_version,
                 ..
             } => {
                 self.joined(positions, recovered);
+                if *catalog_version != E::CATALOG_VERSION {
+                    mismatch = Some(Message::CatalogMismatch {
+                        server: catalog_version.clone(),
+                        client: E::CATALOG_VERSION,
+                    });
+                }
                 Some(namespaces.clone())
             }
             ControlMessage::Subscribed {
@@ -621,11 +650,15 @@ impl<E: CatalogEvents> State<E> {
             }
             _ => None,
         };
-        if self.emit(Message::Control(control)).await {
-            Ok(ready)
-        } else {
-            Err(())
+        if !self.emit(Message::Control(control)).await {
+            return Err(());
         }
+        if let Some(mismatch) = mismatch
+            && !self.emit(mismatch).await
+        {
+            return Err(());
+        }
+        Ok(ready)
     }
 
     async fn unreadable(&self, why: String) -> Result<Option<Vec<String>>, ()> {

@@ -51,6 +51,9 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// Every event of a catalog as one type: what a client decodes each received event into. The
 /// generated `AnyEvent` implements it.
 pub trait CatalogEvents: Sized + Send + 'static {
+    /// The version of the catalog these events come from (`CATALOG_VERSION`).
+    const CATALOG_VERSION: &'static str;
+
     /// Decodes the payload `data` (JSON) of an event of type `event_type`; `None` when the
     /// catalog has no such type.
     fn decode(event_type: &str, data: &str) -> Option<Result<Self, PayloadError>>;

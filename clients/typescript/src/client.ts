@@ -15,9 +15,10 @@ import type {
   ReadyMessage,
   SubscribedMessage,
 } from "./catalog.js";
-import { CloseCode } from "./catalog.js";
-import { type AnyHandler, Listeners } from "./listeners.js";
+import { CATALOG_VERSION, CloseCode } from "./catalog.js";
+import { type AnyHandler, Listeners, Observers } from "./listeners.js";
 import type {
+  CatalogMismatch,
   ClientError,
   ClientOptions,
   HeartbeatOptions,
@@ -60,9 +61,11 @@ class Client implements OmnicastClient {
   readonly #listeners = new Listeners((key, event, cause) =>
     this.#report({ kind: "handler", code: event.type, message: `a handler of ${key} threw: ${String(cause)}`, cause }),
   );
-  readonly #statusListeners = new Set<(status: Status, detail?: ClientError) => void>();
-  readonly #recoveryListeners = new Set<(recovery: Recovery) => void>();
-  readonly #errorListeners = new Set<(error: ClientError) => void>();
+  readonly #statusListeners = new Observers<[Status, ClientError | undefined]>();
+  readonly #recoveryListeners = new Observers<[Recovery]>();
+  readonly #mismatchListeners = new Observers<[CatalogMismatch]>();
+  #mismatch: CatalogMismatch | undefined;
+  readonly #errorListeners = new Observers<[ClientError]>();
 
   /** The namespaces held by the options (`undefined`: the server's default, until `ready` names them). */
   #base: Set<Namespace> | undefined;
@@ -560,6 +563,7 @@ class Client implements OmnicastClient {
     switch (message.type) {
       case "ready":
         this.#session = message;
+        this.#checkCatalog(message.catalogVersion);
         // Without `namespaces` in the options, the server's default becomes the base, so a
         // reconnect asks for the same and resumes only namespaces it subscribes.
         this.#base ??= new Set(message.namespaces);
@@ -584,6 +588,20 @@ class Client implements OmnicastClient {
     }
   }
 
+  /** Compares the server's catalog with this client's; tells the listeners when they differ. */
+  #checkCatalog(server: string): void {
+    this.#mismatch = server === CATALOG_VERSION ? undefined : { server, client: CATALOG_VERSION };
+    if (this.#mismatch === undefined) return;
+    this.#log?.("catalog mismatch", server, CATALOG_VERSION);
+    if (this.#mismatchListeners.size === 0) {
+      console.warn(
+        `[omnicast] the server runs catalog ${server}, this client was generated from ${CATALOG_VERSION}: events of types it does not know reach '*' listeners only`,
+      );
+      return;
+    }
+    this.#mismatchListeners.notify(this.#threw("a catalog mismatch listener"), this.#mismatch);
+  }
+
   /** Namespaces joined (by `ready` or `subscribed`): move each on to where it was joined, except
    * those whose missed events follow; report recovery. */
   #joined(message: ReadyMessage | SubscribedMessage): void {
@@ -592,13 +610,7 @@ class Client implements OmnicastClient {
       if (recovered[ns] !== true) this.#advance(id);
     }
     if (Object.keys(recovered).length > 0) {
-      for (const listener of [...this.#recoveryListeners]) {
-        try {
-          listener(recovered);
-        } catch (cause) {
-          this.#report({ kind: "handler", message: "a recovery listener threw", cause });
-        }
-      }
+      this.#recoveryListeners.notify(this.#threw("a recovery listener"), recovered);
     }
   }
 
@@ -652,22 +664,29 @@ class Client implements OmnicastClient {
 
   /** Calls `listener` on every status change; returns the cleanup. */
   onStatus(listener: (status: Status, detail?: ClientError) => void): () => void {
-    this.#statusListeners.add(listener);
-    return () => this.#statusListeners.delete(listener);
+    return this.#statusListeners.add(listener);
+  }
+
+  /** Calls `listener` when a server runs another catalog; returns the cleanup. */
+  onCatalogMismatch(listener: (mismatch: CatalogMismatch) => void): () => void {
+    return this.#mismatchListeners.add(listener);
+  }
+
+  /** The current connection's catalog mismatch, if any. */
+  get catalogMismatch(): CatalogMismatch | undefined {
+    return this.#status === "connected" ? this.#mismatch : undefined;
   }
 
   /** Calls `listener` with what a (re)connection or subscribe recovered; where a namespace is
    * `false`, reload that state from its source. Returns the cleanup. */
   onRecovery(listener: (recovery: Recovery) => void): () => void {
-    this.#recoveryListeners.add(listener);
-    return () => this.#recoveryListeners.delete(listener);
+    return this.#recoveryListeners.add(listener);
   }
 
   /** Calls `listener` with every problem: a throwing handler, a server `error`, a refusal, a
    * close. Without any listener they go to `console.error` (closes only to `debug`). */
   onError(listener: (error: ClientError) => void): () => void {
-    this.#errorListeners.add(listener);
-    return () => this.#errorListeners.delete(listener);
+    return this.#errorListeners.add(listener);
   }
 
   #report(error: ClientError): void {
@@ -676,25 +695,19 @@ class Client implements OmnicastClient {
       if (error.kind !== "closed") console.error("[omnicast]", error.message, error.cause ?? "");
       return;
     }
-    for (const listener of [...this.#errorListeners]) {
-      try {
-        listener(error);
-      } catch {
-        // An error listener that throws has nowhere left to report to.
-      }
-    }
+    // An error listener that throws has nowhere left to report to.
+    this.#errorListeners.notify(() => {}, error);
+  }
+
+  /** What a throwing listener of `what` is reported as. */
+  #threw(what: string): (cause: unknown) => void {
+    return (cause) => this.#report({ kind: "handler", message: `${what} threw`, cause });
   }
 
   #setStatus(status: Status, detail?: ClientError): void {
     if (this.#status === status) return;
     this.#status = status;
     this.#log?.("status", status);
-    for (const listener of [...this.#statusListeners]) {
-      try {
-        listener(status, detail);
-      } catch (cause) {
-        this.#report({ kind: "handler", message: "a status listener threw", cause });
-      }
-    }
+    this.#statusListeners.notify(this.#threw("a status listener"), status, detail);
   }
 }

@@ -3,6 +3,7 @@
 export * from "./catalog.js";
 export { createClient } from "./client.js";
 export {
+  type CatalogMismatch,
   type ClientError,
   type ClientOptions,
   type Handler,

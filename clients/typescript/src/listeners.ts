@@ -85,3 +85,33 @@ export class Listeners {
     if (entries.size === 0) this.#byType.delete(type);
   }
 }
+
+/** Plain callbacks (status, recovery, errors ...): each is called in turn, and one that throws
+ * is handed to `threw` while the others still run. */
+export class Observers<A extends unknown[]> {
+  readonly #all = new Set<(...args: A) => void>();
+
+  /** Adds `listener`; returns the cleanup that removes it. */
+  add(listener: (...args: A) => void): () => void {
+    this.#all.add(listener);
+    return () => {
+      this.#all.delete(listener);
+    };
+  }
+
+  /** How many there are. */
+  get size(): number {
+    return this.#all.size;
+  }
+
+  /** Calls every listener with `args`. */
+  notify(threw: (cause: unknown) => void, ...args: A): void {
+    for (const listener of [...this.#all]) {
+      try {
+        listener(...args);
+      } catch (cause) {
+        threw(cause);
+      }
+    }
+  }
+}

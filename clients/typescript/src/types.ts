@@ -144,4 +144,17 @@ export interface OmnicastClient extends Listen {
   /** Calls `listener` with every problem: a throwing handler, a server `error`, a refusal, a
    * close. Without any listener they go to `console.error` (closes only to `debug`). */
   onError(listener: (error: ClientError) => void): () => void;
+  /** Calls `listener` when a server's `ready` names another catalog than the one this client was
+   * generated from (after a deploy of one side only). The client keeps working: events of types
+   * it knows arrive as before, others reach `'*'` listeners. Without any listener it is written
+   * to `console.warn` once per connection. Returns the cleanup. */
+  onCatalogMismatch(listener: (mismatch: CatalogMismatch) => void): () => void;
+  /** The current connection's catalog mismatch, if its server runs another catalog. */
+  readonly catalogMismatch: CatalogMismatch | undefined;
+}
+
+/** A server's catalog version against this client's (`CATALOG_VERSION`). */
+export interface CatalogMismatch {
+  server: string;
+  client: string;
 }

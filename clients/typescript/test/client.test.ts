@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { createClient, type AnyEnvelope, type ClientError, type ClientOptions, type OmnicastClient, type Recovery, type Status } from "../src/index.js";
+import { CATALOG_VERSION, createClient, type AnyEnvelope, type CatalogMismatch, type ClientError, type ClientOptions, type OmnicastClient, type Recovery, type Status } from "../src/index.js";
 import { NodeWebSocket, order, payment, priceChange, sleep, startProxy, startServer, waitFor, type Server_ } from "./support.js";
 
 let server: Server_;
@@ -139,6 +139,33 @@ describe("listeners", () => {
     c.handleMessage({ data: JSON.stringify({ ...withId, data: { orderId: "TEST-004" }, id: "orders.e1.8" }) });
     assert.deepEqual(seen, ["TEST-001", "TEST-002", "TEST-003", "TEST-004"]);
     assert.deepEqual(c.positions, { orders: "orders.e1.8", system: "system.e1.9" });
+  });
+
+  test("the server runs this client's catalog: same version, no mismatch", async () => {
+    const c = client();
+    const mismatches: CatalogMismatch[] = [];
+    c.onCatalogMismatch((m) => mismatches.push(m));
+    await connected(c);
+    assert.equal(c.session?.catalogVersion, CATALOG_VERSION);
+    assert.match(CATALOG_VERSION, /^[0-9a-f]{16}$/);
+    assert.equal(c.catalogMismatch, undefined);
+    assert.deepEqual(mismatches, []);
+  });
+
+  test("a server of another catalog is reported, and events of unknown types still reach '*'", () => {
+    const c = client();
+    const mismatches: CatalogMismatch[] = [];
+    c.onCatalogMismatch((m) => mismatches.push(m));
+    const any: string[] = [];
+    c.on("*", (_, event) => any.push(event.type));
+    const ready = { type: "ready", sessionId: "s", userId: "u1", role: "admin", catalogVersion: "0123456789abcdef", namespaces: ["orders"], positions: {} };
+    c.handleMessage({ data: JSON.stringify(ready) });
+    assert.deepEqual(mismatches, [{ server: "0123456789abcdef", client: CATALOG_VERSION }]);
+    // A type this client was not generated with: delivered to '*', its position kept.
+    const unknown = { type: "order:teleported", namespace: "orders", data: { to: "moon" }, timestamp: 1, id: "orders.e1.3" };
+    c.handleMessage({ data: JSON.stringify(unknown) });
+    assert.deepEqual(any, ["order:teleported"]);
+    assert.equal(c.positions.orders, "orders.e1.3");
   });
 
   test("next() resolves with the next event, and rejects when none comes", async () => {

@@ -477,12 +477,18 @@ fn table(catalog: &Catalog) -> TokenStream {
             }
         })
     });
+    let version = crate::version::version(catalog);
     quote! {
         #(#presence_builders)*
+
+        /// The catalog's version: a hash of everything servers and clients act on (not its
+        /// formatting, order, descriptions or examples). The server sends it in `ready`.
+        pub const CATALOG_VERSION: &str = #version;
 
         /// The catalog: roles (in bit order), namespaces and events with their decoders and
         /// schemas. The runtime's permission table.
         pub static CATALOG: ::omnicast_runtime::Catalog = ::omnicast_runtime::Catalog {
+            version: CATALOG_VERSION,
             roles: &[#(#roles),*],
             namespaces: &[#(#namespaces),*],
             events: &[#(#events),*],
@@ -633,6 +639,8 @@ fn any_event(catalog: &Catalog) -> TokenStream {
             }
         }
         impl ::omnicast_runtime::CatalogEvents for AnyEvent {
+            const CATALOG_VERSION: &'static str = CATALOG_VERSION;
+
             fn decode(
                 event_type: &str,
                 data: &str,

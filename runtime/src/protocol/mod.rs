@@ -210,6 +210,10 @@ pub enum ControlMessage {
         /// The token's role.
         #[schemars(with = "schema::RoleName")]
         role: String,
+        /// The server's catalog version (`CATALOG_VERSION`): a client built from another
+        /// catalog can tell, and say so.
+        #[serde(default)]
+        catalog_version: String,
         /// The namespaces subscribed to.
         #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,

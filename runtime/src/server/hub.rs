@@ -494,6 +494,7 @@ mod tests {
     fn a_user_with_many_connections_is_tracked_per_role() {
         use super::{ConnectionInfo, Hub, NamespaceSet, TooManyConnections};
         static CATALOG: crate::Catalog = crate::Catalog {
+            version: "test",
             roles: &[
                 crate::RoleDescriptor {
                     name: "a",

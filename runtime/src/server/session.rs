@@ -54,6 +54,7 @@ pub(crate) async fn run(
                     session_id: session_id.clone(),
                     user_id: identity.user_id.clone(),
                     role: catalog.roles[identity.role as usize].name.to_owned(),
+                    catalog_version: catalog.version.to_owned(),
                     namespaces: names(&state, namespaces),
                     recovered,
                     positions,
