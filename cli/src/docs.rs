@@ -48,6 +48,7 @@ pub fn files() -> BTreeMap<PathBuf, String> {
         PathBuf::from("schemas/client-message.json"),
         pretty(&with_catalog(schema::client_message())),
     );
+    files.insert(PathBuf::from("asyncapi.yaml"), crate::asyncapi::render());
     files
 }
 
@@ -91,7 +92,7 @@ fn envelope_schema() -> Value {
 
 /// A protocol schema with what comes from the catalog filled in: its namespaces, roles and
 /// event types as enums, the event id's pattern.
-fn with_catalog(mut root: Value) -> Value {
+pub(crate) fn with_catalog(mut root: Value) -> Value {
     let namespaces: Vec<&str> = CATALOG.namespaces.iter().map(|ns| ns.name).collect();
     let roles: Vec<&str> = CATALOG.roles.iter().map(|r| r.name).collect();
     let events: Vec<&str> = CATALOG.events.iter().map(|e| e.descriptor.name).collect();

@@ -2,6 +2,7 @@
 //! regenerate its documentation. The binary is `src/main.rs`; this library is what it runs, so
 //! the benchmark can start the very same server (`omnicast_cli::run`).
 
+mod asyncapi;
 mod changes;
 pub mod config;
 pub mod docs;

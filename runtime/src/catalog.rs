@@ -51,6 +51,7 @@ pub struct EventEntry {
     decode: fn(&str, EmitOptions) -> Result<OutgoingEvent, DecodeError>,
     schema: fn() -> schemars::Schema,
     example: &'static str,
+    payload: &'static str,
 }
 
 impl EventEntry {
@@ -61,7 +62,20 @@ impl EventEntry {
             decode: decode_as::<E>,
             schema: schema_of::<E>,
             example: "{}",
+            payload: "",
         }
+    }
+
+    /// The same entry with the catalog's name for its payload type (`CustomerOnlineStatusPayload`,
+    /// which events may share), the name TypeScript and the schemas use.
+    pub const fn with_payload(mut self, payload: &'static str) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// The catalog's name for the payload type; empty when the entry was not given one.
+    pub fn payload(&self) -> &'static str {
+        self.payload
     }
 
     /// The same entry with the catalog's example payload (JSON text).
@@ -81,9 +95,14 @@ impl EventEntry {
         (self.decode)(data, options)
     }
 
-    /// The JSON Schema of the payload, as serde accepts it.
+    /// The JSON Schema of the payload, as serde accepts it, titled with the catalog's payload
+    /// name when it has one.
     pub fn schema(&self) -> schemars::Schema {
-        (self.schema)()
+        let mut schema = (self.schema)();
+        if !self.payload.is_empty() {
+            schema.insert("title".into(), self.payload.into());
+        }
+        schema
     }
 }
 

@@ -447,7 +447,8 @@ fn table(catalog: &Catalog) -> TokenStream {
     let events = catalog.events.iter().map(|e| {
         let payload = ident(&e.rust_type);
         let example = serde_json::to_string(&e.example).expect("a YAML example is JSON");
-        quote!(::omnicast_runtime::EventEntry::of::<#payload>().with_example(#example))
+        let name = &e.payload;
+        quote!(::omnicast_runtime::EventEntry::of::<#payload>().with_payload(#name).with_example(#example))
     });
     let presence_builders = catalog
         .events
