@@ -187,6 +187,28 @@ impl TestServer {
         .unwrap()
     }
 
+    /// `GET <path>` with `key` as the bearer token, if any: the status and the body's text.
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, String) {
+        let url = format!("http://{}{path}", self.addr);
+        let key = key.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(WAIT))
+                .build()
+                .into();
+            let mut request = agent.get(&url);
+            if let Some(key) = key {
+                request = request.header("Authorization", &format!("Bearer {key}"));
+            }
+            let mut response = request.call().expect("the server answers");
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            (response.status().as_u16(), text)
+        })
+        .await
+        .unwrap()
+    }
+
     /// Publishes one event through the API and expects 202.
     pub async fn publish(&self, kind: &str, data: Value, options: Value) -> String {
         let mut body = json!({ "type": kind, "data": data });

@@ -121,9 +121,15 @@ impl AuthError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, err.code(), err.to_string())
+    }
+}
+
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        ApiError::new(StatusCode::UNAUTHORIZED, self.code(), self.to_string()).into_response()
+        ApiError::from(self).into_response()
     }
 }
 

@@ -10,11 +10,12 @@ use indexmap::IndexMap;
 use tokio::sync::Notify;
 
 use crate::catalog::Catalog;
-use crate::delivery::Audience;
+use crate::delivery::{Audience, Refusal};
 use crate::namespaces::NamespaceSet;
 use crate::protocol::{CloseReason, close};
 use crate::server::frame::Frame;
 use crate::server::mailbox::{Full, Mailbox};
+use crate::server::metrics::{Gauge, Metrics};
 use crate::server::publication::Publication;
 
 /// A connection's id within this hub.
@@ -149,6 +150,7 @@ pub struct Hub {
     delivered: AtomicU64,
     slow_closed: AtomicU64,
     emptied: Notify,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -180,7 +182,62 @@ impl Hub {
             delivered: AtomicU64::new(0),
             slow_closed: AtomicU64::new(0),
             emptied: Notify::new(),
+            metrics: Arc::new(Metrics::new(catalog)),
         }
+    }
+
+    /// This node's metrics (the hub holds them: everything that records has the hub).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// `/metrics`' text: the recorded metrics, and the connections and subscriptions now.
+    pub fn render_metrics(&self) -> String {
+        let registry = self.registry.read().expect("hub lock");
+        let roles = self.catalog.roles.iter().enumerate();
+        let connections = roles
+            .map(|(r, role)| {
+                let held: usize = (0..self.catalog.namespaces.len())
+                    .map(|ns| registry.buckets[self.bucket(ns, r as u32)].len())
+                    .max()
+                    .unwrap_or(0);
+                let held = held.max(
+                    registry
+                        .conns
+                        .values()
+                        .filter(|e| e.conn.role == r as u32)
+                        .count(),
+                );
+                (role.name, held as u64)
+            })
+            .collect();
+        let subscriptions = self
+            .catalog
+            .namespaces
+            .iter()
+            .enumerate()
+            .map(|(ns, namespace)| {
+                let n: usize = (0..self.roles)
+                    .map(|r| registry.buckets[self.bucket(ns, r as u32)].len())
+                    .sum();
+                (namespace.name, n as u64)
+            })
+            .collect();
+        drop(registry);
+        self.metrics.render(&[
+            Gauge {
+                name: "omnicast_connections",
+                help: "Open connections on this node, by role.",
+                label: "role",
+                values: connections,
+            },
+            Gauge {
+                name: "omnicast_subscriptions",
+                help: "Connections subscribed to each namespace on this node.",
+                label: "namespace",
+                values: subscriptions,
+            },
+        ])
     }
 
     /// Limits how many connections one user may hold on this hub (unlimited by default).
@@ -329,7 +386,11 @@ impl Hub {
     /// delivery rules of ARCHITECTURE.md) and returns how many that was. A connection whose queue
     /// is full is closed as a slow consumer; nothing here waits.
     pub fn deliver(&self, publication: &Publication) -> usize {
+        let started = std::time::Instant::now();
         let sent = self.fan_out(publication);
+        self.metrics
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.delivered.fetch_add(sent as u64, Ordering::Relaxed);
         // Counted once every recipient has it queued, so `published` tells an observer (a test,
         // a health check) that the publication's deliveries are all made.
@@ -345,23 +406,41 @@ impl Hub {
             return 0;
         };
         let audience = Audience::of(self.catalog, event);
-        if audience.roles().is_empty() {
-            return 0;
+        let registry = self.registry.read().expect("hub lock");
+        // Subscribers kept from the event, by the rule that decided (`Refusal as usize`). Rule
+        // 2 keeps whole (namespace, role) buckets: counted by their sizes, never per connection.
+        let mut refused = [0u64; Refusal::ALL.len()];
+        let bucket_len = |role: u32| registry.buckets[self.bucket(ns, role)].len() as u64;
+        for role in 0..self.roles as u32 {
+            if let Some(refusal) = audience.role_refusal(role) {
+                refused[refusal as usize] += bucket_len(role);
+            }
         }
-        let mut sent = 0;
+        // Connections of allowed roles the index offered, for the rules that find recipients
+        // through the user index (the others of those roles were kept by that rule).
+        let (mut sent, mut offered) = (0u64, 0u64);
         // `role` is the connection's, known from the index where it is.
-        let mut offer = |role: u32, conn: &Mailbox| {
-            if !audience.admits(role, || (&conn.user_id, &conn.session_id))
-                || conn.close_reason().is_some()
-            {
+        let offer = |role: u32, conn: &Mailbox, tally: (&mut u64, &mut u64, &mut [u64])| {
+            let (sent, offered, refused) = tally;
+            match audience.refusal(role, || (&conn.user_id, &conn.session_id)) {
+                None => {}
+                // Counted with its bucket above.
+                Some(refusal) if refusal.rule() == 2 => return,
+                Some(refusal) => {
+                    *offered += 1;
+                    refused[refusal as usize] += 1;
+                    return;
+                }
+            }
+            *offered += 1;
+            if conn.close_reason().is_some() {
                 return;
             }
             match conn.push(publication.frame.clone()) {
-                Ok(()) => sent += 1,
+                Ok(()) => *sent += 1,
                 Err(Full) => self.close_slow_consumer(conn),
             }
         };
-        let registry = self.registry.read().expect("hub lock");
         let subscribed = |id: &ConnId| registry.conns[id].namespaces.contains(ns);
         if let Some(user_ids) = audience.user_ids() {
             // Named users: their connections, each user once.
@@ -371,29 +450,42 @@ impl Hub {
             for conns in users.into_iter().filter_map(|u| registry.users.get(u)) {
                 for (id, conn) in &conns.conns {
                     if subscribed(id) {
-                        offer(conn.role, conn);
+                        offer(conn.role, conn, (&mut sent, &mut offered, &mut refused));
                     }
                 }
             }
+            let allowed: u64 = audience.roles().indexes().map(bucket_len).sum();
+            refused[Refusal::NotNamedUser as usize] += allowed.saturating_sub(offered);
         } else {
             for role in audience.roles().indexes() {
                 if audience.is_owned_by_role(role) {
                     // Only the owner's connections can be admitted.
+                    let before = offered;
                     let owner = audience.owner().and_then(|o| registry.users.get(o));
                     for (id, conn) in owner.into_iter().flat_map(|u| &u.conns) {
                         if conn.role == role && subscribed(id) {
-                            offer(role, conn);
+                            offer(role, conn, (&mut sent, &mut offered, &mut refused));
                         }
                     }
+                    let others = bucket_len(role).saturating_sub(offered - before);
+                    refused[Refusal::NotOwner as usize] += others;
                 } else {
                     for conn in registry.buckets[self.bucket(ns, role)].values() {
-                        offer(role, conn);
+                        offer(role, conn, (&mut sent, &mut offered, &mut refused));
                     }
                 }
             }
         }
         drop(registry);
-        sent
+        if let Some(index) = self
+            .catalog
+            .events
+            .iter()
+            .position(|e| e.descriptor.name == event.descriptor.name)
+        {
+            self.metrics.deliveries().add(index, sent, &refused);
+        }
+        sent as usize
     }
 
     /// Marks the start of one publish request's deliveries (a lone event or a whole batch).

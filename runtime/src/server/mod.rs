@@ -13,6 +13,7 @@ mod http;
 mod hub;
 mod limits;
 mod mailbox;
+mod metrics;
 mod publication;
 mod publisher;
 mod session;
@@ -42,6 +43,7 @@ pub use hub::{
     ConnId, ConnectionInfo, Hub, HubStats, Registration, TooManyConnections, Unregistered,
 };
 pub use limits::ConnectRate;
+pub use metrics::Metrics;
 pub use publication::Publication;
 pub use publisher::Publisher;
 pub use sink::{HttpSink, HttpSinkError, RedisSink};
@@ -140,13 +142,14 @@ impl Server {
         self.state.publisher.clone()
     }
 
-    /// The routes: `GET /ws`, `POST /api/events`, `GET /healthz`, `GET /readyz`.
+    /// The routes: `GET /ws`, `POST /api/events`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/ws", get(http::upgrade::upgrade))
             .route("/api/events", post(http::events::publish))
             .route("/healthz", get(http::health::health))
             .route("/readyz", get(http::health::ready))
+            .route("/metrics", get(http::metrics::metrics))
             .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))
             .with_state(self.state.clone())
     }

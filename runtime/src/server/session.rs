@@ -39,6 +39,7 @@ pub(crate) async fn run(
     let session_id = state.sessions.next();
     let catalog = state.hub.catalog();
     let requests = resume_requests(catalog, namespaces, since);
+    let started = std::time::Instant::now();
     let mut registered = None;
     // The connection is registered inside the broker's attachment: its queue starts with
     // `ready`, then the replay, and every live event after them comes after the replay.
@@ -49,6 +50,7 @@ pub(crate) async fn run(
             &requests,
             state.config.max_recovery,
             &mut |resumed: &[Resumed]| {
+                measure_resume(&state, resumed, started);
                 let (recovered, positions) = outcome(catalog, resumed);
                 let ready = ControlMessage::Ready {
                     session_id: session_id.clone(),
@@ -84,6 +86,7 @@ pub(crate) async fn run(
         Err(err) => {
             // Another handshake of this user got in between the upgrade's check and now.
             tracing::debug!(user = %identity.user_id, %err, "refused after the upgrade");
+            state.hub.metrics().closed(close::TOO_MANY_CONNECTIONS);
             // Boxed: this rare path must not grow every connection's task (its buffers and
             // timer would otherwise be part of the task's size).
             Box::pin(connection::refuse(
@@ -120,6 +123,8 @@ pub(crate) async fn run(
     };
     let mut on_text = |text: &str| handle(&state, id, &mailbox, text);
     connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
+    let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
+    state.hub.metrics().closed(reason);
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user
@@ -250,7 +255,9 @@ fn subscribe(
         // message after it) waits, so a client that asks again and again without reading
         // holds one replay on the server, never a stack of them.
         mailbox.replay_written().await;
+        let started = std::time::Instant::now();
         let mut attach = |resumed: &[Resumed]| {
+            measure_resume(&state, resumed, started);
             // The subscription as it is now: an unsubscribe cannot have come in between, as the
             // connection reads its next message only once this is done.
             let current = state.hub.namespaces(id).unwrap_or_default();
@@ -296,6 +303,26 @@ fn resume_requests(
                 .cloned(),
         })
         .collect()
+}
+
+/// Counts each namespace resumed with `since` as recovered or not, and the replay's size and
+/// the time to read it (from the node's stream or from Redis) when there was one to read.
+fn measure_resume(state: &AppState, resumed: &[Resumed], started: std::time::Instant) {
+    let metrics = state.hub.metrics();
+    let mut resuming = false;
+    for r in resumed {
+        if let Some(recovered) = r.recovered {
+            resuming = true;
+            metrics.recovered(state.hub.catalog().namespaces[r.namespace].name, recovered);
+        }
+    }
+    if resuming {
+        let events: usize = resumed.iter().map(|r| r.replay.len()).sum();
+        metrics.replay_events.observe(events as f64);
+        metrics
+            .replay_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
 }
 
 /// `recovered` and `positions` for the client, by namespace name.

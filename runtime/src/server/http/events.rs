@@ -20,6 +20,7 @@ use crate::role::RoleMask;
 use crate::server::broker::idempotency::ASSIGNED_WINDOW;
 use crate::server::broker::{BrokerError, Failure, IDEMPOTENCY_WINDOW, Idempotency, new_epoch};
 use crate::server::http::{ApiError, api_key};
+use crate::server::metrics::ACCEPTED;
 use crate::server::state::AppState;
 
 #[derive(Deserialize)]
@@ -59,33 +60,40 @@ struct RequestOptions {
 /// The key is checked from the headers before any of the body is read, and the body must arrive
 /// within the request timeout.
 pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let metrics = state.hub.metrics();
+    // A refusal before the events are read counts as one publish of an unknown type.
+    let refuse = |err: ApiError| {
+        metrics.published("", err.code);
+        err.into_response()
+    };
     let Some(api_key) = api_key(request.headers(), &state.config.api_keys) else {
-        return ApiError::new(
+        return refuse(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send a valid API key as `Authorization: Bearer <key>`",
-        )
-        .into_response();
+        ));
     };
     let given_key = match idempotency_key(request.headers()) {
         Ok(key) => key,
-        Err(err) => return err.into_response(),
+        Err(err) => return refuse(err),
     };
     // Held until the response is built: shutdown waits for it before closing connections.
     let Some(pass) = state.publisher.enter() else {
-        return ApiError::new(
+        return refuse(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the server is shutting down and takes no more events",
-        )
-        .into_response();
+        ));
     };
     let timeout = state.config.request_timeout;
     let body = match tokio::time::timeout(timeout, Bytes::from_request(request, &())).await {
         Err(_) => {
             let message = format!("the body did not arrive within {} s", timeout.as_secs_f64());
-            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
-                .into_response();
+            return refuse(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                message,
+            ));
         }
         Ok(body) => body,
     };
@@ -94,18 +102,26 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let limit = state.config.max_publish_bytes;
             let message = format!("the body exceeds the publish limit of {limit} bytes");
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
-                .into_response();
+            return refuse(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                message,
+            ));
         }
         Err(rejection) => {
-            return ApiError::new(rejection.status(), "unreadable_body", rejection.body_text())
-                .into_response();
+            return refuse(ApiError::new(
+                rejection.status(),
+                "unreadable_body",
+                rejection.body_text(),
+            ));
         }
     };
+    let started = std::time::Instant::now();
     let (events, batch) = match prepare(state.hub.catalog(), &body) {
         Ok(prepared) => prepared,
-        Err(err) => return err.into_response(),
+        Err(err) => return refuse(err),
     };
+    let types: Vec<&'static str> = events.iter().map(|e| e.descriptor.name).collect();
     // A broker that can lose an answer gets a key for every publish, so that a retry after an
     // unknown outcome is safe even for a caller that sent none.
     let key = given_key.map(|key| (key, IDEMPOTENCY_WINDOW)).or_else(|| {
@@ -121,7 +137,15 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
         .as_ref()
         .map(|(key, window)| Idempotency::new(&scope(api_key), key, &events, *window));
     let key = key.map(|(key, _)| key);
-    let response = match pass.publish(events, idempotency).await {
+    let outcome = pass.publish(events, idempotency).await;
+    let code = outcome.as_ref().err().map(|err| refusal(err, None).code);
+    for event in types {
+        metrics.published(event, code.unwrap_or(ACCEPTED));
+    }
+    metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let response = match outcome {
         Ok(ids) => {
             let body = if batch {
                 json!({ "ids": ids })

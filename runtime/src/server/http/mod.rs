@@ -2,6 +2,7 @@
 
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod metrics;
 pub(crate) mod upgrade;
 
 use axum::http::{HeaderMap, header};

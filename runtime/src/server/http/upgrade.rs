@@ -38,7 +38,13 @@ pub(crate) async fn upgrade(
     request: Request,
 ) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let mut response = handshake(&state, params, request);
+    let mut response = match handshake(&state, params, request) {
+        Ok(response) => response,
+        Err(refusal) => {
+            state.hub.metrics().connect_refused(refusal.code);
+            refusal.into_response()
+        }
+    };
     // A browser's WebSocket never shows why a handshake was refused; a client learns it by
     // asking the same URL with `fetch`, which may read the answer only with this header.
     if response.status() != StatusCode::SWITCHING_PROTOCOLS
@@ -65,7 +71,7 @@ fn handshake(
     state: &Arc<AppState>,
     params: Result<Query<ConnectParams>, QueryRejection>,
     request: Request,
-) -> Response {
+) -> Result<Response, ApiError> {
     let params = match params {
         Ok(Query(params)) => params,
         Err(rejection) => {
@@ -73,49 +79,59 @@ fn handshake(
                 "{}; expected `token`, `namespaces` and `since` at most once each",
                 rejection.body_text()
             );
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-                .into_response();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                message,
+            ));
         }
     };
     let (mut parts, _body) = request.into_parts();
     let headers = &parts.headers;
     if state.shutting_down() {
         let message = "the server is shutting down";
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
-            .into_response();
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            message,
+        ));
     }
     if !state.publisher.broker().ready() {
         // A node that cannot follow its broker would serve a connection no event reaches.
         let message = "this node cannot reach its broker; retry later, or another node";
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker_unavailable",
             message,
         )
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-        .into_response();
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")));
     }
     // A request carrying two origins is no browser's: which one would be checked is a guess.
     if headers.get_all(header::ORIGIN).iter().nth(1).is_some() {
         let message = "a request may carry one `Origin` header, not several";
-        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).into_response();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            message,
+        ));
     }
     if let Some(origin) = headers.get(header::ORIGIN)
         && !origin_allowed(state, origin)
     {
         let message = "this origin may not connect";
-        return ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            message,
+        ));
     }
     let token = bearer(headers).or(params.token.as_deref());
     let identity = match token {
-        None => return AuthError::Missing.into_response(),
-        Some(token) => match state.auth.verify(token) {
-            Ok(identity) => identity,
-            Err(err) => return err.into_response(),
-        },
+        None => return Err(AuthError::Missing.into()),
+        Some(token) => state.auth.verify(token)?,
     };
     if let Some(refusal) = over_user_limits(state, &identity.user_id) {
-        return refusal.into_response();
+        return Err(refusal);
     }
     let catalog = state.hub.catalog();
     let namespaces = match params.namespaces.as_deref().filter(|s| !s.is_empty()) {
@@ -124,12 +140,11 @@ fn handshake(
             Ok(mask) => mask,
             Err(unknown) => {
                 let message = format!("unknown namespace `{unknown}`");
-                return ApiError::new(
+                return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     crate::protocol::error_code::UNKNOWN_NAMESPACE,
                     message,
-                )
-                .into_response();
+                ));
             }
         },
     };
@@ -141,20 +156,16 @@ fn handshake(
     ) {
         Ok(since) => since,
         Err(message) => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 crate::protocol::error_code::INVALID_SINCE,
                 message,
-            )
-            .into_response();
+            ));
         }
     };
-    let accept = match accept_key(&parts) {
-        Ok(accept) => accept,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let accept = accept_key(&parts)?;
     let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
-        return upgrade_required().into_response();
+        return Err(upgrade_required());
     };
     let limit = state.config.max_message_bytes;
     // Clients send little: a small read buffer (tungstenite preallocates 128 KiB by default)
@@ -179,7 +190,7 @@ fn handshake(
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    response
+    Ok(response)
 }
 
 /// The refusal, if the user is over a per-user limit: connections held, or the connect rate.

@@ -36,7 +36,7 @@ impl RedisSink {
     /// A sink into the Redis of `config`, for `catalog`'s events. Connects on the first event.
     pub fn new(catalog: &'static Catalog, config: RedisConfig) -> Result<Self, BrokerError> {
         Ok(RedisSink {
-            writer: Arc::new(Writer::new(catalog, &config)?),
+            writer: Arc::new(Writer::new(catalog, &config, None)?),
         })
     }
 }

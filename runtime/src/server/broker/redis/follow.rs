@@ -139,6 +139,10 @@ impl Inner {
                 if offset <= stream.top {
                     return Ok(()); // delivered already, by a catch-up
                 }
+                let name = self.catalog.namespaces[namespace].name;
+                self.hub
+                    .metrics()
+                    .follower_lag(name, offset - stream.top - 1);
                 if offset == stream.top + 1 {
                     self.deliver(&mut stream, offset, record);
                     return Ok(());
@@ -172,6 +176,8 @@ impl Inner {
     /// the history no longer holds it (or Redis started a new epoch), starts over at the top and
     /// closes the namespace's connections so that their clients resume.
     pub(super) async fn resync(&self, namespace: usize) -> Result<(), Unfollowed> {
+        let name = self.catalog.namespaces[namespace].name;
+        self.hub.metrics().resynced(name);
         let (epoch, top) = {
             let stream = self.streams.lock(namespace);
             (stream.epoch.clone(), stream.top)
@@ -191,6 +197,7 @@ impl Inner {
                 .arg(&epoch)
                 .arg(new_epoch());
             self.writer.link.invoke::<i64>(&call).await?;
+            self.hub.metrics().epoch_changed(name);
             return Err(Unfollowed::WentBack {
                 namespace: self.catalog.namespaces[namespace].name,
                 from: top,
@@ -209,6 +216,9 @@ impl Inner {
             }
         } else if read.epoch != epoch || read.top != top {
             let first = stream.epoch.is_empty();
+            if !first && read.epoch != stream.epoch {
+                self.hub.metrics().epoch_changed(name);
+            }
             stream.reset(read.epoch, read.top);
             self.streams.advanced();
             if !first {

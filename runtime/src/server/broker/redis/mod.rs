@@ -134,7 +134,7 @@ impl RedisBroker {
     /// within a Tokio runtime.
     pub fn start(hub: Arc<Hub>, config: RedisConfig) -> Result<Self, BrokerError> {
         let catalog = hub.catalog();
-        let writer = Arc::new(Writer::new(catalog, &config)?);
+        let writer = Arc::new(Writer::new(catalog, &config, Some(hub.metrics().clone()))?);
         let inner = Arc::new(Inner {
             catalog,
             // Unsynchronized until the first read tells each stream's epoch.

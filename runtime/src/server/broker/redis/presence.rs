@@ -37,6 +37,7 @@ impl Inner {
                 }
             };
             for pair in gone.chunks_exact(2) {
+                self.hub.metrics().presence_reaps.inc();
                 self.announce_offline(&pair[0], &pair[1]).await;
             }
         }

@@ -7,7 +7,7 @@
 //! was tried: fewer, larger rounds left connections fewer frames per write, and one-event
 //! requests cost about a quarter more CPU per delivery.)
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -18,6 +18,7 @@ use super::{RedisConfig, record, scripts};
 use crate::catalog::Catalog;
 use crate::event::OutgoingEvent;
 use crate::server::broker::{Batch, BrokerError, Idempotency, new_epoch};
+use crate::server::metrics::Metrics;
 use crate::server::publication::now_ms;
 
 /// One namespace's keys and channel.
@@ -39,9 +40,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The writer for `catalog`'s streams; `metrics`, when given, count its round trips and
+    /// reconnects (a node's; a sink has none).
     pub(crate) fn new(
         catalog: &'static Catalog,
         config: &RedisConfig,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, BrokerError> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|err| BrokerError::new(format!("bad Redis URL: {err}")))?;
@@ -67,6 +71,7 @@ impl Writer {
                 connect_timeout: config.response_timeout,
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(Retry::default()),
+                metrics,
             },
             script: Script::new(scripts::PUBLISH),
         })
@@ -142,12 +147,15 @@ pub(super) struct Link {
     connect_timeout: Duration,
     current: Mutex<Option<MultiplexedConnection>>,
     connecting: tokio::sync::Mutex<Retry>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Default)]
 struct Retry {
     failures: u32,
     until: Option<Instant>,
+    /// Whether a connection was opened before (the next one is a reconnect).
+    opened: bool,
 }
 
 impl Link {
@@ -171,7 +179,15 @@ impl Link {
         let failure = match timeout(self.connect_timeout, attempt).await {
             Ok(Ok(connection)) => {
                 *self.current.lock().expect("link lock") = Some(connection.clone());
-                *retry = Retry::default();
+                if retry.opened
+                    && let Some(metrics) = &self.metrics
+                {
+                    metrics.redis_reconnects.inc();
+                }
+                *retry = Retry {
+                    opened: true,
+                    ..Retry::default()
+                };
                 return Ok(connection);
             }
             Ok(Err(err)) => format!("cannot connect to Redis: {err}"),
@@ -190,6 +206,20 @@ impl Link {
     /// did not come back (a timeout, a connection lost on the way) may have run
     /// ([`Failure::OutcomeUnknown`]).
     pub(super) async fn invoke<T: FromRedisValue>(
+        &self,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<T, BrokerError> {
+        let started = std::time::Instant::now();
+        let result = self.invoke_once(call).await;
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .redis_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn invoke_once<T: FromRedisValue>(
         &self,
         call: &ScriptInvocation<'_>,
     ) -> Result<T, BrokerError> {
