@@ -6,6 +6,7 @@ mod asyncapi;
 mod changes;
 pub mod config;
 pub mod docs;
+mod explain;
 
 use std::ffi::OsString;
 
@@ -64,6 +65,9 @@ enum Command {
         #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
         api_key: String,
     },
+    /// Would a connection get an event, and if not, which rule says so (asks a node's
+    /// `POST /api/explain`); or `--matrix`, the catalog's who-receives-what matrix.
+    Explain(Box<explain::ExplainArgs>),
     /// Validate an events.yaml and print every problem found; with `--against`, also compare
     /// it with an older catalog and classify every change (exit 2: breaking, 4: widens who
     /// receives, 6: both; 1: an invalid catalog).
@@ -126,6 +130,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             url,
             api_key,
         } => emit(&event, &data, options.as_deref(), &url, &api_key),
+        Command::Explain(args) => explain::run(*args),
         Command::Check {
             catalog,
             against: Some(against),
@@ -281,32 +286,42 @@ fn emit(event: &str, data: &str, options: Option<&str>, url: &str, api_key: &str
             return ExitCode::FAILURE;
         }
     };
+    match post_json(url, "/api/events", api_key, &body) {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("error: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `POST`s `body` to a node's `path` with an API key; the JSON answer of a 2xx, or why not.
+pub(crate) fn post_json(
+    url: &str,
+    path: &str,
+    api_key: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let endpoint = format!("{}/api/events", url.trim_end_matches('/'));
-    match agent
+    let endpoint = format!("{}{path}", url.trim_end_matches('/'));
+    let mut response = agent
         .post(&endpoint)
         .header("Authorization", &format!("Bearer {api_key}"))
-        .send_json(&body)
-    {
-        Ok(mut response) => {
-            let status = response.status();
-            let text = response.body_mut().read_to_string().unwrap_or_default();
-            if status.is_success() {
-                println!("{text}");
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("error: {status}: {text}");
-                ExitCode::FAILURE
-            }
-        }
-        Err(err) => {
-            eprintln!("error: {endpoint}: {err}");
-            ExitCode::FAILURE
-        }
+        .send_json(body)
+        .map_err(|err| format!("{endpoint}: {err}"))?;
+    let status = response.status();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("{status}: {text}"));
     }
+    serde_json::from_str(&text)
+        .map_err(|err| format!("{endpoint} answered {status} with `{text}`: {err}"))
 }
 
 fn check(catalog: &std::path::Path) -> ExitCode {

@@ -183,6 +183,36 @@ fn serve_on_defaults_then_token_emit_and_sigterm() {
             stderr.contains("422") && stderr.contains("data.msg"),
             "{stderr}"
         );
+
+        // Explain, as an operator asks it: the connection above gets maintenance notices; a
+        // staff member subscribed to `orders` only would not.
+        let (ok, stdout, stderr) = omnicast(&[
+            "explain",
+            "--url",
+            &url,
+            "--api-key",
+            &api_key,
+            "--event",
+            "system:maintenance",
+            "--data",
+            r#"{"message":"x"}"#,
+            "--user",
+            "u2",
+            "--role",
+            "staff",
+            "--namespaces",
+            "orders",
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stdout
+                .starts_with("not delivered: rule 1 (not_subscribed): not subscribed to `system`"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("live connections that receive it now: 1 (admin 1)"),
+            "{stdout}"
+        );
     });
 
     let (ok, _, stderr) = omnicast(&[
@@ -198,6 +228,17 @@ fn serve_on_defaults_then_token_emit_and_sigterm() {
     assert!(status.success());
     let exit = child.0.wait().unwrap();
     assert!(exit.success(), "serve exited with {exit:?} after SIGTERM");
+}
+
+/// `explain --matrix` prints the reference's who-receives-what matrix, from events.yaml.
+#[test]
+fn explain_matrix_is_the_references() {
+    let (ok, stdout, stderr) = omnicast(&["explain", "--matrix"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("## Who Receives What"), "{stdout}");
+    let reference = std::fs::read_to_string(root().join("generated-docs/EVENTS.md")).unwrap();
+    assert!(reference.contains(&stdout), "{stdout}");
+    assert!(stdout.contains("| `payment:received` |"), "{stdout}");
 }
 
 /// Configured credentials (flags, environment, config file, a Redis URL's password) never appear

@@ -5,6 +5,8 @@
 //! the hub's filter. Through the real server it also predicts the presence events the server
 //! emits itself (a customer's first connection opening, its last one closing).
 //!
+//! Explain (`server::explain::decide`) is held to the same oracle, case by case.
+//!
 //! Two levels: thousands of cases straight against the hub, and fewer through a real server with
 //! real WebSocket and HTTP clients.
 
@@ -16,6 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use omnicast::CATALOG;
+use omnicast::runtime::server::explain::{self, Subject};
 use omnicast::runtime::server::{ConnectionInfo, Hub, Publication};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -55,9 +58,22 @@ proptest! {
                     let (kind, data, options, _) = request(e, &sessions);
                     let raw = serde_json::value::to_raw_value(&data).unwrap();
                     let event = CATALOG.decode(&kind, &raw, options).unwrap();
-                    hub.deliver(&Publication::new(event, format!("e{n}"), 0));
+                    hub.deliver(&Publication::new(event.clone(), format!("e{n}"), 0));
                     for (i, slot) in slots.iter().enumerate() {
-                        if let Some(c) = &slot.now && oracle(i, c, e) {
+                        let Some(c) = &slot.now else { continue };
+                        let delivered = oracle(i, c, e);
+                        // Explain decides with the hub's code: it must agree with the oracle too.
+                        let session_id = session(slot.key(i));
+                        let subject = Subject {
+                            user_id: USERS[c.user],
+                            role: c.role as u32,
+                            namespaces: mask(&c.namespaces),
+                            session_id: &session_id,
+                        };
+                        let decision = explain::decide(&CATALOG, &event, &subject);
+                        prop_assert_eq!(decision.delivered, delivered, "{}", decision.because);
+                        prop_assert_eq!(decision.rule.is_none(), delivered);
+                        if delivered {
                             want.entry(slot.key(i)).or_default().push(format!("e{n}"));
                         }
                     }

@@ -93,6 +93,14 @@ fn quick_reference(catalog: &Catalog, out: &mut String) {
 
 /// Events × roles: `yes`, `own` (only events they own), `targeted` (only when the payload's target
 /// roles name them or are absent), or blank.
+/// The "Who Receives What" section: roles × events, with the ownership and target-role
+/// conditions (also what `omnicast explain --matrix` prints).
+pub fn matrix_section(catalog: &Catalog) -> String {
+    let mut out = String::new();
+    matrix(catalog, &mut out);
+    out
+}
+
 fn matrix(catalog: &Catalog, out: &mut String) {
     out.push_str("## Who Receives What\n\n");
     out.push_str("Before the emitter's options (which only narrow) and the connection's namespace subscriptions:\n");

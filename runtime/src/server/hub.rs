@@ -85,6 +85,17 @@ struct Entry {
     user_slot: usize,
 }
 
+impl Entry {
+    fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            session_id: self.conn.session_id.to_string(),
+            user_id: self.conn.user_id.to_string(),
+            role: self.conn.role,
+            namespaces: self.namespaces,
+        }
+    }
+}
+
 /// One user's connections on this hub. Adding and removing one is O(1) in how many the user
 /// holds (a swap-remove, with each entry knowing its slot): a user with thousands of connections
 /// cannot make churn quadratic under the hub's lock. Most users hold one connection, so nothing
@@ -253,6 +264,23 @@ impl Hub {
             .users
             .get(user_id)
             .map_or(0, |user| user.conns.len())
+    }
+
+    /// Every connection now: who it is and what it subscribed (for explain; O(connections)).
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let registry = self.registry.read().expect("hub lock");
+        registry.conns.values().map(Entry::info).collect()
+    }
+
+    /// The connections of one user now.
+    pub fn connections_of(&self, user_id: &str) -> Vec<ConnectionInfo> {
+        let registry = self.registry.read().expect("hub lock");
+        registry.users.get(user_id).map_or_else(Vec::new, |user| {
+            user.conns
+                .iter()
+                .filter_map(|(id, _)| registry.conns.get(id).map(Entry::info))
+                .collect()
+        })
     }
 
     /// The catalog this hub serves.

@@ -8,6 +8,7 @@ mod broker;
 mod config;
 mod connection;
 mod error;
+pub mod explain;
 mod frame;
 mod http;
 mod hub;
@@ -150,6 +151,7 @@ impl Server {
             .route("/healthz", get(http::health::health))
             .route("/readyz", get(http::health::ready))
             .route("/metrics", get(http::metrics::metrics))
+            .route("/api/explain", post(http::explain::explain))
             .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))
             .with_state(self.state.clone())
     }

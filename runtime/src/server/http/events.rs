@@ -23,9 +23,10 @@ use crate::server::http::{ApiError, api_key};
 use crate::server::metrics::ACCEPTED;
 use crate::server::state::AppState;
 
+/// One event as the publish API (and explain) takes it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublishRequest {
+pub(crate) struct PublishRequest {
     #[serde(rename = "type")]
     kind: String,
     data: Box<RawValue>,
@@ -280,7 +281,11 @@ fn prepare(catalog: &'static Catalog, body: &[u8]) -> Result<(Vec<OutgoingEvent>
     Ok((events, batch))
 }
 
-fn decode(catalog: &'static Catalog, request: PublishRequest) -> Result<OutgoingEvent, ApiError> {
+/// The event a request describes, checked against the catalog like a publish.
+pub(crate) fn decode(
+    catalog: &'static Catalog,
+    request: PublishRequest,
+) -> Result<OutgoingEvent, ApiError> {
     let options = match request.options {
         Some(options) => resolve_options(catalog, options)?,
         None => EmitOptions::default(),

@@ -1,6 +1,7 @@
 //! The HTTP endpoints, one module each, and what they share: the bearer token.
 
 pub(crate) mod events;
+pub(crate) mod explain;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod upgrade;
