@@ -26,6 +26,8 @@ export interface Server_ {
   wsUrl: string;
   httpUrl: string;
   secret: string;
+  /** The publish API key the server was started with. */
+  apiKey: string;
   /** An HS256 token for `sub` with `role`, valid for `ttlSecs`. */
   token(sub: string, role: string, ttlSecs?: number): string;
   /** Publishes events (one or a batch); returns their ids. */
@@ -62,6 +64,7 @@ export async function startServer(args: string[] = []): Promise<Server_> {
     wsUrl: `ws://${addr}/ws`,
     httpUrl,
     secret,
+    apiKey,
     token(sub, role, ttlSecs = 3600) {
       const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
       const claims = b64url(JSON.stringify({ sub, role, exp: Math.floor(Date.now() / 1000) + ttlSecs }));

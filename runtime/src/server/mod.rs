@@ -143,7 +143,8 @@ impl Server {
         self.state.publisher.clone()
     }
 
-    /// The routes: `GET /ws`, `POST /api/events`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+    /// The routes: `GET /ws`, `POST /api/events`, `GET /healthz`, `GET /readyz`, `GET /metrics`,
+    /// `POST /api/explain`, `GET /console`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/ws", get(http::upgrade::upgrade))
@@ -152,6 +153,8 @@ impl Server {
             .route("/readyz", get(http::health::ready))
             .route("/metrics", get(http::metrics::metrics))
             .route("/api/explain", post(http::explain::explain))
+            .route("/console", get(http::console::page))
+            .route("/console/console.js", get(http::console::script))
             .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))
             .with_state(self.state.clone())
     }

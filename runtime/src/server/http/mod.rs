@@ -1,5 +1,6 @@
 //! The HTTP endpoints, one module each, and what they share: the bearer token.
 
+pub(crate) mod console;
 pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod health;
