@@ -8,9 +8,22 @@ use clap::Args;
 use omnicast::runtime::{JwtConfig, JwtKey, ServerConfig};
 use serde::Deserialize;
 
+/// How `serve` writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Flags (each also readable from its `OMNICAST_*` environment variable).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// How logs are written to stdout: `text` (coloured on a terminal) or `json`, one object
+    /// per line with every field, for log pipelines.
+    #[arg(long, env = "OMNICAST_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// A YAML config file with the same settings (snake_case keys).
     #[arg(long, env = "OMNICAST_CONFIG")]
     pub config: Option<PathBuf>,

@@ -335,3 +335,73 @@ fn serve_never_prints_configured_secrets() {
         );
     }
 }
+
+/// `--log-format json`: one JSON object per line, and one event can be followed by its id from
+/// the publish API's answer to its delivery.
+#[test]
+fn json_logs_follow_one_event_by_its_id() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_omnicast"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+            .env("OMNICAST_JWT_SECRET", "s3cret-for-json-logs-0123456789")
+            .env("OMNICAST_API_KEY", "key-for-json-logs-0123456789")
+            .env("RUST_LOG", "omnicast_runtime=debug,info")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the banner").unwrap();
+        if let Some(rest) = line.strip_prefix("omnicast listening on ws://") {
+            break rest.split("/ws").next().unwrap().to_owned();
+        }
+    };
+    let (ok, stdout, stderr) = omnicast(&[
+        "emit",
+        "--url",
+        &format!("http://{addr}"),
+        "--api-key",
+        "key-for-json-logs-0123456789",
+        "system:maintenance",
+        r#"{"message":"follow me"}"#,
+    ]);
+    assert!(ok, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let id = answer["id"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if !line.starts_with('{') {
+            continue;
+        }
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+        let fields = &entry["fields"];
+        let names_it = fields["event_id"] == id.as_str()
+            || fields["event_ids"]
+                .as_str()
+                .is_some_and(|ids| ids.contains(&id));
+        if names_it {
+            seen.push(fields["message"].as_str().unwrap_or_default().to_owned());
+        }
+        if seen.iter().any(|m| m == "delivered on this node")
+            && seen.iter().any(|m| m == "publish accepted")
+        {
+            break;
+        }
+    }
+    assert!(seen.contains(&"publish accepted".to_owned()), "{seen:?}");
+    assert!(
+        seen.contains(&"delivered on this node".to_owned()),
+        "{seen:?}"
+    );
+    assert!(!format!("{seen:?}").contains("s3cret"));
+}

@@ -419,6 +419,12 @@ impl Hub {
         self.metrics
             .fanout_seconds
             .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            event_id = %publication.id,
+            event = publication.event.descriptor.name,
+            sent,
+            "delivered on this node"
+        );
         self.delivered.fetch_add(sent as u64, Ordering::Relaxed);
         // Counted once every recipient has it queued, so `published` tells an observer (a test,
         // a health check) that the publication's deliveries are all made.

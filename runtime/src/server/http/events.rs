@@ -146,6 +146,10 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
     metrics
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
+    match &outcome {
+        Ok(ids) => tracing::debug!(event_ids = ?ids, key = ?key, "publish accepted"),
+        Err(err) => tracing::debug!(%err, key = ?key, "publish refused"),
+    }
     let response = match outcome {
         Ok(ids) => {
             let body = if batch {

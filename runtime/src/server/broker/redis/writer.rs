@@ -80,7 +80,9 @@ impl Writer {
     /// Numbers, keeps and publishes a batch, all of it or none, in one script call; its ids,
     /// in order.
     pub(crate) async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
-        self.call(&batch.events, batch.idempotency.as_ref()).await
+        let ids = self.call(&batch.events, batch.idempotency.as_ref()).await?;
+        tracing::debug!(event_ids = ?ids, "stored in Redis");
+        Ok(ids)
     }
 
     /// One script call for `events` (with the idempotency key, if any).
