@@ -3,10 +3,12 @@
 // did not reach subscribed connections, recovery and slow-consumer figures, and an explain form.
 //
 // Built on @omnicast/client; bundled into `runtime/assets/console.js` by `npm run console`
-// (a test fails when that file is stale). Nothing is shown until the operator gives a token
-// (for the stream: what its role may see) and a publish API key (for /metrics and explain).
+// (a test fails when that file is stale). It serves any catalog: the namespaces and roles come
+// from the node's /metrics, not from a generated catalog (see build.mjs). Nothing is shown until
+// the operator gives a token (for the stream: what its role may see) and a publish API key (for
+// /metrics and explain).
 
-import { NAMESPACES, ROLES, createClient, type AnyEnvelope, type OmnicastClient } from "../src/index.js";
+import { createClient, type AnyEnvelope, type Namespace, type OmnicastClient } from "../src/index.js";
 
 const MAX_EVENTS = 500;
 
@@ -42,15 +44,30 @@ async function api(path: string, key: string, body?: unknown): Promise<Response>
   });
 }
 
-function open(token: string, key: string): void {
+async function open(token: string, key: string): Promise<void> {
+  const response = await api("/metrics", key);
+  if (!response.ok) {
+    $("login-error").textContent = `The node refused the API key (${response.status}).`;
+    return;
+  }
+  const all = samples(await response.text());
+  const labels = (name: string, label: string) => [...new Set(all.filter((s) => s.name === name).map((s) => s.labels[label] ?? ""))];
+  const namespaces = labels("omnicast_subscriptions", "namespace");
+  const option = (value: string) => Object.assign(document.createElement("option"), { value, textContent: value });
+  $("filter-namespace").replaceChildren(option(""), ...namespaces.map(option));
+  ($("filter-namespace").firstChild as HTMLOptionElement).textContent = "every namespace";
+  $("explain-role").replaceChildren(...labels("omnicast_connections", "role").map(option));
+
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const client = createClient({ url: `${scheme}://${location.host}/ws`, token, namespaces: [...NAMESPACES] });
+  const client = createClient({ url: `${scheme}://${location.host}/ws`, token, namespaces: namespaces as Namespace[] });
   const current: Session = { client, key, events: [], paused: false, missed: 0, timer: setInterval(() => void stats(), 2000) };
   session = current;
   client.onStatus((status, detail) => {
     $("status").textContent = detail ? `${status}: ${detail.message}` : status;
     if (status === "failed") close();
   });
+  // The console is built without a catalog: every node's is "another" one. Show it instead.
+  client.onCatalogMismatch(({ server }) => ($("catalog").textContent = `catalog ${server}`));
   client.on("*", (_, event) => {
     if (current.paused) {
       current.missed += 1;
@@ -178,9 +195,6 @@ async function explain(form: HTMLFormElement): Promise<void> {
 }
 
 function start(): void {
-  const namespaces = $<HTMLSelectElement>("filter-namespace");
-  namespaces.append(...NAMESPACES.map((n) => Object.assign(document.createElement("option"), { value: n, textContent: n })));
-  $<HTMLSelectElement>("explain-role").append(...ROLES.map((r) => Object.assign(document.createElement("option"), { value: r, textContent: r })));
   for (const id of ["filter-namespace", "filter-type", "filter-text"]) $(id).addEventListener("input", render);
   $("pause").addEventListener("click", () => {
     if (!session) return;
@@ -192,7 +206,7 @@ function start(): void {
   $("logout").addEventListener("click", close);
   $<HTMLFormElement>("login").addEventListener("submit", (e) => {
     e.preventDefault();
-    open($<HTMLInputElement>("token").value.trim(), $<HTMLInputElement>("key").value.trim());
+    void open($<HTMLInputElement>("token").value.trim(), $<HTMLInputElement>("key").value.trim());
   });
   $<HTMLFormElement>("explain-form").addEventListener("submit", (e) => {
     e.preventDefault();
