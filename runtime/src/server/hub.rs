@@ -205,22 +205,16 @@ impl Hub {
     /// `/metrics`' text: the recorded metrics, and the connections and subscriptions now.
     pub fn render_metrics(&self) -> String {
         let registry = self.registry.read().expect("hub lock");
-        let roles = self.catalog.roles.iter().enumerate();
-        let connections = roles
-            .map(|(r, role)| {
-                let held: usize = (0..self.catalog.namespaces.len())
-                    .map(|ns| registry.buckets[self.bucket(ns, r as u32)].len())
-                    .max()
-                    .unwrap_or(0);
-                let held = held.max(
-                    registry
-                        .conns
-                        .values()
-                        .filter(|e| e.conn.role == r as u32)
-                        .count(),
-                );
-                (role.name, held as u64)
-            })
+        let mut held = vec![0u64; self.roles];
+        for entry in registry.conns.values() {
+            held[entry.conn.role as usize] += 1;
+        }
+        let connections = self
+            .catalog
+            .roles
+            .iter()
+            .zip(held)
+            .map(|(role, n)| (role.name, n))
             .collect();
         let subscriptions = self
             .catalog

@@ -153,7 +153,7 @@ impl Metrics {
             ),
             redis_seconds: histogram(
                 "redis_command_duration_seconds",
-                "Round trips of the commands this node sends Redis (publish scripts, history reads).",
+                "Round trips of the scripts this node runs on Redis (publishes, history reads, heartbeats).",
                 seconds(),
             ),
             redis_reconnects: single(
