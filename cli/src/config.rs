@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// told `recovered: false` [default: 1000].
     #[arg(long, env = "OMNICAST_MAX_RECOVERY")]
     pub max_recovery: Option<u64>,
+    /// The longest a token may be valid, in seconds: how long a revocation is kept [default:
+    /// 86400].
+    #[arg(long, env = "OMNICAST_MAX_TOKEN_LIFETIME_SECS")]
+    pub max_token_lifetime_secs: Option<u64>,
     /// Seconds without any frame from a client before it is closed [default: 75].
     #[arg(long, env = "OMNICAST_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
@@ -129,6 +133,7 @@ pub struct FileConfig {
     queue_capacity: Option<usize>,
     heartbeat_secs: Option<u64>,
     max_recovery: Option<u64>,
+    max_token_lifetime_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     allowed_origins: Option<Vec<String>>,
     backlog: Option<u32>,
@@ -281,6 +286,12 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     }
     if let Some(events) = args.max_recovery.or(file.max_recovery) {
         server.max_recovery = events;
+    }
+    if let Some(secs) = args
+        .max_token_lifetime_secs
+        .or(file.max_token_lifetime_secs)
+    {
+        server.max_token_lifetime = Duration::from_secs(secs.max(1));
     }
     if let Some(secs) = args.idle_timeout_secs.or(file.idle_timeout_secs) {
         server.idle_timeout = Duration::from_secs(secs.max(1));

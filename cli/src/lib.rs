@@ -65,6 +65,29 @@ enum Command {
         #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
         api_key: String,
     },
+    /// Revoke a user's tokens (all, or issued before a time), a login session's or one token,
+    /// through a node's `POST /api/revocations`: refused at the handshake, live connections
+    /// closed (4003).
+    Revoke {
+        /// Every token of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// With `--user`: only tokens issued before this time (seconds since the Unix epoch).
+        #[arg(long, requires = "user")]
+        issued_before: Option<u64>,
+        /// Every token of this login session (the tokens' `sid`).
+        #[arg(long)]
+        session: Option<String>,
+        /// The token with this id (`jti`).
+        #[arg(long)]
+        token_id: Option<String>,
+        /// The server's base URL.
+        #[arg(long, env = "OMNICAST_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A publish API key.
+        #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
+        api_key: String,
+    },
     /// Would a connection get an event, and if not, which rule says so (asks a node's
     /// `POST /api/explain`); or `--matrix`, the catalog's who-receives-what matrix.
     Explain(Box<explain::ExplainArgs>),
@@ -131,6 +154,31 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             api_key,
         } => emit(&event, &data, options.as_deref(), &url, &api_key),
         Command::Explain(args) => explain::run(*args),
+        Command::Revoke {
+            user,
+            issued_before,
+            session,
+            token_id,
+            url,
+            api_key,
+        } => {
+            let body = serde_json::json!({
+                "userId": user,
+                "issuedBefore": issued_before,
+                "loginSession": session,
+                "tokenId": token_id,
+            });
+            match post_json(&url, "/api/revocations", &api_key, &body) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("error: {why}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check {
             catalog,
             against: Some(against),

@@ -476,6 +476,8 @@ export const CloseCode = {
   MESSAGE_TOO_BIG: 1009,
   /** token expired. */
   TOKEN_EXPIRED: 4001,
+  /** revoked. */
+  REVOKED: 4003,
   /** idle timeout. */
   IDLE_TIMEOUT: 4002,
   /** slow consumer. */

@@ -76,6 +76,12 @@ pub mod close {
         code: 4010,
         reason: "reconnect and resume",
     };
+    /// The connection's token, user or login session was revoked (`POST /api/revocations`): a
+    /// new token is needed; the revoked one is refused until it expires.
+    pub const REVOKED: CloseReason = CloseReason {
+        code: 4003,
+        reason: "revoked",
+    };
     /// The connection's outbound queue filled up: it did not read fast enough.
     pub const SLOW_CONSUMER: CloseReason = CloseReason {
         code: 4008,
@@ -83,13 +89,14 @@ pub mod close {
     };
 
     /// Every close code above, by constant name (the generated TypeScript's `CloseCode`).
-    pub const ALL: [(&str, CloseReason); 10] = [
+    pub const ALL: [(&str, CloseReason); 11] = [
         ("NORMAL", NORMAL),
         ("GOING_AWAY", GOING_AWAY),
         ("PROTOCOL_ERROR", PROTOCOL_ERROR),
         ("INVALID_PAYLOAD", INVALID_PAYLOAD),
         ("MESSAGE_TOO_BIG", MESSAGE_TOO_BIG),
         ("TOKEN_EXPIRED", TOKEN_EXPIRED),
+        ("REVOKED", REVOKED),
         ("IDLE_TIMEOUT", IDLE_TIMEOUT),
         ("SLOW_CONSUMER", SLOW_CONSUMER),
         ("RESUME_REQUIRED", RESUME_REQUIRED),

@@ -75,6 +75,13 @@ pub struct Identity {
     /// Until when the token is valid: its `exp` (which may have a fraction, as RFC 7519 allows)
     /// plus the leeway, in milliseconds since the Unix epoch, saturating at `u64::MAX`.
     pub valid_until_ms: u64,
+    /// The token's id (`jti`), if it has one: what a revocation by token names.
+    pub token_id: Option<String>,
+    /// The login session the token belongs to (`sid`), if it says: what a revocation by
+    /// session names.
+    pub login_session: Option<String>,
+    /// When the token was issued (`iat`, seconds since the Unix epoch), if it says.
+    pub issued_at: Option<u64>,
 }
 
 /// Why a connection was refused (HTTP 401 with a JSON body).
@@ -92,6 +99,9 @@ pub enum AuthError {
     /// `nbf` is in the future.
     #[error("token not valid yet")]
     NotYetValid,
+    /// The token, its user or its login session was revoked (`POST /api/revocations`).
+    #[error("token revoked: get a new one")]
+    Revoked,
     /// A required claim is absent or not a string.
     #[error("token claim `{0}` is missing or not a string")]
     Claim(String),
@@ -115,6 +125,7 @@ impl AuthError {
             AuthError::Invalid(_) => "invalid_token",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::Revoked => "token_revoked",
             AuthError::Claim(_) | AuthError::ClaimValue { .. } => "invalid_claims",
             AuthError::UnknownRole(_) => "unknown_role",
         }
@@ -238,10 +249,20 @@ impl Authenticator {
             .catalog
             .role_index(role_name)
             .ok_or_else(|| AuthError::UnknownRole(role_name.to_owned()))?;
+        let optional = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
         Ok(Identity {
             user_id,
             role,
             valid_until_ms,
+            token_id: optional("jti"),
+            login_session: optional("sid"),
+            issued_at: claims.get("iat").and_then(Value::as_f64).map(|t| t as u64),
         })
     }
 }

@@ -37,13 +37,16 @@ pub struct ServerConfig {
     /// The most events a resuming client may be behind in one namespace: further behind, it is
     /// told `recovered: false` and reloads instead.
     pub max_recovery: u64,
+    /// The longest a token this server accepts may be valid: how long a revocation is kept
+    /// (after that, every token it could match has expired).
+    pub max_token_lifetime: Duration,
 }
 
 impl ServerConfig {
     /// Defaults for one machine: 64 KiB messages, 1 MiB publish bodies, 1024-frame queues,
     /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s for shutdown, 64 connections per
     /// user, 30 connects at once then 5 per second per user, 10 s to send a request, recovery of
-    /// at most 1000 missed events per namespace.
+    /// at most 1000 missed events per namespace, revocations kept 24 h.
     pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
         ServerConfig {
             jwt,
@@ -59,6 +62,7 @@ impl ServerConfig {
             connect_rate: ConnectRate::DEFAULT,
             request_timeout: Duration::from_secs(10),
             max_recovery: 1000,
+            max_token_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -80,6 +84,7 @@ impl std::fmt::Debug for ServerConfig {
             connect_rate,
             request_timeout,
             max_recovery,
+            max_token_lifetime,
         } = self;
         f.debug_struct("ServerConfig")
             .field("jwt", jwt)
@@ -95,6 +100,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("connect_rate", connect_rate)
             .field("request_timeout", request_timeout)
             .field("max_recovery", max_recovery)
+            .field("max_token_lifetime", max_token_lifetime)
             .finish()
     }
 }

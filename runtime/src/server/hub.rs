@@ -547,6 +547,16 @@ impl Hub {
         }
     }
 
+    /// Closes the connection with session id `session_id`, if it is here; whether it was.
+    pub fn close_session(&self, session_id: &str, reason: CloseReason) -> bool {
+        let registry = self.registry.read().expect("hub lock");
+        let found = registry
+            .conns
+            .values()
+            .find(|e| &*e.conn.session_id == session_id);
+        found.is_some_and(|e| e.conn.close(reason))
+    }
+
     /// Asks every connection to close at once.
     pub fn close_all(&self, reason: CloseReason) {
         let registry = self.registry.read().expect("hub lock");

@@ -17,6 +17,7 @@ mod mailbox;
 mod metrics;
 mod publication;
 mod publisher;
+pub mod revocation;
 mod session;
 mod sink;
 mod state;
@@ -129,6 +130,7 @@ impl Server {
                 hub,
                 auth,
                 sessions: IdGenerator::new("ses"),
+                revocations: Default::default(),
             }),
         })
     }
@@ -153,6 +155,7 @@ impl Server {
             .route("/readyz", get(http::health::ready))
             .route("/metrics", get(http::metrics::metrics))
             .route("/api/explain", post(http::explain::explain))
+            .route("/api/revocations", post(http::revocations::revoke))
             .route("/console", get(http::console::page))
             .route("/console/console.js", get(http::console::script))
             .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))

@@ -24,6 +24,7 @@ use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo};
 use crate::server::mailbox::Mailbox;
 use crate::server::publication::now_ms;
+use crate::server::revocation::Credentials;
 use crate::server::state::AppState;
 
 /// Serves one upgraded connection until it closes. `since` holds the positions the client
@@ -100,6 +101,14 @@ pub(crate) async fn run(
     };
     let id = registration.id;
     let mailbox = registration.mailbox;
+    // Tracked for revocations; checked again now, so a revocation made between the handshake's
+    // check and this registration still closes the connection.
+    state
+        .revocations
+        .track(&session_id, Credentials::from(&identity));
+    if state.revocations.refuses(&Credentials::from(&identity)) {
+        mailbox.close(close::REVOKED);
+    }
     if registration.first_of_user {
         presence(
             &state,
@@ -125,6 +134,7 @@ pub(crate) async fn run(
     connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
     let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
     state.hub.metrics().closed(reason);
+    state.revocations.untrack(&session_id);
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user

@@ -67,6 +67,12 @@ pub trait Broker: Send + Sync + 'static {
     fn outcome_may_be_unknown(&self) -> bool {
         false
     }
+
+    /// Whether other nodes share this broker's streams. Revocations are this node's own so
+    /// far: a node on a shared broker refuses them rather than revoke on one node only.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// Events to publish together.

@@ -24,7 +24,7 @@ use crate::role::RoleMask;
 use crate::server::broker::ResumeRequest;
 use crate::server::explain::{Decision, Subject, decide};
 use crate::server::http::events::{PublishRequest, decode};
-use crate::server::http::{ApiError, api_key};
+use crate::server::http::{ApiError, require_api_key};
 use crate::server::state::AppState;
 
 #[derive(Deserialize)]
@@ -58,13 +58,8 @@ pub(crate) async fn explain(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if api_key(&headers, &state.config.api_keys).is_none() {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send a valid API key as `Authorization: Bearer <key>`",
-        )
-        .into_response();
+    if let Err(refusal) = require_api_key(&headers, &state.config.api_keys) {
+        return refusal.into_response();
     }
     match answer(&state, &body).await {
         Ok(answer) => Json(answer).into_response(),

@@ -5,20 +5,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::server::http::{ApiError, api_key};
+use crate::server::http::require_api_key;
 use crate::server::state::AppState;
 
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if api_key(&headers, &state.config.api_keys).is_none() {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send a valid API key as `Authorization: Bearer <key>`",
-        )
-        .into_response();
+    if let Err(refusal) = require_api_key(&headers, &state.config.api_keys) {
+        return refusal.into_response();
     }
     let mut response = state.hub.render_metrics().into_response();
     response.headers_mut().insert(

@@ -5,9 +5,10 @@ pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub(crate) mod revocations;
 pub(crate) mod upgrade;
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub use crate::server::error::ApiError;
@@ -22,6 +23,19 @@ pub(crate) fn api_key<'k>(headers: &HeaderMap, keys: &'k [String]) -> Option<&'k
         found.conditional_assign(&(i as u64), key.as_bytes().ct_eq(given.as_bytes()));
     }
     keys.get(usize::try_from(found).ok()?).map(String::as_str)
+}
+
+/// `Ok` when `headers` carry one of `keys`; otherwise the 401 every endpoint behind an API key
+/// answers (it says nothing else).
+pub(crate) fn require_api_key(headers: &HeaderMap, keys: &[String]) -> Result<(), ApiError> {
+    match api_key(headers, keys) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a valid API key as `Authorization: Bearer <key>`",
+        )),
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

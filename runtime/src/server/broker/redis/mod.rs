@@ -223,6 +223,10 @@ impl Broker for RedisBroker {
         })
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn ready(&self) -> bool {
         self.inner.following.load(Ordering::Acquire)
     }

@@ -1,0 +1,157 @@
+//! Revocations on a real server (`POST /api/revocations`, one node): a token (`jti`), a user's
+//! tokens issued before a time, a login session (`sid`). Each closes the matching live
+//! connections with 4003 and no other, refuses the matching tokens at the handshake (401
+//! `token_revoked`) until it lapses, and accepts what it does not name. A node on Redis refuses
+//! revocations (501) rather than revoke on one node only.
+
+mod support;
+
+use std::time::Duration;
+
+use omnicast::runtime::protocol::close;
+use serde_json::{Value, json};
+use support::{API_KEY, Client, Ended, TestServer, sign};
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(user: &str, extra: Value) -> String {
+    let mut claims = json!({"sub": user, "role": "customer", "exp": now() + 600});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    sign(claims)
+}
+
+async fn open(server: &TestServer, token: &str) -> Client {
+    let mut client = Client::open(&server.ws_url(&format!("token={token}")), &[])
+        .await
+        .expect("accepted");
+    assert_eq!(client.next_json().await["type"], "ready");
+    client
+}
+
+async fn revoke(server: &TestServer, body: Value) -> (u16, Value) {
+    let url = format!("http://{}/api/revocations", server.addr);
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {API_KEY}"))
+            .send_json(&body)
+            .unwrap();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+async fn refused_with(server: &TestServer, token: &str) -> (u16, String) {
+    let (status, body) = support::refused(&server.ws_url(&format!("token={token}")), &[]).await;
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_closes_and_refuses_what_it_names_and_nothing_else() {
+    let server = TestServer::start().await;
+    let old = now() - 100;
+    let t1 = token("u1", json!({"jti": "t1", "sid": "s1", "iat": old}));
+    let t2 = token("u1", json!({"jti": "t2", "sid": "s2", "iat": old}));
+    let t3 = token("u2", json!({"jti": "t3", "iat": old}));
+    let (mut c1, mut c2, mut c3) = (
+        open(&server, &t1).await,
+        open(&server, &t2).await,
+        open(&server, &t3).await,
+    );
+
+    // One token.
+    let (status, answer) = revoke(&server, json!({"tokenId": "t1"})).await;
+    assert_eq!(
+        (status, answer["closed"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    assert_eq!(c1.ended().await, Ended::Closed(close::REVOKED.code));
+    assert_eq!(
+        refused_with(&server, &t1).await,
+        (401, "token_revoked".to_owned())
+    );
+    open(&server, &t2).await; // the user's other token still works
+
+    // A user's tokens issued before now: both of u2's old ones go, a fresh one is taken.
+    let (status, answer) = revoke(&server, json!({"userId": "u2", "issuedBefore": now()})).await;
+    assert_eq!(
+        (status, answer["closed"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    assert_eq!(c3.ended().await, Ended::Closed(close::REVOKED.code));
+    assert_eq!(refused_with(&server, &t3).await.0, 401);
+    open(&server, &token("u2", json!({"iat": now() + 1}))).await;
+
+    // A login session.
+    let (status, _) = revoke(&server, json!({"loginSession": "s2"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(c2.ended().await, Ended::Closed(close::REVOKED.code));
+    assert_eq!(refused_with(&server, &t2).await.1, "token_revoked");
+    open(&server, &token("u1", json!({"sid": "s3"}))).await;
+
+    // What the endpoint refuses.
+    for (body, status) in [(json!({}), 400), (json!({"user": "u1"}), 400)] {
+        assert_eq!(revoke(&server, body.clone()).await.0, status, "{body}");
+    }
+    let url = format!("http://{}/api/revocations", server.addr);
+    let status = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .post(&url)
+            .send_json(json!({"userId": "u1"}))
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_lapses_when_no_token_it_names_can_still_be_valid() {
+    let mut config = support::config();
+    config.max_token_lifetime = Duration::from_millis(300);
+    let server = TestServer::with(config).await;
+    let t = token("u1", json!({"jti": "short"}));
+    revoke(&server, json!({"tokenId": "short"})).await;
+    assert_eq!(refused_with(&server, &t).await.0, 401);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    open(&server, &t).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_on_redis_refuses_rather_than_revoke_alone() {
+    let redis = support::redis::Redis::start();
+    let node = TestServer::node(support::config(), &redis.url()).await;
+    let (status, answer) = revoke(&node, json!({"userId": "u1"})).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (501, Some("not_implemented")),
+        "{answer}"
+    );
+}
