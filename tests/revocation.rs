@@ -1,8 +1,8 @@
 //! Revocations on a real server (`POST /api/revocations`, one node): a token (`jti`), a user's
 //! tokens issued before a time, a login session (`sid`). Each closes the matching live
 //! connections with 4003 and no other, refuses the matching tokens at the handshake (401
-//! `token_revoked`) until it lapses, and accepts what it does not name. A node on Redis refuses
-//! revocations (501) rather than revoke on one node only.
+//! `token_revoked`) until it lapses, and accepts what it does not name; with Redis, on every
+//! node, and on one started afterwards.
 
 mod support;
 
@@ -144,14 +144,70 @@ async fn a_revocation_lapses_when_no_token_it_names_can_still_be_valid() {
     open(&server, &t).await;
 }
 
+/// With Redis, a revocation made through one node closes the matching connections on every
+/// node, is refused at every node's handshake, and is known to a node started afterwards.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_node_on_redis_refuses_rather_than_revoke_alone() {
+async fn a_revocation_reaches_every_node_and_a_node_started_later() {
     let redis = support::redis::Redis::start();
-    let node = TestServer::node(support::config(), &redis.url()).await;
-    let (status, answer) = revoke(&node, json!({"userId": "u1"})).await;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (501, Some("not_implemented")),
-        "{answer}"
+    let a = TestServer::node(support::config(), &redis.url()).await;
+    let b = TestServer::node(support::config(), &redis.url()).await;
+    let t = token("u1", json!({"jti": "everywhere"}));
+    let mut on_b = open(&b, &t).await;
+    let other = token("u2", json!({}));
+    let _unrelated = open(&b, &other).await;
+
+    let (status, answer) = revoke(&a, json!({"tokenId": "everywhere"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["closed"], 0, "nothing of it on node A");
+    let ended = tokio::time::timeout(Duration::from_secs(1), on_b.ended())
+        .await
+        .expect("node B closes it within a second");
+    assert_eq!(ended, Ended::Closed(close::REVOKED.code));
+    assert_eq!(refused_with(&b, &t).await.1, "token_revoked");
+    open(&b, &other).await; // another user's token still works there
+
+    let c = TestServer::node(support::config(), &redis.url()).await;
+    assert_eq!(refused_with(&c, &t).await.1, "token_revoked");
+}
+
+/// The Rust client, revoked: with a fixed token it stops with `Failed` naming 4003 (reconnecting
+/// with the same token could only be refused); with a token source it fetches a new token.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_client_stops_or_renews_when_revoked() {
+    use omnicast::client::{Client, ClientConfig, Message, Status, TokenSource};
+    let server = TestServer::start().await;
+    let next_status = async |client: &mut Client| loop {
+        let message = tokio::time::timeout(support::WAIT, client.next())
+            .await
+            .expect("in time")
+            .expect("running");
+        if let Message::Status(status) = message {
+            return status;
+        }
+    };
+    let mut fixed = Client::connect(
+        ClientConfig::new(server.ws_url("")),
+        token("u1", json!({"jti": "fixed"})),
     );
+    while next_status(&mut fixed).await != Status::Connected {}
+    revoke(&server, json!({"tokenId": "fixed"})).await;
+    loop {
+        match next_status(&mut fixed).await {
+            Status::Failed(why) => break assert!(why.starts_with("4003 revoked"), "{why}"),
+            Status::Connected => panic!("reconnected with a revoked token"),
+            _ => {}
+        }
+    }
+
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = issued.clone();
+    let source = TokenSource::renew(move || {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move { Ok(token("u2", json!({"jti": format!("renewed-{n}")}))) }
+    });
+    let mut renewing = Client::connect(ClientConfig::new(server.ws_url("")), source);
+    while next_status(&mut renewing).await != Status::Connected {}
+    revoke(&server, json!({"tokenId": "renewed-0"})).await;
+    while next_status(&mut renewing).await != Status::Connected {}
+    assert_eq!(issued.load(std::sync::atomic::Ordering::Relaxed), 2);
 }

@@ -566,11 +566,17 @@ impl<E: CatalogEvents> State<E> {
     fn closed(&mut self, code: u16) -> Outcome {
         match code {
             c if c == close::NORMAL.code => Outcome::Stop(Status::Disconnected),
-            c if c == close::TOKEN_EXPIRED.code => match self.token {
+            // The token is done either way: only a new one can come back.
+            c if c == close::TOKEN_EXPIRED.code || c == close::REVOKED.code => match self.token {
                 TokenSource::Renew(_) => Outcome::Retry(Some(Duration::ZERO)),
-                TokenSource::Fixed(_) => Outcome::Stop(Status::Failed(
-                    "4001 token_expired: the token expired and nothing renews it".into(),
-                )),
+                TokenSource::Fixed(_) => {
+                    let why = if c == close::REVOKED.code {
+                        "4003 revoked"
+                    } else {
+                        "4001 token_expired"
+                    };
+                    Outcome::Stop(Status::Failed(format!("{why}: nothing renews the token")))
+                }
             },
             c if c == close::RESUME_REQUIRED.code => Outcome::Retry(Some(Duration::ZERO)),
             _ => Outcome::Retry(None),

@@ -287,9 +287,11 @@ class Client implements OmnicastClient {
       return;
     }
     this.#report({ kind: "closed", code, message: reason || `closed with ${code}` });
-    if (code === CloseCode.TOKEN_EXPIRED) {
+    if (code === CloseCode.TOKEN_EXPIRED || code === CloseCode.REVOKED) {
+      // Either way the token is done: only a new one (from getToken) can come back.
+      const why = code === CloseCode.REVOKED ? "token_revoked" : "token_expired";
       if (!this.#options.getToken) {
-        this.#fail({ kind: "refused", code: "token_expired", message: "the token expired and there is no getToken to renew it" });
+        this.#fail({ kind: "refused", code: why, message: `${why.replace("_", " ")} and there is no getToken to renew it` });
         return;
       }
       this.#retry(0);

@@ -17,6 +17,7 @@ use crate::server::frame::Frame;
 use crate::server::mailbox::{Full, Mailbox};
 use crate::server::metrics::{Gauge, Metrics};
 use crate::server::publication::Publication;
+use crate::server::revocation::{Revocation, Revocations};
 
 /// A connection's id within this hub.
 pub type ConnId = u64;
@@ -162,6 +163,7 @@ pub struct Hub {
     slow_closed: AtomicU64,
     emptied: Notify,
     metrics: Arc<Metrics>,
+    revocations: Revocations,
 }
 
 impl std::fmt::Debug for Hub {
@@ -194,6 +196,7 @@ impl Hub {
             slow_closed: AtomicU64::new(0),
             emptied: Notify::new(),
             metrics: Arc::new(Metrics::new(catalog)),
+            revocations: Revocations::default(),
         }
     }
 
@@ -545,6 +548,21 @@ impl Hub {
         if mailbox.close(close::SLOW_CONSUMER) {
             self.slow_closed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The revocations in force on this node, and its connections' credentials.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Puts `revocation` in force until `until_ms` and closes the connections it matches (4003);
+    /// how many it closed.
+    pub fn revoke(&self, revocation: Revocation, until_ms: u64) -> usize {
+        let sessions = self.revocations.add(revocation, until_ms);
+        sessions
+            .iter()
+            .filter(|s| self.close_session(s, close::REVOKED))
+            .count()
     }
 
     /// Closes the connection with session id `session_id`, if it is here; whether it was.

@@ -130,7 +130,6 @@ impl Server {
                 hub,
                 auth,
                 sessions: IdGenerator::new("ses"),
-                revocations: Default::default(),
             }),
         })
     }

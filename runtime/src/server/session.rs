@@ -104,9 +104,14 @@ pub(crate) async fn run(
     // Tracked for revocations; checked again now, so a revocation made between the handshake's
     // check and this registration still closes the connection.
     state
-        .revocations
+        .hub
+        .revocations()
         .track(&session_id, Credentials::from(&identity));
-    if state.revocations.refuses(&Credentials::from(&identity)) {
+    if state
+        .hub
+        .revocations()
+        .refuses(&Credentials::from(&identity))
+    {
         mailbox.close(close::REVOKED);
     }
     if registration.first_of_user {
@@ -134,7 +139,7 @@ pub(crate) async fn run(
     connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
     let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
     state.hub.metrics().closed(reason);
-    state.revocations.untrack(&session_id);
+    state.hub.revocations().untrack(&session_id);
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user

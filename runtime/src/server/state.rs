@@ -9,7 +9,6 @@ use crate::server::hub::Hub;
 use crate::server::limits::ConnectLimiter;
 use crate::server::publication::IdGenerator;
 use crate::server::publisher::Publisher;
-use crate::server::revocation::Revocations;
 
 /// Shared by every request and connection.
 pub(crate) struct AppState {
@@ -19,7 +18,6 @@ pub(crate) struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) sessions: IdGenerator,
     pub(crate) connects: ConnectLimiter,
-    pub(crate) revocations: Revocations,
 }
 
 impl AppState {

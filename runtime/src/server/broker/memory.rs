@@ -11,6 +11,7 @@ use crate::server::broker::{
 };
 use crate::server::hub::Hub;
 use crate::server::publication::{Publication, now_ms};
+use crate::server::revocation::Revocation;
 
 /// The single-node broker. Its epoch is new with every process, so positions from before a
 /// restart are answered with `recovered: false`.
@@ -127,6 +128,16 @@ impl Broker for InMemoryBroker {
     fn presence(&self, _change: PresenceChange<'_>) -> BoxFuture<'_, bool> {
         // One node: its first or last connection is the user's.
         Box::pin(std::future::ready(true))
+    }
+
+    fn revoke(
+        &self,
+        revocation: Revocation,
+        until_ms: u64,
+    ) -> BoxFuture<'_, Result<usize, BrokerError>> {
+        Box::pin(std::future::ready(Ok(self
+            .hub
+            .revoke(revocation, until_ms))))
     }
 
     fn ready(&self) -> bool {

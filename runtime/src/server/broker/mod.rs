@@ -24,6 +24,7 @@ pub use redis::{RedisBroker, RedisConfig};
 use crate::event::OutgoingEvent;
 use crate::position::Position;
 use crate::server::publication::Publication;
+use crate::server::revocation::Revocation;
 
 /// A boxed, sendable future: what the broker's methods return, so the trait stays
 /// object-safe (`Arc<dyn Broker>`).
@@ -68,11 +69,14 @@ pub trait Broker: Send + Sync + 'static {
         false
     }
 
-    /// Whether other nodes share this broker's streams. Revocations are this node's own so
-    /// far: a node on a shared broker refuses them rather than revoke on one node only.
-    fn is_shared(&self) -> bool {
-        false
-    }
+    /// Puts `revocation` in force on every node until `until_ms`: recorded where every node
+    /// (and a node restarted meanwhile) will find it before this resolves, each node then
+    /// closing the connections it matches. Resolves to how many this node closed.
+    fn revoke(
+        &self,
+        revocation: Revocation,
+        until_ms: u64,
+    ) -> BoxFuture<'_, Result<usize, BrokerError>>;
 }
 
 /// Events to publish together.

@@ -1,18 +1,18 @@
 //! `POST /api/revocations` (an API key): revoke a user's tokens (all, or those issued before a
-//! time), a login session's (`sid`) or one token (`jti`). Answered once the revocation is in
-//! force: the handshake refuses matching tokens (401 `token_revoked`) and the matching live
-//! connections are closed with 4003, for `max_token_lifetime`.
+//! time), a login session's (`sid`) or one token (`jti`). Answered once the broker recorded it
+//! where every node sees it (with Redis: in Redis, announced to every node): the handshake then
+//! refuses matching tokens (401 `token_revoked`) and matching live connections are closed with
+//! 4003, on every node, for `max_token_lifetime`. 503 when it could not be recorded.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::protocol::close;
 use crate::server::http::{ApiError, require_api_key};
 use crate::server::publication::now_ms;
 use crate::server::revocation::Revocation;
@@ -42,19 +42,27 @@ pub(crate) async fn revoke(
         let message = format!("name a user, a login session or a token; {shape}");
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).into_response();
     }
-    if state.publisher.broker().is_shared() {
-        let message = "revocations are not shared between nodes yet: with the Redis broker, \
-                       revoking on one node would leave the others serving the token";
-        return ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
-            .into_response();
-    }
     let lifetime = state.config.max_token_lifetime.as_millis() as u64;
     let until_ms = now_ms().saturating_add(lifetime);
-    let sessions = state.revocations.add(revocation.clone(), until_ms);
-    let closed = sessions
-        .iter()
-        .filter(|s| state.hub.close_session(s, close::REVOKED))
-        .count();
+    let closed = match state
+        .publisher
+        .broker()
+        .revoke(revocation.clone(), until_ms)
+        .await
+    {
+        Ok(closed) => closed,
+        Err(err) => {
+            // Not recorded where every node would see it: the caller must retry.
+            let retry = HeaderValue::from(err.retry_after.as_secs().max(1));
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!("the revocation is not recorded; retry: {err}"),
+            )
+            .with_header(header::RETRY_AFTER, retry)
+            .into_response();
+        }
+    };
     tracing::info!(?revocation, closed, "revoked");
     Json(json!({ "revoked": revocation, "until": until_ms, "closed": closed })).into_response()
 }

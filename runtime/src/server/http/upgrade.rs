@@ -130,7 +130,7 @@ fn handshake(
         None => return Err(AuthError::Missing.into()),
         Some(token) => state.auth.verify(token)?,
     };
-    if state.revocations.refuses(&(&identity).into()) {
+    if state.hub.revocations().refuses(&(&identity).into()) {
         return Err(AuthError::Revoked.into());
     }
     if let Some(refusal) = over_user_limits(state, &identity.user_id) {

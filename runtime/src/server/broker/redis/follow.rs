@@ -44,11 +44,13 @@ impl Inner {
             Err(_) => return Unfollowed::TimedOut("connecting"),
         };
         let (mut sink, mut messages) = pubsub.split();
+        let revocations = self.revocations_channel();
         let channels: Vec<&str> = self
             .writer
             .keys
             .iter()
             .map(|k| k.channel.as_str())
+            .chain([revocations.as_str()])
             .collect();
         match timeout(limit, sink.subscribe(&channels)).await {
             Ok(Ok(())) => {}
@@ -56,7 +58,11 @@ impl Inner {
             Err(_) => return Unfollowed::TimedOut("subscribing"),
         }
         // Subscribed first, then caught up: what is published meanwhile waits in the
-        // subscription and is recognized by its offset.
+        // subscription and is recognized by its offset. Revocations the same way: announced
+        // ones wait, recorded ones are read.
+        if let Err(err) = self.load_revocations().await {
+            return Unfollowed::Broker(err);
+        }
         for namespace in 0..self.writer.keys.len() {
             if let Err(err) = self.resync(namespace).await {
                 return err;
@@ -79,6 +85,10 @@ impl Inner {
                     let Some(message) = message else {
                         return Unfollowed::Closed;
                     };
+                    if message.get_channel_name() == revocations {
+                        self.on_revocation(&String::from_utf8_lossy(message.get_payload_bytes()));
+                        continue;
+                    }
                     let Some(namespace) = self
                         .writer
                         .keys

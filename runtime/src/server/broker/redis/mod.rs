@@ -20,6 +20,7 @@ mod follow;
 mod presence;
 mod record;
 mod resume;
+mod revocations;
 mod scripts;
 pub(crate) mod writer;
 
@@ -36,6 +37,7 @@ use crate::server::broker::{
     Batch, BoxFuture, Broker, BrokerError, PresenceChange, ResumeRequest, Resumed, new_epoch,
 };
 use crate::server::hub::Hub;
+use crate::server::revocation::Revocation;
 use writer::Writer;
 
 /// How many resumes one node reads from the shared history at once; the others wait their turn.
@@ -126,6 +128,7 @@ struct Inner {
     leave: Script,
     heartbeat: Script,
     reap: Script,
+    revoke: Script,
 }
 
 impl RedisBroker {
@@ -152,6 +155,7 @@ impl RedisBroker {
             leave: Script::new(scripts::LEAVE),
             heartbeat: Script::new(scripts::HEARTBEAT),
             reap: Script::new(scripts::REAP),
+            revoke: Script::new(scripts::REVOKE),
         });
         let tasks = vec![
             tokio::spawn(inner.clone().follow()).abort_handle(),
@@ -223,8 +227,16 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn is_shared(&self) -> bool {
-        true
+    fn revoke(
+        &self,
+        revocation: Revocation,
+        until_ms: u64,
+    ) -> BoxFuture<'_, Result<usize, BrokerError>> {
+        Box::pin(async move {
+            self.inner.record_revocation(&revocation, until_ms).await?;
+            // In force here at once; the announcement reaches the other nodes.
+            Ok(self.inner.hub.revoke(revocation, until_ms))
+        })
     }
 
     fn ready(&self) -> bool {

@@ -146,3 +146,22 @@ for _, node in ipairs(dead) do
 end
 return gone
 "#;
+
+/// Records a revocation for every node. KEYS: the revocations hash. ARGV: the revocation (JSON),
+/// until when it holds (ms since the epoch), the channel every node follows. The hash lives as
+/// long as its longest revocation; the message tells the nodes at once (`<until> <json>`).
+pub(super) const REVOKE: &str = r#"
+local clock = redis.call('time')
+local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local until_ms = tonumber(ARGV[2])
+local current = tonumber(redis.call('hget', KEYS[1], ARGV[1]) or '0')
+if until_ms > current then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+end
+local left = until_ms - ms
+if left > 0 and redis.call('pttl', KEYS[1]) < left then
+  redis.call('pexpire', KEYS[1], left)
+end
+redis.call('publish', ARGV[3], ARGV[2] .. ' ' .. ARGV[1])
+return 1
+"#;

@@ -161,7 +161,7 @@ struct Retry {
 }
 
 impl Link {
-    async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
+    pub(super) async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
         if let Some(connection) = self.current.lock().expect("link lock").clone() {
             return Ok(connection);
         }
