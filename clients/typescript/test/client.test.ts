@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { CATALOG_VERSION, createClient, type AnyEnvelope, type CatalogMismatch, type ClientError, type ClientOptions, type OmnicastClient, type Recovery, type Status } from "../src/index.js";
+import { CATALOG_VERSION, CloseCode, createClient, type AnyEnvelope, type CatalogMismatch, type ClientError, type ClientOptions, type OmnicastClient, type Recovery, type Status } from "../src/index.js";
 import { NodeWebSocket, order, payment, priceChange, sleep, startProxy, startServer, waitFor, type Server_ } from "./support.js";
 
 let server: Server_;
@@ -408,6 +408,33 @@ describe("tokens", () => {
     await waitFor(() => c.status === "connected", "reconnected with a new token", 5000);
     assert.equal(calls, 2);
     assert.notEqual(c.session!.sessionId, firstSession);
+  });
+
+  test("a revoked token (4003) is replaced through getToken; without getToken the client fails", async () => {
+    let calls = 0;
+    const c = client({
+      namespaces: ["system"],
+      getToken: () => {
+        calls += 1;
+        return server.token("revoked-user", "admin", 3600, { jti: `revocable-${calls}` });
+      },
+      reconnect: { minDelay: 20, maxDelay: 50 },
+    });
+    const closes: ClientError[] = [];
+    c.onError((e) => closes.push(e));
+    await connected(c);
+    assert.equal(await server.revoke({ tokenId: "revocable-1" }), 200);
+    await waitFor(() => closes.some((e) => e.kind === "closed" && e.code === CloseCode.REVOKED), "the 4003 close", 5000);
+    await waitFor(() => c.status === "connected", "reconnected with a new token", 5000);
+    assert.equal(calls, 2);
+
+    const fixed = client({ namespaces: ["system"], token: server.token("fixed-user", "admin", 3600, { jti: "fixed-1" }) });
+    const errors: ClientError[] = [];
+    fixed.onError((e) => errors.push(e));
+    await connected(fixed);
+    assert.equal(await server.revoke({ tokenId: "fixed-1" }), 200);
+    await waitFor(() => fixed.status === "failed", "failed");
+    assert.ok(errors.some((e) => e.kind === "refused" && e.code === "token_revoked"), JSON.stringify(errors));
   });
 
   test("a refused token ends in `failed`, without looping", async () => {

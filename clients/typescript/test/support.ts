@@ -28,8 +28,10 @@ export interface Server_ {
   secret: string;
   /** The publish API key the server was started with. */
   apiKey: string;
-  /** An HS256 token for `sub` with `role`, valid for `ttlSecs`. */
-  token(sub: string, role: string, ttlSecs?: number): string;
+  /** An HS256 token for `sub` with `role`, valid for `ttlSecs`, with `extra` claims. */
+  token(sub: string, role: string, ttlSecs?: number, extra?: Record<string, unknown>): string;
+  /** `POST /api/revocations` with `body`; the answer's status. */
+  revoke(body: object): Promise<number>;
   /** Publishes events (one or a batch); returns their ids. */
   publish(events: object | object[], headers?: Record<string, string>): Promise<string[]>;
   stop(): Promise<void>;
@@ -65,9 +67,9 @@ export async function startServer(args: string[] = []): Promise<Server_> {
     httpUrl,
     secret,
     apiKey,
-    token(sub, role, ttlSecs = 3600) {
+    token(sub, role, ttlSecs = 3600, extra = {}) {
       const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
-      const claims = b64url(JSON.stringify({ sub, role, exp: Math.floor(Date.now() / 1000) + ttlSecs }));
+      const claims = b64url(JSON.stringify({ sub, role, exp: Math.floor(Date.now() / 1000) + ttlSecs, ...extra }));
       const signature = createHmac("sha256", secret).update(`${header}.${claims}`).digest("base64url");
       return `${header}.${claims}.${signature}`;
     },
@@ -80,6 +82,15 @@ export async function startServer(args: string[] = []): Promise<Server_> {
       const body = (await response.json()) as { id?: string; ids?: string[] };
       if (response.status !== 202) throw new Error(`publish: ${response.status} ${JSON.stringify(body)}`);
       return body.ids ?? [body.id!];
+    },
+    async revoke(body) {
+      const response = await fetch(`${httpUrl}/api/revocations`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      await response.text();
+      return response.status;
     },
     async stop() {
       if (child.exitCode !== null) return;
