@@ -10,32 +10,7 @@ use serde_json::{Value, json};
 use support::{API_KEY, TestServer, payment};
 
 async fn explain(server: &TestServer, body: Value) -> (u16, Value) {
-    let url_body = body.to_string();
-    let (status, text) = post(server, "/api/explain", Some(API_KEY), url_body).await;
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-async fn post(server: &TestServer, path: &str, key: Option<&str>, body: String) -> (u16, String) {
-    let url = format!("http://{}{path}", server.addr);
-    let key = key.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut request = agent.post(&url).header("Content-Type", "application/json");
-        if let Some(key) = key {
-            request = request.header("Authorization", &format!("Bearer {key}"));
-        }
-        let mut response = request.send(body).unwrap();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (response.status().as_u16(), text)
-    })
-    .await
-    .unwrap()
+    server.post_json("/api/explain", Some(API_KEY), body).await
 }
 
 fn paid(options: Value) -> Value {
@@ -196,7 +171,9 @@ async fn live_sessions_and_published_events() {
             "{body}: {answer}"
         );
     }
-    let (status, text) = post(&server, "/api/explain", None, json!({"id": id}).to_string()).await;
-    assert_eq!(status, 401, "{text}");
-    assert!(!text.contains("payment"), "{text}");
+    let (status, answer) = server
+        .post_json("/api/explain", None, json!({"id": id}))
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(!answer.to_string().contains("payment"), "{answer}");
 }

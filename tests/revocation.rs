@@ -36,25 +36,9 @@ async fn open(server: &TestServer, token: &str) -> Client {
 }
 
 async fn revoke(server: &TestServer, body: Value) -> (u16, Value) {
-    let url = format!("http://{}/api/revocations", server.addr);
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut response = agent
-            .post(&url)
-            .header("Authorization", &format!("Bearer {API_KEY}"))
-            .send_json(&body)
-            .unwrap();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (
-            response.status().as_u16(),
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
-    .await
-    .unwrap()
+    server
+        .post_json("/api/revocations", Some(API_KEY), body)
+        .await
 }
 
 async fn refused_with(server: &TestServer, token: &str) -> (u16, String) {
@@ -114,21 +98,9 @@ async fn a_revocation_closes_and_refuses_what_it_names_and_nothing_else() {
     for (body, status) in [(json!({}), 400), (json!({"user": "u1"}), 400)] {
         assert_eq!(revoke(&server, body.clone()).await.0, status, "{body}");
     }
-    let url = format!("http://{}/api/revocations", server.addr);
-    let status = tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        agent
-            .post(&url)
-            .send_json(json!({"userId": "u1"}))
-            .unwrap()
-            .status()
-            .as_u16()
-    })
-    .await
-    .unwrap();
+    let (status, _) = server
+        .post_json("/api/revocations", None, json!({"userId": "u1"}))
+        .await;
     assert_eq!(status, 401);
 }
 

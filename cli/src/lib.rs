@@ -168,16 +168,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
                 "loginSession": session,
                 "tokenId": token_id,
             });
-            match post_json(&url, "/api/revocations", &api_key, &body) {
-                Ok(answer) => {
-                    println!("{answer}");
-                    ExitCode::SUCCESS
-                }
-                Err(why) => {
-                    eprintln!("error: {why}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_answer(post_json(&url, "/api/revocations", &api_key, &body))
         }
         Command::Check {
             catalog,
@@ -343,7 +334,12 @@ fn emit(event: &str, data: &str, options: Option<&str>, url: &str, api_key: &str
             return ExitCode::FAILURE;
         }
     };
-    match post_json(url, "/api/events", api_key, &body) {
+    print_answer(post_json(url, "/api/events", api_key, &body))
+}
+
+/// Prints a node's JSON answer, or why there is none (and fails).
+fn print_answer(answer: Result<serde_json::Value, String>) -> ExitCode {
+    match answer {
         Ok(answer) => {
             println!("{answer}");
             ExitCode::SUCCESS

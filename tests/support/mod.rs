@@ -151,7 +151,44 @@ impl TestServer {
         body: String,
         headers: &[(&str, &str)],
     ) -> (u16, Option<String>, Value) {
-        let url = format!("http://{}/api/events", self.addr);
+        let (status, idempotency_key, text) = self
+            .request("POST", "/api/events", key, Some(body), headers)
+            .await;
+        (
+            status,
+            idempotency_key,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// `POST <path>` with `key` and a JSON body: the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+        let (status, _, text) = self
+            .request("POST", path, key, Some(body.to_string()), &[])
+            .await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// `GET <path>` with `key` as the bearer token, if any: the status and the body's text.
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, String) {
+        let (status, _, text) = self.request("GET", path, key, None, &[]).await;
+        (status, text)
+    }
+
+    /// One HTTP request to this server: the status, the answer's `Idempotency-Key` and its body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Option<String>, String) {
+        let url = format!("http://{}{path}", self.addr);
+        let method = method.to_owned();
         let key = key.map(str::to_owned);
         let headers: Vec<(String, String)> = headers
             .iter()
@@ -163,47 +200,32 @@ impl TestServer {
                 .timeout_global(Some(WAIT))
                 .build()
                 .into();
-            let mut request = agent.post(&url).header("Content-Type", "application/json");
+            let mut request = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url);
             if let Some(key) = key {
-                request = request.header("Authorization", &format!("Bearer {key}"));
+                request = request.header("Authorization", format!("Bearer {key}"));
             }
             for (name, value) in &headers {
                 request = request.header(name, value);
             }
-            let mut response = request.send(body).expect("the server answers");
+            let mut response = match body {
+                Some(body) => agent.run(
+                    request
+                        .header("Content-Type", "application/json")
+                        .body(body)
+                        .unwrap(),
+                ),
+                None => agent.run(request.body(()).unwrap()),
+            }
+            .expect("the server answers");
             let status = response.status().as_u16();
             let idempotency_key = response
                 .headers()
                 .get("idempotency-key")
                 .map(|v| v.to_str().unwrap().to_owned());
             let text = response.body_mut().read_to_string().unwrap_or_default();
-            (
-                status,
-                idempotency_key,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        })
-        .await
-        .unwrap()
-    }
-
-    /// `GET <path>` with `key` as the bearer token, if any: the status and the body's text.
-    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, String) {
-        let url = format!("http://{}{path}", self.addr);
-        let key = key.map(str::to_owned);
-        tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(WAIT))
-                .build()
-                .into();
-            let mut request = agent.get(&url);
-            if let Some(key) = key {
-                request = request.header("Authorization", &format!("Bearer {key}"));
-            }
-            let mut response = request.call().expect("the server answers");
-            let text = response.body_mut().read_to_string().unwrap_or_default();
-            (response.status().as_u16(), text)
+            (status, idempotency_key, text)
         })
         .await
         .unwrap()
