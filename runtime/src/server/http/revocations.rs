@@ -2,7 +2,8 @@
 //! time), a login session's (`sid`) or one token (`jti`). Answered once the broker recorded it
 //! where every node sees it (with Redis: in Redis, announced to every node): the handshake then
 //! refuses matching tokens (401 `token_revoked`) and matching live connections are closed with
-//! 4003, on every node, for `max_token_lifetime`. 503 when it could not be recorded.
+//! 4003, on every node, for `max_token_lifetime`. 503 when the broker did not confirm it
+//! (perhaps recorded, perhaps not): repeating a revocation is always safe.
 
 use std::sync::Arc;
 
@@ -52,12 +53,12 @@ pub(crate) async fn revoke(
     {
         Ok(closed) => closed,
         Err(err) => {
-            // Not recorded where every node would see it: the caller must retry.
+            // Not confirmed (perhaps recorded, perhaps not): repeating it is always safe.
             let retry = HeaderValue::from(err.retry_after.as_secs().max(1));
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "broker_unavailable",
-                format!("the revocation is not recorded; retry: {err}"),
+                format!("the revocation is not confirmed; repeat it (that is safe): {err}"),
             )
             .with_header(header::RETRY_AFTER, retry)
             .into_response();
