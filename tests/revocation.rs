@@ -183,3 +183,24 @@ async fn the_rust_client_stops_or_renews_when_revoked() {
     while next_status(&mut renewing).await != Status::Connected {}
     assert_eq!(issued.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
+
+/// Redis gone: the revocation cannot be confirmed, and the answer says so (503, to repeat).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_redis_cannot_confirm_is_a_503_to_repeat() {
+    let mut redis = support::redis::Redis::start();
+    let node = TestServer::node(support::config(), &redis.url()).await;
+    redis.kill();
+    let (status, answer) = revoke(&node, json!({"userId": "u1"})).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (503, Some("broker_unavailable")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("not confirmed"),
+        "{answer}"
+    );
+}
