@@ -40,6 +40,22 @@ pub struct Decision {
     pub compared: Value,
 }
 
+/// The rule that keeps `event` from `subject`, if one does: rule 1 (the subscription), then
+/// `audience` (the event's, prepared once by a caller deciding for many connections).
+pub fn refusal(
+    catalog: &Catalog,
+    event: &OutgoingEvent,
+    audience: &Audience<'_>,
+    subject: &Subject<'_>,
+) -> Option<Refusal> {
+    match catalog.namespace_index(event.namespace()) {
+        Some(ns) if subject.namespaces.contains(ns) => {
+            audience.refusal(subject.role, || (subject.user_id, subject.session_id))
+        }
+        _ => Some(Refusal::NotSubscribed),
+    }
+}
+
 /// Whether `subject` receives `event`, and why.
 pub fn decide(catalog: &Catalog, event: &OutgoingEvent, subject: &Subject<'_>) -> Decision {
     let role = catalog.roles[subject.role as usize].name;
@@ -49,11 +65,7 @@ pub fn decide(catalog: &Catalog, event: &OutgoingEvent, subject: &Subject<'_>) -
         .indexes()
         .map(|i| catalog.namespaces[i].name)
         .collect();
-    let refusal = match catalog.namespace_index(addressed) {
-        Some(ns) if subject.namespaces.contains(ns) => Audience::of(catalog, event)
-            .refusal(subject.role, || (subject.user_id, subject.session_id)),
-        _ => Some(Refusal::NotSubscribed),
-    };
+    let refusal = refusal(catalog, event, &Audience::of(catalog, event), subject);
     let names = |mask: RoleMask| -> Vec<&str> {
         mask.indexes()
             .filter_map(|i| catalog.roles.get(i as usize).map(|r| r.name))

@@ -100,6 +100,8 @@ impl Revocations {
             revoked.push((revocation.clone(), until_ms));
         }
         drop(revoked);
+        // Recorded first, scanned second: a connection tracked meanwhile is either scanned here
+        // or finds the revocation when its session checks after tracking (`session.rs`).
         let live = self.live.lock().expect("revocations lock");
         live.iter()
             .filter(|(_, credentials)| revocation.matches(credentials))

@@ -101,17 +101,12 @@ pub(crate) async fn run(
     };
     let id = registration.id;
     let mailbox = registration.mailbox;
-    // Tracked for revocations; checked again now, so a revocation made between the handshake's
-    // check and this registration still closes the connection.
-    state
-        .hub
-        .revocations()
-        .track(&session_id, Credentials::from(&identity));
-    if state
-        .hub
-        .revocations()
-        .refuses(&Credentials::from(&identity))
-    {
+    // Tracked for revocations, then checked again: a revocation made since the handshake's check
+    // either finds this connection tracked (and closes it) or is found by this check.
+    let credentials = Credentials::from(&identity);
+    let revocations = state.hub.revocations();
+    revocations.track(&session_id, credentials.clone());
+    if revocations.refuses(&credentials) {
         mailbox.close(close::REVOKED);
     }
     if registration.first_of_user {

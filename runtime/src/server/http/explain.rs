@@ -17,12 +17,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
+use crate::delivery::Audience;
 use crate::event::OutgoingEvent;
 use crate::namespaces::NamespaceSet;
 use crate::position::Position;
 use crate::role::RoleMask;
 use crate::server::broker::ResumeRequest;
-use crate::server::explain::{Decision, Subject, decide};
+use crate::server::explain::{Decision, Subject, decide, refusal};
 use crate::server::http::events::{PublishRequest, decode};
 use crate::server::http::{ApiError, require_api_key};
 use crate::server::state::AppState;
@@ -234,9 +235,11 @@ fn recipients(
     event: &OutgoingEvent,
     connections: &[crate::server::hub::ConnectionInfo],
 ) -> Value {
+    // Counted, not worded: one audience for every connection, no sentence per connection.
+    let audience = Audience::of(catalog, event);
     let mut by_role: BTreeMap<&str, usize> = BTreeMap::new();
     for c in connections {
-        if decide(catalog, event, &subject_of(c)).delivered {
+        if refusal(catalog, event, &audience, &subject_of(c)).is_none() {
             *by_role
                 .entry(catalog.roles[c.role as usize].name)
                 .or_default() += 1;
