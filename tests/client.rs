@@ -162,7 +162,7 @@ async fn recovered_false_past_what_the_server_replays() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_expired_token_is_renewed_before_the_next_attempt() {
+async fn a_token_source_refreshes_before_expiry_with_no_gap_and_no_duplicate() {
     let mut config = support::config();
     config.jwt.leeway_secs = 0;
     let server = TestServer::with(config).await;
@@ -170,24 +170,56 @@ async fn an_expired_token_is_renewed_before_the_next_attempt() {
     let counter = Arc::clone(&calls);
     let token = TokenSource::renew(move || {
         let n = counter.fetch_add(1, Ordering::SeqCst);
-        let ttl = if n == 0 { 1 } else { 3600 };
+        let ttl = if n == 0 { 2 } else { 3600 };
         async move { Ok(mint_hs256(SECRET.as_bytes(), "renew", "admin", ttl)) }
     });
     let mut client = Client::connect(fast(server.ws_url("")), token);
-    connected(&mut client).await;
-    // Closed with 4001 when the first token expires, then connected again with a new one.
-    loop {
-        match next(&mut client).await {
-            Message::Status(Status::Reconnecting { delay, .. }) => {
-                assert_eq!(delay, Duration::ZERO, "a renewal waits for no backoff");
-                break;
+    let ready = connected(&mut client).await;
+    let ControlMessage::Ready { expires_at, .. } = ready else {
+        unreachable!()
+    };
+    let first_end = expires_at.expect("the token expires");
+    // Events published all across the first token's end: each arrives once, in order, and the
+    // connection is refreshed in place (no reconnect).
+    let mut amounts = Vec::new();
+    let mut refreshed = false;
+    for n in 0..30 {
+        pay(&server, n, "renew").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(1), client.next()).await
+        {
+            match message {
+                Message::Event(received) => match received.event {
+                    AnyEvent::PaymentReceived(p) => amounts.push(p.amount),
+                    other => panic!("unexpected {other:?}"),
+                },
+                Message::Control(ControlMessage::Refreshed { expires_at, .. }) => {
+                    refreshed = true;
+                    assert!(expires_at.unwrap() > first_end + 60_000);
+                }
+                Message::Status(status) => panic!("no reconnect expected: {status:?}"),
+                _ => {}
             }
-            Message::Status(other) => panic!("{other:?}"),
-            _ => {}
         }
     }
-    connected(&mut client).await;
+    assert!(refreshed, "refreshed before the first token's end");
+    let rest = payments(&mut client, 30 - amounts.len()).await;
+    amounts.extend(rest.into_iter().map(|(amount, _)| amount));
+    let expected: Vec<f64> = (0..30).map(|n| n as f64).collect();
+    assert_eq!(amounts, expected, "every event once, in order");
+    assert!(
+        now_ms() > first_end,
+        "the test ran past the first token's end"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -88,6 +88,23 @@ enum Command {
         #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
         api_key: String,
     },
+    /// Ask a user's connections to re-authorize (their role changed), through a node's
+    /// `POST /api/reauthorizations`: each must refresh with a token issued from now on before
+    /// the deadline, or is closed then (4001).
+    Reauthorize {
+        /// The user whose rights changed.
+        #[arg(long)]
+        user: String,
+        /// Seconds the connections have to refresh (the server's default: 30).
+        #[arg(long)]
+        deadline_secs: Option<u64>,
+        /// The server's base URL.
+        #[arg(long, env = "OMNICAST_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A publish API key.
+        #[arg(long, env = "OMNICAST_API_KEY", hide_env_values = true)]
+        api_key: String,
+    },
     /// Would a connection get an event, and if not, which rule says so (asks a node's
     /// `POST /api/explain`); or `--matrix`, the catalog's who-receives-what matrix.
     Explain(Box<explain::ExplainArgs>),
@@ -169,6 +186,15 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
                 "tokenId": token_id,
             });
             print_answer(post_json(&url, "/api/revocations", &api_key, &body))
+        }
+        Command::Reauthorize {
+            user,
+            deadline_secs,
+            url,
+            api_key,
+        } => {
+            let body = serde_json::json!({ "userId": user, "deadlineSecs": deadline_secs });
+            print_answer(post_json(&url, "/api/reauthorizations", &api_key, &body))
         }
         Command::Check {
             catalog,

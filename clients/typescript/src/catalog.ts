@@ -377,6 +377,9 @@ export type PingId = number | string;
 /** Namespace → the id of an event (a stream position). */
 export type Positions = { [K in Namespace]?: EventId };
 
+/** A token as a client sends it: a secret, so its `Debug` says nothing of it. */
+export type Token = string;
+
 /** Sent once, first, when the connection is set up. */
 export interface ReadyMessage {
   type: "ready";
@@ -392,6 +395,8 @@ export interface ReadyMessage {
   namespaces: Namespace[];
   /** Each subscribed namespace's stream position as the connection joined it: a client's position in a namespace is the later (by offset) of this and the last event of it received, so events it may not see still move it on. */
   positions: Positions;
+  /** Until when the token's rights hold (ms since the Unix epoch; its `exp` and the server's leeway): refresh before, or be closed then (4001). Left out for never. */
+  expiresAt?: number;
   /** For each namespace named in `since`: whether everything missed follows (`true`), or the client must reload its state (`false`). Left out when nothing was resumed. */
   recovered?: { [K in Namespace]?: boolean };
 }
@@ -405,6 +410,26 @@ export interface SubscribedMessage {
   positions: Positions;
   /** As in `ready`, for the namespaces this `subscribe` named in `since`. */
   recovered?: { [K in Namespace]?: boolean };
+}
+
+/** A `refresh` took effect: every event from here on is filtered with these rights. */
+export interface RefreshedMessage {
+  type: "refreshed";
+  /** The new token's role. */
+  role: Role;
+  /** All namespaces now subscribed to. */
+  namespaces: Namespace[];
+  /** The namespaces unsubscribed because the new role may see nothing in them. */
+  dropped?: Namespace[];
+  /** Until when the new token's rights hold (ms since the Unix epoch); left out for never. */
+  expiresAt?: number;
+}
+
+/** The application changed this user's rights: send a `refresh` with a token issued from now on before `deadline` (ms since the Unix epoch), or the connection is closed then (4001). */
+export interface ReauthorizeMessage {
+  type: "reauthorize";
+  /** When the connection closes unless refreshed. */
+  deadline: number;
 }
 
 /** The whole subscription after an `unsubscribe`. */
@@ -431,7 +456,7 @@ export interface ErrorMessage {
 }
 
 /** What the server sends besides events. */
-export type ControlMessage = ReadyMessage | SubscribedMessage | UnsubscribedMessage | PongMessage | ErrorMessage;
+export type ControlMessage = ReadyMessage | SubscribedMessage | RefreshedMessage | ReauthorizeMessage | UnsubscribedMessage | PongMessage | ErrorMessage;
 
 /** Anything the server sends. */
 export type ServerMessage = ControlMessage | AnyEnvelope;
@@ -452,6 +477,13 @@ export interface UnsubscribeMessage {
   namespaces: Namespace[];
 }
 
+/** Go on with the rights of a fresh token of the same user (answered with `refreshed`, or an `error` with code `refresh_refused`). */
+export interface RefreshMessage {
+  type: "refresh";
+  /** A JWT, checked like the handshake's. */
+  token: Token;
+}
+
 /** Ask for a `pong` (an application-level keepalive). */
 export interface PingMessage {
   type: "ping";
@@ -460,7 +492,7 @@ export interface PingMessage {
 }
 
 /** What a client may send. */
-export type ClientMessage = SubscribeMessage | UnsubscribeMessage | PingMessage;
+export type ClientMessage = SubscribeMessage | UnsubscribeMessage | RefreshMessage | PingMessage;
 
 /** The WebSocket close codes the server uses. */
 export const CloseCode = {
@@ -503,6 +535,8 @@ export const ErrorCode = {
   INVALID_SINCE: "invalid_since",
   /** a binary frame; the protocol is JSON text. */
   BINARY_NOT_SUPPORTED: "binary_not_supported",
+  /** a `refresh` whose token was not accepted; the connection keeps the rights it had. */
+  REFRESH_REFUSED: "refresh_refused",
 } as const;
 
 /** One of the error codes. */

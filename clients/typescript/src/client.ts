@@ -88,6 +88,13 @@ class Client implements OmnicastClient {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
   #deadline: ReturnType<typeof setTimeout> | undefined;
+  /** When to refresh the token on the open connection (with `getToken`). */
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Until when the connection's token holds (ms since the Unix epoch), from `ready` or `refreshed`. */
+  #expiresAt: number | undefined;
+  /** Namespaces the server dropped on a refresh (the new role sees nothing there): not asked for
+   * again on this connection. */
+  readonly #dropped = new Set<Namespace>();
   #syncScheduled = false;
   /** Connected is wanted but there is nothing to subscribe to yet. */
   #idle = false;
@@ -238,6 +245,7 @@ class Client implements OmnicastClient {
       this.#socket = undefined;
       this.#session = undefined;
       this.#stopHeartbeat();
+      this.#stopRefresh();
       this.#detach(socket);
       if (!opened) {
         void this.#diagnose(url);
@@ -399,6 +407,7 @@ class Client implements OmnicastClient {
     this.#socket = undefined;
     this.#session = undefined;
     this.#stopHeartbeat();
+    this.#stopRefresh();
     this.#detach(socket);
     try {
       socket.close(4000, why.slice(0, 100));
@@ -448,6 +457,44 @@ class Client implements OmnicastClient {
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     this.#stopHeartbeat();
+    this.#stopRefresh();
+  }
+
+  // ---- refresh ----------------------------------------------------------------------------
+
+  /** Refreshes before the token's rights end (a fifth of what is left before, at most a minute),
+   * if `getToken` can bring a new one; a refresh that did not move the end on is not repeated. */
+  #scheduleRefresh(expiresAt: number | undefined): void {
+    const before = this.#expiresAt;
+    this.#expiresAt = expiresAt;
+    this.#stopRefresh();
+    if (expiresAt === undefined || !this.#options.getToken) return;
+    if (before !== undefined && expiresAt <= before) return;
+    const left = Math.max(expiresAt - Date.now(), 0);
+    this.#refreshTimer = setTimeout(() => void this.#refresh(), left - Math.min(left / 5, 60_000));
+  }
+
+  #stopRefresh(): void {
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
+  }
+
+  /** Sends a fresh token on the open connection: the server answers `refreshed` (or an error,
+   * and the connection keeps its rights until they end: then it reconnects with `getToken`). */
+  async #refresh(): Promise<void> {
+    this.#stopRefresh();
+    const socket = this.#socket;
+    if (!socket || !this.#options.getToken) return;
+    let token: string;
+    try {
+      token = await this.#options.getToken();
+    } catch (cause) {
+      this.#report({ kind: "refused", code: "get_token_failed", message: `getToken threw: ${String(cause)}`, cause });
+      return;
+    }
+    if (this.#socket !== socket) return;
+    this.#log?.("refresh");
+    this.#send({ type: "refresh", token });
   }
 
   // ---- subscriptions ----------------------------------------------------------------------
@@ -455,6 +502,7 @@ class Client implements OmnicastClient {
   #desired(): Set<Namespace> {
     const out = new Set<Namespace>(this.#base ?? []);
     for (const [ns, n] of this.#refs) if (n > 0) out.add(ns);
+    for (const ns of this.#dropped) out.delete(ns);
     return out;
   }
 
@@ -570,12 +618,29 @@ class Client implements OmnicastClient {
         // reconnect asks for the same and resumes only namespaces it subscribes.
         this.#base ??= new Set(message.namespaces);
         this.#requested = new Set(message.namespaces);
+        this.#dropped.clear();
         this.#joined(message);
         this.#attempt = 0;
         this.#expiredInARow = 0;
+        this.#expiresAt = undefined;
+        this.#scheduleRefresh(message.expiresAt);
         this.#setStatus("connected");
         this.#startHeartbeat();
         this.#sync();
+        break;
+      case "refreshed":
+        // From here on the server filters with these rights.
+        if (this.#session) this.#session = { ...this.#session, role: message.role, namespaces: message.namespaces, expiresAt: message.expiresAt };
+        this.#requested = new Set(message.namespaces);
+        for (const ns of message.dropped ?? []) {
+          this.#dropped.add(ns);
+          this.#positions.delete(ns);
+        }
+        this.#scheduleRefresh(message.expiresAt);
+        break;
+      case "reauthorize":
+        // The application changed this user's rights: a token from getToken now, before the deadline.
+        void this.#refresh();
         break;
       case "subscribed":
         this.#joined(message);

@@ -390,24 +390,60 @@ describe("reconnect and resume", () => {
 });
 
 describe("tokens", () => {
-  test("a token that expires (4001) is renewed with getToken before the next attempt", async () => {
+  test("getToken refreshes the open connection before its token expires: no gap, no duplicate, no reconnect", async () => {
     let calls = 0;
-    const closes: ClientError[] = [];
     const c = client({
-      namespaces: ["system"],
+      namespaces: ["payments"],
       getToken: () => {
         calls += 1;
-        return server.token("renewing", "admin", calls === 1 ? 1 : 3600);
+        return server.token("renewing", "admin", calls === 1 ? 2 : 3600);
       },
-      reconnect: { minDelay: 20, maxDelay: 50 },
     });
-    c.onError((e) => closes.push(e));
     await connected(c);
-    const firstSession = c.session!.sessionId;
-    await waitFor(() => closes.some((e) => e.kind === "closed" && e.code === 4001), "the 4001 close", 5000);
-    await waitFor(() => c.status === "connected", "reconnected with a new token", 5000);
+    const { sessionId, expiresAt: firstEnd } = c.session!;
+    assert.ok(firstEnd !== undefined && firstEnd < Date.now() + 3000, `a short token: ${firstEnd}`);
+    const amounts: number[] = [];
+    c.on("payment:received", (e) => amounts.push(e.amount));
+    // Published all across the first token's end.
+    for (let n = 0; n < 30; n++) {
+      await server.publish(payment("someone", n));
+      await sleep(100);
+    }
+    await waitFor(() => amounts.length >= 30, "every payment");
+    assert.ok(Date.now() > firstEnd!, "ran past the first token's end");
+    assert.deepEqual(amounts, Array.from({ length: 30 }, (_, n) => 100 + n), "each once, in order");
+    assert.equal(c.session!.sessionId, sessionId, "the same connection");
+    assert.ok(c.session!.expiresAt! > firstEnd! + 60_000, "refreshed");
     assert.equal(calls, 2);
-    assert.notEqual(c.session!.sessionId, firstSession);
+    c.disconnect();
+  });
+
+  test("a re-authorization request is answered with a fresh token from getToken, before the deadline", async () => {
+    // What the application's token endpoint says: a role, in a token issued `lag` seconds ago.
+    let role = "staff";
+    let lag = 5;
+    const c = client({
+      namespaces: ["system", "inventory"],
+      getToken: () => server.token("promoted", role, 3600, { iat: Math.floor(Date.now() / 1000) - lag }),
+    });
+    await connected(c);
+    assert.equal(c.session!.role, "staff");
+    [role, lag] = ["customer", 0];
+    const response = await fetch(`${server.httpUrl}/api/reauthorizations`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${server.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ userId: "promoted", deadlineSecs: 1 }),
+    });
+    const answer = (await response.json()) as { asked: number };
+    assert.equal(response.status, 200);
+    assert.equal(answer.asked, 1);
+    await waitFor(() => c.session?.role === "customer", "the customer role, in place");
+    assert.ok(!c.namespaces.includes("inventory"), "the namespace the customer may not see is dropped");
+    const sessionId = c.session!.sessionId;
+    await sleep(1500); // past the deadline
+    assert.equal(c.status, "connected");
+    assert.equal(c.session!.sessionId, sessionId, "no reconnect");
+    c.disconnect();
   });
 
   test("a revoked token (4003) is replaced through getToken; without getToken the client fails", async () => {

@@ -116,9 +116,12 @@ pub mod error_code {
     pub const INVALID_SINCE: &str = "invalid_since";
     /// A binary frame; the protocol is JSON text.
     pub const BINARY_NOT_SUPPORTED: &str = "binary_not_supported";
+    /// A `refresh` whose token was not accepted (the message says why); the connection keeps
+    /// the rights it had.
+    pub const REFRESH_REFUSED: &str = "refresh_refused";
 
     /// Every code above, with what it means (the generated TypeScript's `ErrorCode`).
-    pub const ALL: [(&str, &str); 5] = [
+    pub const ALL: [(&str, &str); 6] = [
         (INVALID_JSON, "the message is not JSON"),
         (INVALID_MESSAGE, "not a known message, or a field is wrong"),
         (UNKNOWN_NAMESPACE, "a namespace the catalog does not have"),
@@ -129,6 +132,10 @@ pub mod error_code {
         (
             BINARY_NOT_SUPPORTED,
             "a binary frame; the protocol is JSON text",
+        ),
+        (
+            REFRESH_REFUSED,
+            "a `refresh` whose token was not accepted; the connection keeps the rights it had",
         ),
     ];
 }
@@ -153,6 +160,12 @@ pub enum ClientMessage {
         #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
     },
+    /// Go on with the rights of a fresh token of the same user (answered with `refreshed`, or
+    /// an `error` with code `refresh_refused`).
+    Refresh {
+        /// A JWT, checked like the handshake's.
+        token: Token,
+    },
     /// Ask for a `pong` (an application-level keepalive).
     Ping {
         /// Echoed back in the pong.
@@ -166,6 +179,18 @@ impl ClientMessage {
     /// The message as JSON text.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("client messages serialize")
+    }
+}
+
+/// A token as a client sends it: a secret, so its `Debug` says nothing of it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(transparent)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
     }
 }
 
@@ -221,6 +246,11 @@ pub enum ControlMessage {
         /// catalog can tell, and say so.
         #[serde(default)]
         catalog_version: String,
+        /// Until when the token's rights hold (ms since the Unix epoch; its `exp` and the
+        /// server's leeway): refresh before, or be closed then (4001). Left out for never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "u64")]
+        expires_at: Option<u64>,
         /// The namespaces subscribed to.
         #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
@@ -249,6 +279,30 @@ pub enum ControlMessage {
         #[serde(default)]
         #[schemars(with = "schema::Positions")]
         positions: BTreeMap<String, String>,
+    },
+    /// A `refresh` took effect: every event from here on is filtered with these rights.
+    Refreshed {
+        /// The new token's role.
+        #[schemars(with = "schema::RoleName")]
+        role: String,
+        /// Until when the new token's rights hold (ms since the Unix epoch); left out for never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "u64")]
+        expires_at: Option<u64>,
+        /// All namespaces now subscribed to.
+        #[schemars(with = "Vec<schema::NamespaceName>")]
+        namespaces: Vec<String>,
+        /// The namespaces unsubscribed because the new role may see nothing in them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(with = "Vec<schema::NamespaceName>")]
+        dropped: Vec<String>,
+    },
+    /// The application changed this user's rights: send a `refresh` with a token issued from
+    /// now on before `deadline` (ms since the Unix epoch), or the connection is closed then
+    /// (4001).
+    Reauthorize {
+        /// When the connection closes unless refreshed.
+        deadline: u64,
     },
     /// The whole subscription after an `unsubscribe`.
     Unsubscribed {

@@ -119,7 +119,7 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing_token",
             AuthError::Invalid(_) => "invalid_token",

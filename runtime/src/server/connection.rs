@@ -44,8 +44,6 @@ pub(crate) struct Timing {
     pub(crate) heartbeat: Duration,
     /// A client from which nothing arrives for this long is closed (4002).
     pub(crate) idle_timeout: Duration,
-    /// When the token expires (4001); `None` for never.
-    pub(crate) expires_at: Option<Instant>,
     /// The most bytes of protocol replies (pongs to the client's pings) held for a client that
     /// does not read them; past it the client is a slow consumer (4008).
     pub(crate) max_replies: usize,
@@ -61,7 +59,9 @@ pub(crate) enum Handled {
 
 /// Drives one registered connection until it closes: writes what its mailbox holds, reads and
 /// answers the client's frames (text messages through `on_text`), pings, and closes it when
-/// asked, when it is idle, or when its token expires.
+/// asked, when it is idle, or when its rights end (the mailbox's
+/// [`valid_until_ms`](Mailbox::valid_until_ms): its token's `exp`, moved by a refresh or a
+/// re-authorization's deadline).
 pub(crate) fn drive<'a>(
     socket: Socket,
     config: WebSocketConfig,
@@ -84,12 +84,14 @@ pub(crate) fn drive<'a>(
         on_text,
         pending: None,
         last_seen: now_ms(),
+        next_ping: Instant::now() + timing.heartbeat,
+        valid_until_ms: mailbox.valid_until_ms(),
         timing,
         deferred: false,
         rounds_written: 0,
     };
     async move {
-        let timer = tokio::time::sleep_until(connection.next_tick(Instant::now()));
+        let timer = tokio::time::sleep_until(connection.next_tick());
         tokio::pin!(timer);
         poll_fn(|cx| connection.poll(cx, timer.as_mut())).await;
     }
@@ -156,6 +158,10 @@ struct Connection<'a> {
     pending: Option<BoxFuture<'static, ()>>,
     /// When the client last sent anything, in milliseconds since the epoch.
     last_seen: u64,
+    /// When the next heartbeat is due.
+    next_ping: Instant,
+    /// The mailbox's `valid_until_ms` the timer was last set by.
+    valid_until_ms: u64,
     timing: Timing,
     /// Whether this wake's write was put off once already (see [`Connection::poll_write`]).
     deferred: bool,
@@ -176,6 +182,10 @@ impl Connection<'_> {
                 if let Some(reason) = self.mailbox.close_reason() {
                     self.begin_close(cx, reason);
                     timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                } else if self.mailbox.valid_until_ms() != self.valid_until_ms {
+                    // A refresh or a re-authorization moved the end of its rights.
+                    self.valid_until_ms = self.mailbox.valid_until_ms();
+                    timer.as_mut().reset(self.next_tick());
                 }
             }
             let read = match self.poll_read(cx) {
@@ -219,30 +229,34 @@ impl Connection<'_> {
                 // A client that never reads again cannot take the close frame.
                 Phase::Closing => return Poll::Ready(()),
                 Phase::Open => {
-                    let now = Instant::now();
-                    self.tick(now);
-                    timer.as_mut().reset(self.next_tick(now));
+                    self.tick(Instant::now());
+                    timer.as_mut().reset(self.next_tick());
                 }
             }
         }
     }
 
-    /// The next heartbeat, or the token's expiry if that comes first.
-    fn next_tick(&self, now: Instant) -> Instant {
-        let ping = now + self.timing.heartbeat;
-        self.timing.expires_at.map_or(ping, |at| at.min(ping))
+    /// The next heartbeat, or the end of the connection's rights if that comes first.
+    fn next_tick(&self) -> Instant {
+        let left = Duration::from_millis(self.valid_until_ms.saturating_sub(now_ms()));
+        // Too far ahead for an `Instant` (an `exp` centuries away): never expires.
+        Instant::now()
+            .checked_add(left)
+            .map_or(self.next_ping, |end| end.min(self.next_ping))
     }
 
-    /// Heartbeat time: close an expired or idle connection, or ping it.
+    /// Timer time: close a connection whose rights ended or that is idle, or ping it when due.
     fn tick(&mut self, now: Instant) {
-        if self.timing.expires_at.is_some_and(|at| now >= at) {
+        if now_ms() >= self.valid_until_ms {
             self.mailbox.close(close::TOKEN_EXPIRED);
-        } else if now_ms().saturating_sub(self.last_seen)
-            > self.timing.idle_timeout.as_millis() as u64
-        {
-            self.mailbox.close(close::IDLE_TIMEOUT);
-        } else {
-            self.replies.extend_from_slice(frame::ping());
+        } else if now >= self.next_ping {
+            self.next_ping = now + self.timing.heartbeat;
+            if now_ms().saturating_sub(self.last_seen) > self.timing.idle_timeout.as_millis() as u64
+            {
+                self.mailbox.close(close::IDLE_TIMEOUT);
+            } else {
+                self.replies.extend_from_slice(frame::ping());
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Waker};
 
@@ -29,7 +30,18 @@ use crate::server::frame::Frame;
 pub struct Mailbox {
     pub(crate) session_id: Box<str>,
     pub(crate) user_id: Arc<str>,
-    pub(crate) role: u32,
+    /// The role the connection holds now: set at registration, changed by a refresh (under the
+    /// hub's write lock, so that a delivery, which holds its read lock, sees one role or the
+    /// other for the whole event).
+    role: AtomicU32,
+    /// Until when its rights hold, in milliseconds since the Unix epoch: its token's validity,
+    /// or sooner, a re-authorization's deadline. The connection closes it then (4001).
+    valid_until_ms: AtomicU64,
+    /// The latest re-authorization request applied to it (ms since the Unix epoch; 0 for
+    /// none): it is pending while the token's `issued_at_s` is older.
+    reauthorize_asked_ms: AtomicU64,
+    /// When its token was issued (`iat`, seconds since the Unix epoch; 0 when it does not say).
+    issued_at_s: AtomicU64,
     capacity: usize,
     frames: Mutex<Queue>,
     close: OnceLock<CloseReason>,
@@ -89,7 +101,10 @@ impl Mailbox {
         Mailbox {
             session_id,
             user_id,
-            role,
+            role: AtomicU32::new(role),
+            valid_until_ms: AtomicU64::new(u64::MAX),
+            reauthorize_asked_ms: AtomicU64::new(0),
+            issued_at_s: AtomicU64::new(0),
             capacity,
             frames: Mutex::new(Queue {
                 replay_start: 0,
@@ -102,6 +117,62 @@ impl Mailbox {
             task: AtomicWaker::new(),
             replay_done: AtomicWaker::new(),
         }
+    }
+
+    /// The role the connection holds now.
+    pub(crate) fn role(&self) -> u32 {
+        self.role.load(Ordering::Acquire)
+    }
+
+    /// Until when the connection's rights hold (ms since the Unix epoch).
+    pub(crate) fn valid_until_ms(&self) -> u64 {
+        self.valid_until_ms.load(Ordering::Acquire)
+    }
+
+    /// The connection holds a token issued at `issued_at` (seconds) and valid until `until_ms`
+    /// at the latest (at the connect), and its task sets its timer by it.
+    pub(crate) fn hold(&self, issued_at: Option<u64>, until_ms: u64) {
+        self.issued_at_s
+            .store(issued_at.unwrap_or(0), Ordering::Release);
+        self.valid_until_ms.fetch_min(until_ms, Ordering::AcqRel);
+        self.task.wake();
+    }
+
+    /// Asks the connection to re-authorize, the request made at `asked_ms`: unless its token
+    /// was issued since, its rights end at `deadline_ms` at the latest, until a refresh brings
+    /// such a token. False (and nothing changes) when its token is that fresh or this request,
+    /// or a later one, was applied already (announcements may arrive twice). Called under the
+    /// hub's read lock, or before the connection reads: never during a refresh
+    /// ([`Hub::refresh`](crate::server::hub::Hub::refresh)).
+    pub(crate) fn ask_reauthorization(&self, asked_ms: u64, deadline_ms: u64) -> bool {
+        if self
+            .reauthorize_asked_ms
+            .fetch_max(asked_ms, Ordering::AcqRel)
+            >= asked_ms
+            || self.issued_at_s.load(Ordering::Acquire) >= asked_ms / 1000
+        {
+            return false;
+        }
+        self.valid_until_ms.fetch_min(deadline_ms, Ordering::AcqRel);
+        self.task.wake();
+        true
+    }
+
+    /// When the re-authorization it has not answered yet was asked for, if there is one.
+    pub(crate) fn pending_reauthorization_ms(&self) -> Option<u64> {
+        let asked_ms = self.reauthorize_asked_ms.load(Ordering::Acquire);
+        (asked_ms != 0 && self.issued_at_s.load(Ordering::Acquire) < asked_ms / 1000)
+            .then_some(asked_ms)
+    }
+
+    /// A refresh took effect: the connection holds `role`, with a token issued at `issued_at`,
+    /// until `valid_until_ms`. Called under the hub's write lock.
+    pub(crate) fn refreshed(&self, role: u32, issued_at: Option<u64>, valid_until_ms: u64) {
+        self.role.store(role, Ordering::Release);
+        self.issued_at_s
+            .store(issued_at.unwrap_or(0), Ordering::Release);
+        self.valid_until_ms.store(valid_until_ms, Ordering::Release);
+        self.task.wake();
     }
 
     /// Queues a frame for the connection's writer, unless the queue is full.

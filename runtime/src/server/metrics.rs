@@ -35,6 +35,7 @@ pub struct Metrics {
     recoveries: IntCounterVec,
     resyncs: IntCounterVec,
     epochs: IntCounterVec,
+    refreshes: IntCounterVec,
     follower_lag: IntGaugeVec,
     pub(crate) publish_seconds: Histogram,
     pub(crate) fanout_seconds: Histogram,
@@ -43,6 +44,7 @@ pub struct Metrics {
     pub(crate) redis_seconds: Histogram,
     pub(crate) redis_reconnects: IntCounter,
     pub(crate) presence_reaps: IntCounter,
+    pub(crate) reauthorizations: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,6 +132,15 @@ impl Metrics {
                 "Times this node started a namespace over at Redis' top (its clients resume: 4010).",
                 &["namespace"],
             ),
+            refreshes: counter(
+                "refreshes_total",
+                "Refreshes (a fresh token on an open connection), by outcome: refreshed, or the error code answered (refresh_refused) with why (invalid_token, token_expired, other_user, token_revoked, stale_token).",
+                &["outcome"],
+            ),
+            reauthorizations: single(
+                "reauthorizations_total",
+                "Connections asked to re-authorize (`POST /api/reauthorizations`) on this node.",
+            ),
             follower_lag,
             publish_seconds: histogram(
                 "publish_request_duration_seconds",
@@ -184,6 +195,11 @@ impl Metrics {
         self.closes
             .with_label_values(&[&reason.code.to_string(), reason.reason])
             .inc();
+    }
+
+    /// A refresh took effect (`refreshed`) or was refused (why).
+    pub(crate) fn refresh(&self, outcome: &str) {
+        self.refreshes.with_label_values(&[outcome]).inc();
     }
 
     /// A resume of `namespace` recovered everything missed, or did not.

@@ -155,6 +155,10 @@ impl Server {
             .route("/metrics", get(http::metrics::metrics))
             .route("/api/explain", post(http::explain::explain))
             .route("/api/revocations", post(http::revocations::revoke))
+            .route(
+                "/api/reauthorizations",
+                post(http::revocations::reauthorize),
+            )
             .route("/console", get(http::console::page))
             .route("/console/console.js", get(http::console::script))
             .layer(DefaultBodyLimit::max(self.state.config.max_publish_bytes))

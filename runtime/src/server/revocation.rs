@@ -3,6 +3,9 @@
 //! handshake (401 `token_revoked`) until the revocation lapses, and the live connections it
 //! matches are closed with 4003. A revocation lapses once no token it could match can still be
 //! valid: `--max-token-lifetime-secs` after it was made.
+//!
+//! Re-authorization requests are kept beside them until their deadline: a connection of the
+//! user opened meanwhile with a token older than the request is asked too.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +33,31 @@ pub struct Revocation {
     /// The token with this id (`jti`).
     #[serde(default)]
     pub token_id: Option<String>,
+}
+
+/// A request that a user's connections re-authorize (`POST /api/reauthorizations`): each must
+/// refresh with a token issued at `asked_ms` or later before the deadline it is kept until.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reauthorization {
+    /// The user whose rights changed.
+    pub user_id: String,
+    /// When it was asked for (ms since the Unix epoch): also what tells it from another request.
+    pub asked_ms: u64,
+}
+
+/// What the nodes share about rights, each kept until a time: a revocation, or a
+/// re-authorization request (with Redis, the entries of one hash and one channel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RightsChange {
+    /// Ask a user's connections for a fresher token.
+    Reauthorize {
+        /// The request.
+        reauthorize: Reauthorization,
+    },
+    /// Revoke tokens.
+    Revoke(Revocation),
 }
 
 /// What a connection was opened with, for matching revocations.
@@ -87,6 +115,8 @@ pub struct Revocations {
     revoked: Mutex<Vec<(Revocation, u64)>>,
     /// Live connections by session id.
     live: Mutex<HashMap<String, Credentials>>,
+    /// Re-authorization requests with their deadlines (ms since the Unix epoch).
+    reauthorizations: Mutex<Vec<(Reauthorization, u64)>>,
 }
 
 impl Revocations {
@@ -116,6 +146,36 @@ impl Revocations {
         revoked
             .iter()
             .any(|(r, until)| *until > now && r.matches(credentials))
+    }
+
+    /// Keeps `request` until `deadline_ms`, for connections opened meanwhile.
+    pub fn add_reauthorization(&self, request: Reauthorization, deadline_ms: u64) {
+        let now = now_ms();
+        let mut requests = self.reauthorizations.lock().expect("revocations lock");
+        requests.retain(|(_, deadline)| *deadline > now);
+        if !requests.iter().any(|(r, _)| *r == request) {
+            requests.push((request, deadline_ms));
+        }
+    }
+
+    /// The latest request (and its deadline) that a token of `user_id` issued at `issued_at`
+    /// (seconds) has not answered, if one is in force.
+    pub fn reauthorization_for(
+        &self,
+        user_id: &str,
+        issued_at: Option<u64>,
+    ) -> Option<(Reauthorization, u64)> {
+        let now = now_ms();
+        let requests = self.reauthorizations.lock().expect("revocations lock");
+        requests
+            .iter()
+            .filter(|(r, deadline)| {
+                *deadline > now
+                    && r.user_id == user_id
+                    && issued_at.is_none_or(|iat| iat < r.asked_ms / 1000)
+            })
+            .max_by_key(|(r, _)| r.asked_ms)
+            .cloned()
     }
 
     /// A connection opened with `credentials` under `session_id`.

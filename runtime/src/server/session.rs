@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::catalog::{Catalog, PresenceRule, PresenceTrigger};
@@ -15,13 +13,13 @@ use crate::namespaces::NamespaceSet;
 use crate::position::Position;
 use crate::protocol::{ClientMessage, ControlMessage, close, error_code};
 use crate::role::RoleMask;
-use crate::server::auth::Identity;
+use crate::server::auth::{AuthError, Identity};
 use crate::server::broker::BoxFuture;
 use crate::server::broker::{PresenceChange, ResumeRequest, Resumed};
 use crate::server::connection::{self, Handled, Socket, Timing};
 use crate::server::error::PublishError;
 use crate::server::frame::Frame;
-use crate::server::hub::{ConnId, ConnectionInfo};
+use crate::server::hub::{ConnId, ConnectionInfo, RefreshRefused};
 use crate::server::mailbox::Mailbox;
 use crate::server::publication::now_ms;
 use crate::server::revocation::Credentials;
@@ -58,6 +56,7 @@ pub(crate) async fn run(
                     user_id: identity.user_id.clone(),
                     role: catalog.roles[identity.role as usize].name.to_owned(),
                     catalog_version: catalog.version.to_owned(),
+                    expires_at: expires_at(identity.valid_until_ms),
                     namespaces: names(&state, namespaces),
                     recovered,
                     positions,
@@ -101,14 +100,17 @@ pub(crate) async fn run(
     };
     let id = registration.id;
     let mailbox = registration.mailbox;
+    mailbox.hold(identity.issued_at, identity.valid_until_ms);
     // Tracked for revocations, then checked again: a revocation made since the handshake's check
-    // either finds this connection tracked (and closes it) or is found by this check.
+    // either finds this connection tracked (and closes it) or is found by this check. The same
+    // for re-authorization requests, against the registration.
     let credentials = Credentials::from(&identity);
     let revocations = state.hub.revocations();
     revocations.track(&session_id, credentials.clone());
     if revocations.refuses(&credentials) {
         mailbox.close(close::REVOKED);
     }
+    state.hub.reauthorize_new(&mailbox, identity.issued_at);
     if registration.first_of_user {
         presence(
             &state,
@@ -120,14 +122,9 @@ pub(crate) async fn run(
     }
     tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
 
-    // Too far ahead for an `Instant` (an `exp` centuries away): never expires.
-    let expires_at = Instant::now().checked_add(Duration::from_millis(
-        identity.valid_until_ms.saturating_sub(now_ms()),
-    ));
     let timing = Timing {
         heartbeat: state.config.heartbeat_interval,
         idle_timeout: state.config.idle_timeout,
-        expires_at,
         max_replies: state.config.max_message_bytes,
     };
     let mut on_text = |text: &str| handle(&state, id, &mailbox, text);
@@ -204,7 +201,7 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
             return Handled::Reply(Some(ControlMessage::error(
                 error_code::INVALID_MESSAGE,
                 format!(
-                    "{}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"ping\", ...}}",
+                    "{}; expected {{\"type\": \"subscribe\" | \"unsubscribe\" | \"refresh\" | \"ping\", ...}}",
                     shortened(err.to_string())
                 ),
             )));
@@ -212,6 +209,9 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
     };
     match message {
         ClientMessage::Ping { id } => Handled::Reply(Some(ControlMessage::Pong { id })),
+        ClientMessage::Refresh { token } => {
+            Handled::Reply(Some(refresh(state, id, mailbox, &token.0)))
+        }
         ClientMessage::Subscribe { namespaces, since } => {
             match subscribe(state, id, mailbox, &namespaces, &since) {
                 Ok(work) => Handled::Later(work),
@@ -225,6 +225,61 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
             ),
         )),
     }
+}
+
+/// Gives the connection the rights of a fresh token of its user: the `refreshed` reply, queued
+/// after every event allowed by the old rights and before any filtered with the new ones; or
+/// why not (the connection keeps its rights).
+fn refresh(state: &AppState, id: ConnId, mailbox: &Mailbox, token: &str) -> ControlMessage {
+    let metrics = state.hub.metrics();
+    let refused = |outcome: &str, message: String| {
+        metrics.refresh(outcome);
+        ControlMessage::error(error_code::REFRESH_REFUSED, message)
+    };
+    let identity = match state.auth.verify(token) {
+        Ok(identity) => identity,
+        Err(err) => return refused(err.code(), err.to_string()),
+    };
+    if *identity.user_id != *mailbox.user_id {
+        let message = "the token is for another user: a connection keeps its user".to_owned();
+        return refused("other_user", message);
+    }
+    let credentials = Credentials::from(&identity);
+    let revocations = state.hub.revocations();
+    if revocations.refuses(&credentials) {
+        return refused("token_revoked", AuthError::Revoked.to_string());
+    }
+    let valid_until = identity.valid_until_ms;
+    let refreshed = match state
+        .hub
+        .refresh(id, identity.role, identity.issued_at, valid_until)
+    {
+        Ok(refreshed) => refreshed,
+        Err(err @ RefreshRefused::Stale { .. }) => return refused("stale_token", err.to_string()),
+        // Closing: nothing more is written to it.
+        Err(err @ RefreshRefused::Gone) => return refused("gone", err.to_string()),
+    };
+    // Tracked with the new credentials, then checked again, as at the connect: a revocation of
+    // the new token made meanwhile either finds them tracked or is found here.
+    revocations.track(&mailbox.session_id, credentials.clone());
+    if revocations.refuses(&credentials) {
+        mailbox.close(close::REVOKED);
+    }
+    metrics.refresh("refreshed");
+    tracing::debug!(session = %mailbox.session_id, role = identity.role, "refreshed");
+    ControlMessage::Refreshed {
+        role: state.hub.catalog().roles[identity.role as usize]
+            .name
+            .to_owned(),
+        expires_at: expires_at(valid_until),
+        namespaces: names(state, refreshed.namespaces),
+        dropped: names(state, refreshed.dropped),
+    }
+}
+
+/// What `ready` and `refreshed` say of a validity: `None` for never.
+fn expires_at(valid_until_ms: u64) -> Option<u64> {
+    (valid_until_ms != u64::MAX).then_some(valid_until_ms)
 }
 
 /// Adds the named namespaces to the connection's subscription, resuming those named in `since`:
@@ -284,7 +339,7 @@ fn subscribe(
             let replay = replay(
                 catalog,
                 resumed,
-                mailbox.role,
+                mailbox.role(),
                 &mailbox.user_id,
                 &mailbox.session_id,
             );

@@ -143,6 +143,14 @@ impl<'s> Types<'s> {
             let options = options.as_array().expect("a list of schemas");
             return union(options.iter().map(|s| self.ty(s)));
         }
+        if let Some(types) = schema.get("type").and_then(Value::as_array) {
+            // `["integer", "null"]`: each type with the rest of the schema.
+            return union(types.iter().map(|ty| {
+                let mut one = schema.clone();
+                one["type"] = ty.clone();
+                self.ty(&one)
+            }));
+        }
         match schema.get("type").and_then(Value::as_str) {
             Some("string") => "string".into(),
             Some("integer" | "number") => "number".into(),

@@ -11,7 +11,7 @@ use crate::server::broker::{
 };
 use crate::server::hub::Hub;
 use crate::server::publication::{Publication, now_ms};
-use crate::server::revocation::Revocation;
+use crate::server::revocation::RightsChange;
 
 /// The single-node broker. Its epoch is new with every process, so positions from before a
 /// restart are answered with `recovered: false`.
@@ -130,14 +130,14 @@ impl Broker for InMemoryBroker {
         Box::pin(std::future::ready(true))
     }
 
-    fn revoke(
+    fn change_rights(
         &self,
-        revocation: Revocation,
+        change: RightsChange,
         until_ms: u64,
     ) -> BoxFuture<'_, Result<usize, BrokerError>> {
         Box::pin(std::future::ready(Ok(self
             .hub
-            .revoke(revocation, until_ms))))
+            .change_rights(change, until_ms))))
     }
 
     fn ready(&self) -> bool {

@@ -24,7 +24,7 @@ pub use redis::{RedisBroker, RedisConfig};
 use crate::event::OutgoingEvent;
 use crate::position::Position;
 use crate::server::publication::Publication;
-use crate::server::revocation::Revocation;
+use crate::server::revocation::RightsChange;
 
 /// A boxed, sendable future: what the broker's methods return, so the trait stays
 /// object-safe (`Arc<dyn Broker>`).
@@ -69,12 +69,14 @@ pub trait Broker: Send + Sync + 'static {
         false
     }
 
-    /// Puts `revocation` in force on every node until `until_ms`: recorded where every node
-    /// (and a node restarted meanwhile) will find it before this resolves, each node then
-    /// closing the connections it matches. Resolves to how many this node closed.
-    fn revoke(
+    /// Puts a rights change (a revocation, a re-authorization request) in force on every node
+    /// until `until_ms`: recorded where every node (and a node restarted meanwhile) will find
+    /// it before this resolves, each node then applying it to the connections it matches
+    /// ([`Hub::change_rights`](crate::server::hub::Hub::change_rights)). Resolves to how many
+    /// connections of this node it closed or asked.
+    fn change_rights(
         &self,
-        revocation: Revocation,
+        change: RightsChange,
         until_ms: u64,
     ) -> BoxFuture<'_, Result<usize, BrokerError>>;
 }

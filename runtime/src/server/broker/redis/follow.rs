@@ -60,7 +60,7 @@ impl Inner {
         // Subscribed first, then caught up: what is published meanwhile waits in the
         // subscription and is recognized by its offset. Revocations the same way: announced
         // ones wait, recorded ones are read.
-        if let Err(err) = self.load_revocations().await {
+        if let Err(err) = self.load_rights_changes().await {
             return Unfollowed::Broker(err);
         }
         for namespace in 0..self.writer.keys.len() {
@@ -86,7 +86,7 @@ impl Inner {
                         return Unfollowed::Closed;
                     };
                     if message.get_channel_name() == revocations {
-                        self.on_revocation(&String::from_utf8_lossy(message.get_payload_bytes()));
+                        self.on_rights_change(&String::from_utf8_lossy(message.get_payload_bytes()));
                         continue;
                     }
                     let Some(namespace) = self

@@ -37,7 +37,7 @@ use crate::server::broker::{
     Batch, BoxFuture, Broker, BrokerError, PresenceChange, ResumeRequest, Resumed, new_epoch,
 };
 use crate::server::hub::Hub;
-use crate::server::revocation::Revocation;
+use crate::server::revocation::RightsChange;
 use writer::Writer;
 
 /// How many resumes one node reads from the shared history at once; the others wait their turn.
@@ -227,15 +227,15 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn revoke(
+    fn change_rights(
         &self,
-        revocation: Revocation,
+        change: RightsChange,
         until_ms: u64,
     ) -> BoxFuture<'_, Result<usize, BrokerError>> {
         Box::pin(async move {
-            self.inner.record_revocation(&revocation, until_ms).await?;
+            self.inner.record_rights_change(&change, until_ms).await?;
             // In force here at once; the announcement reaches the other nodes.
-            Ok(self.inner.hub.revoke(revocation, until_ms))
+            Ok(self.inner.hub.change_rights(change, until_ms))
         })
     }
 

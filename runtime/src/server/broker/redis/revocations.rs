@@ -1,5 +1,6 @@
-//! Revocations across nodes: recorded in one Redis hash (`<prefix>:revocations`, revocation →
-//! until when) and announced on a channel every node follows. A node applies each announcement
+//! Revocations and re-authorization requests across nodes: recorded in one Redis hash
+//! (`<prefix>:revocations`, the change as JSON → until when) and announced on a channel every
+//! node follows. A node applies each announcement
 //! as it arrives, and reads the whole hash whenever it (re)subscribes, so one that started, or
 //! lost Redis, meanwhile misses none; a revocation reaches every following node as fast as a
 //! published event does.
@@ -10,7 +11,7 @@ use super::Inner;
 use super::resume::from_value;
 use crate::server::broker::BrokerError;
 use crate::server::publication::now_ms;
-use crate::server::revocation::Revocation;
+use crate::server::revocation::RightsChange;
 
 impl Inner {
     pub(super) fn revocations_key(&self) -> String {
@@ -21,13 +22,13 @@ impl Inner {
         format!("{}:revocations:announce", self.config.prefix)
     }
 
-    /// Records `revocation` for every node; answers once Redis holds it.
-    pub(super) async fn record_revocation(
+    /// Records `change` for every node; answers once Redis holds it.
+    pub(super) async fn record_rights_change(
         &self,
-        revocation: &Revocation,
+        change: &RightsChange,
         until_ms: u64,
     ) -> Result<(), BrokerError> {
-        let json = serde_json::to_string(revocation).expect("revocations serialize");
+        let json = serde_json::to_string(change).expect("rights changes serialize");
         let mut call = self.revoke.prepare_invoke();
         call.key(self.revocations_key())
             .arg(json)
@@ -37,25 +38,25 @@ impl Inner {
     }
 
     /// Applies an announcement (`<until> <json>`); ignores what it cannot read.
-    pub(super) fn on_revocation(&self, payload: &str) {
+    pub(super) fn on_rights_change(&self, payload: &str) {
         let parsed = payload.split_once(' ').and_then(|(until, json)| {
             Some((
                 until.parse::<u64>().ok()?,
-                serde_json::from_str::<Revocation>(json).ok()?,
+                serde_json::from_str::<RightsChange>(json).ok()?,
             ))
         });
         match parsed {
-            Some((until_ms, revocation)) if until_ms > now_ms() => {
-                let closed = self.hub.revoke(revocation, until_ms);
-                tracing::debug!(closed, "revocation applied");
+            Some((until_ms, change)) if until_ms > now_ms() => {
+                let connections = self.hub.change_rights(change, until_ms);
+                tracing::debug!(connections, "rights change applied");
             }
             Some(_) => {}
-            None => tracing::warn!("unreadable revocation announcement: ignored"),
+            None => tracing::warn!("unreadable rights announcement: ignored"),
         }
     }
 
-    /// Reads every revocation in force and applies it.
-    pub(super) async fn load_revocations(&self) -> Result<(), BrokerError> {
+    /// Reads every revocation and re-authorization request in force and applies it.
+    pub(super) async fn load_rights_changes(&self) -> Result<(), BrokerError> {
         let mut connection = self.writer.link.connection().await?;
         let value: Value = redis::cmd("HGETALL")
             .arg(self.revocations_key())
@@ -67,9 +68,9 @@ impl Inner {
         let now = now_ms();
         for (json, until_ms) in entries {
             if until_ms > now
-                && let Ok(revocation) = serde_json::from_str::<Revocation>(&json)
+                && let Ok(change) = serde_json::from_str::<RightsChange>(&json)
             {
-                self.hub.revoke(revocation, until_ms);
+                self.hub.change_rights(change, until_ms);
             }
         }
         Ok(())

@@ -1,37 +1,9 @@
-//! A Rust client of an omnicast server (feature `client`): it connects with a token, yields each
-//! event decoded into the catalog's `AnyEvent` and every control message, reconnects with
-//! exponential backoff and full jitter, renews an expired token before the next attempt, stops
-//! with [`Status::Failed`] on a refused one, and resumes every namespace from the last event it
-//! saw (`since`), reporting `recovered` in the `ready` message.
-//!
-//! One task owns the connection; [`Client`] talks to it through two channels. Events queue in a
-//! bounded channel: an application that stops reading stops the task reading its socket, so
-//! the server eventually closes it as a slow consumer, and the reconnect resumes where it was.
-//!
-//! ```no_run
-//! # async fn run() {
-//! use omnicast_runtime::client::{Client, ClientConfig, Message};
-//! # #[derive(Debug)] struct AnyEvent;
-//! # impl omnicast_runtime::CatalogEvents for AnyEvent {
-//! #     const CATALOG_VERSION: &'static str = "example";
-//! #     fn decode(_: &str, _: &str) -> Option<Result<Self, omnicast_runtime::PayloadError>> { None }
-//! # }
-//! let config = ClientConfig::new("ws://127.0.0.1:8080/ws").namespaces(["orders"]);
-//! let mut client = Client::<AnyEvent>::connect(config, "<jwt>");
-//! while let Some(message) = client.next().await {
-//!     match message {
-//!         Message::Event(received) => println!("{:?}", received.event),
-//!         other => println!("{other:?}"),
-//!     }
-//! }
-//! # }
-//! ```
+//! The task behind a [`Client`]: one connection attempt after another, each a session that
+//! reads frames, answers commands, pings, refreshes the token and keeps the positions to
+//! resume from.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -41,243 +13,37 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
+use super::{ClientConfig, Command, Message, Received, Status, TokenSource};
 use crate::backoff;
 use crate::event::CatalogEvents;
 use crate::position::Position;
-use crate::protocol::{ClientMessage, ControlMessage, PingId, ServerMessage, close, error_code};
+use crate::protocol::{
+    ClientMessage, ControlMessage, PingId, ServerMessage, Token, close, error_code,
+};
 
-/// A token for each connection attempt.
-pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
-
-/// Where tokens come from: a fixed one, or a function called before every attempt (so an
-/// expired token is never reused).
-#[derive(Clone)]
-pub enum TokenSource {
-    /// The same token every time.
-    Fixed(String),
-    /// Called before each attempt; an `Err` is retried with backoff.
-    Renew(Arc<dyn Fn() -> TokenFuture + Send + Sync>),
+/// What a frame asks of the session, besides handing it on.
+enum Routed {
+    /// Nothing more.
+    Nothing,
+    /// `ready`: the namespaces subscribed, and until when the token holds.
+    Ready(Vec<String>, Option<u64>),
+    /// `refreshed`: the namespaces subscribed now, those dropped, and until when it holds.
+    Refreshed(Vec<String>, Vec<String>, Option<u64>),
+    /// `reauthorize`: refresh now.
+    Reauthorize,
 }
 
-impl TokenSource {
-    /// A source calling `f` before each attempt.
-    pub fn renew<F, Fut>(f: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<String, String>> + Send + 'static,
-    {
-        TokenSource::Renew(Arc::new(move || Box::pin(f())))
-    }
+/// How long before its rights end a connection refreshes its token: a fifth of what is left,
+/// at most a minute.
+fn refresh_time(expires_at_ms: u64) -> Instant {
+    let left = Duration::from_millis(expires_at_ms.saturating_sub(now_ms()));
+    Instant::now() + left - (left / 5).min(Duration::from_secs(60))
 }
 
-impl From<&str> for TokenSource {
-    fn from(token: &str) -> Self {
-        TokenSource::Fixed(token.to_owned())
-    }
-}
-
-impl From<String> for TokenSource {
-    fn from(token: String) -> Self {
-        TokenSource::Fixed(token)
-    }
-}
-
-impl std::fmt::Debug for TokenSource {
-    /// Never shows the token.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TokenSource::Fixed(_) => f.write_str("TokenSource::Fixed(..)"),
-            TokenSource::Renew(_) => f.write_str("TokenSource::Renew(..)"),
-        }
-    }
-}
-
-/// How a [`Client`] connects.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// `ws://host:port/ws`.
-    pub url: String,
-    /// The namespaces to subscribe; `None`: the server's default (every namespace the role may
-    /// receive events of).
-    pub namespaces: Option<BTreeSet<String>>,
-    /// The first reconnect delay; attempt `n` waits `min(max_delay, min_delay + random(0,
-    /// min_delay * 2^n))`. Default 500 ms.
-    pub min_delay: Duration,
-    /// The longest reconnect delay. Default 20 s.
-    pub max_delay: Duration,
-    /// A `ping` every `.0`; no frame within `.1` after it drops the connection (and bounds
-    /// the wait for `ready`). Default 20 s and 10 s; `None`: no pings.
-    pub heartbeat: Option<(Duration, Duration)>,
-    /// Resume each namespace from the last event seen on reconnect. Default true.
-    pub resume: bool,
-    /// Messages queued for the application before the connection stops reading. Default 1024.
-    pub queue: usize,
-}
-
-impl ClientConfig {
-    /// The defaults, for `url`.
-    pub fn new(url: impl Into<String>) -> Self {
-        ClientConfig {
-            url: url.into(),
-            namespaces: None,
-            min_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
-            heartbeat: Some((Duration::from_secs(20), Duration::from_secs(10))),
-            resume: true,
-            queue: 1024,
-        }
-    }
-
-    /// Subscribes these namespaces (the generated `Namespace`, or names).
-    pub fn namespaces<N: Into<&'static str>>(
-        mut self,
-        namespaces: impl IntoIterator<Item = N>,
-    ) -> Self {
-        self.namespaces = Some(
-            namespaces
-                .into_iter()
-                .map(|n| n.into().to_owned())
-                .collect(),
-        );
-        self
-    }
-}
-
-/// Where the connection is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    /// The first attempt is under way.
-    Connecting,
-    /// `ready` arrived.
-    Connected,
-    /// Waiting `delay` before attempt `attempt` (from 1).
-    Reconnecting {
-        /// Which attempt comes next.
-        attempt: u32,
-        /// How long until it.
-        delay: Duration,
-    },
-    /// Closed normally ([`Client::close`], or the server's 1000); no reconnect follows.
-    Disconnected,
-    /// Given up: a refused token or request. The reason names the server's `error` code.
-    Failed(String),
-}
-
-/// An event as received.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Received<E> {
-    /// The payload, decoded by type.
-    pub event: E,
-    /// The namespace.
-    pub namespace: String,
-    /// `<namespace>.<epoch>.<offset>`.
-    pub id: String,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp: u64,
-}
-
-/// What [`Client::next`] yields.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Message<E> {
-    /// An event (duplicates from a resume are dropped by id).
-    Event(Received<E>),
-    /// `ready`, `subscribed`, `unsubscribed`, `pong` or `error`. A `ready` after a reconnect
-    /// carries `recovered`: `false` for a namespace means reload that state.
-    Control(ControlMessage),
-    /// The connection's status changed.
-    Status(Status),
-    /// An event of a type this client's catalog does not have (the server runs a newer one):
-    /// its `event` is `{"type": ..., "data": ...}` as JSON text.
-    Unknown(Received<String>),
-    /// The server's catalog (its `ready`'s `catalogVersion`) is not the one this client was
-    /// built with. Sent after that `ready`; events of known types still arrive decoded, unknown
-    /// ones as [`Message::Unknown`], and a payload that no longer matches its type as
-    /// [`Message::Unreadable`].
-    CatalogMismatch {
-        /// The server's catalog version.
-        server: String,
-        /// This client's (`CATALOG_VERSION`).
-        client: &'static str,
-    },
-    /// A frame this client could not read: not JSON, or a payload that does not match its type
-    /// (a server built from another catalog).
-    Unreadable(String),
-    /// The token source failed (its `Err`); the attempt is retried with backoff.
-    TokenUnavailable(String),
-}
-
-enum Command {
-    Subscribe(Vec<String>),
-    Unsubscribe(Vec<String>),
-    Close,
-}
-
-/// A connection to an omnicast server; see the [module](self) docs. Dropping it closes the
-/// connection.
-#[derive(Debug)]
-pub struct Client<E> {
-    messages: mpsc::Receiver<Message<E>>,
-    commands: mpsc::UnboundedSender<Command>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl<E: CatalogEvents> Client<E> {
-    /// Starts connecting (on the current Tokio runtime) and returns at once.
-    pub fn connect(config: ClientConfig, token: impl Into<TokenSource>) -> Self {
-        let (tx, messages) = mpsc::channel(config.queue.max(1));
-        let (commands, rx) = mpsc::unbounded_channel();
-        let state = State {
-            desired: config.namespaces.clone(),
-            early: BTreeSet::new(),
-            config,
-            token: token.into(),
-            positions: HashMap::new(),
-            tx,
-            commands: rx,
-            attempt: 0,
-            expired_in_a_row: 0,
-            _events: PhantomData,
-        };
-        Client {
-            messages,
-            commands,
-            task: tokio::spawn(state.run()),
-        }
-    }
-
-    /// The next message; `None` once the client stopped (after `Disconnected` or `Failed`).
-    pub async fn next(&mut self) -> Option<Message<E>> {
-        self.messages.recv().await
-    }
-
-    /// Adds namespaces to the subscription (now, and on every reconnect).
-    pub fn subscribe<N: Into<&'static str>>(&self, namespaces: impl IntoIterator<Item = N>) {
-        let names = namespaces
-            .into_iter()
-            .map(|n| n.into().to_owned())
-            .collect();
-        let _ = self.commands.send(Command::Subscribe(names));
-    }
-
-    /// Removes namespaces from the subscription.
-    pub fn unsubscribe<N: Into<&'static str>>(&self, namespaces: impl IntoIterator<Item = N>) {
-        let names = namespaces
-            .into_iter()
-            .map(|n| n.into().to_owned())
-            .collect();
-        let _ = self.commands.send(Command::Unsubscribe(names));
-    }
-
-    /// Closes the connection normally; `next` then yields `Status(Disconnected)` and `None`.
-    pub fn close(&self) {
-        let _ = self.commands.send(Command::Close);
-    }
-}
-
-impl<E> Drop for Client<E> {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What ended a connection attempt.
@@ -288,7 +54,7 @@ enum Outcome {
     Stop(Status),
 }
 
-struct State<E> {
+pub(super) struct State<E> {
     config: ClientConfig,
     token: TokenSource,
     /// `None` until the first `ready` names the server's default.
@@ -304,7 +70,27 @@ struct State<E> {
 }
 
 impl<E: CatalogEvents> State<E> {
-    async fn run(mut self) {
+    pub(super) fn new(
+        config: ClientConfig,
+        token: TokenSource,
+        tx: mpsc::Sender<Message<E>>,
+        commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
+        State {
+            desired: config.namespaces.clone(),
+            early: BTreeSet::new(),
+            config,
+            token,
+            positions: HashMap::new(),
+            tx,
+            commands,
+            attempt: 0,
+            expired_in_a_row: 0,
+            _events: PhantomData,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
         if !self.emit(Message::Status(Status::Connecting)).await {
             return;
         }
@@ -472,6 +258,11 @@ impl<E: CatalogEvents> State<E> {
         let mut connected = false;
         // What the server has, or has been asked for, on this connection.
         let mut requested: BTreeSet<String> = BTreeSet::new();
+        // When to refresh the token (only a token source can), and until when the current
+        // one holds: a refresh that does not move that on is not repeated.
+        let renewable = matches!(self.token, TokenSource::Renew(_));
+        let mut refresh_at: Option<Instant> = None;
+        let mut expires_at: Option<u64> = None;
         loop {
             tokio::select! {
                 frame = stream.next() => match frame {
@@ -479,7 +270,9 @@ impl<E: CatalogEvents> State<E> {
                         deadline = None;
                         match self.frame(&text).await {
                             Err(()) => return Outcome::Stop(Status::Disconnected),
-                            Ok(Some(ready)) => {
+                            Ok(Routed::Ready(ready, until)) => {
+                                expires_at = until;
+                                refresh_at = until.map(refresh_time);
                                 connected = true;
                                 self.attempt = 0;
                                 self.expired_in_a_row = 0;
@@ -495,7 +288,23 @@ impl<E: CatalogEvents> State<E> {
                                     return Outcome::Retry(None);
                                 }
                             }
-                            Ok(None) => {}
+                            Ok(Routed::Refreshed(now, dropped, until)) => {
+                                // The server dropped what the new role may not see: asking
+                                // again would be no use.
+                                if let Some(desired) = &mut self.desired {
+                                    for name in &dropped {
+                                        desired.remove(name);
+                                    }
+                                }
+                                requested = now.into_iter().collect();
+                                refresh_at = match (until, expires_at) {
+                                    (Some(until), Some(before)) if until <= before => None,
+                                    (until, _) => until.map(refresh_time),
+                                };
+                                expires_at = until;
+                            }
+                            Ok(Routed::Reauthorize) => refresh_at = Some(Instant::now()),
+                            Ok(Routed::Nothing) => {}
                         }
                     }
                     Some(Ok(WsMessage::Close(frame))) => {
@@ -526,6 +335,23 @@ impl<E: CatalogEvents> State<E> {
                     }
                     next_ping = Instant::now() + interval.unwrap_or(far);
                     deadline = deadline.or(timeout.map(|t| Instant::now() + t));
+                }
+                () = sleep_until(refresh_at.unwrap_or_else(|| Instant::now() + far)), if renewable && refresh_at.is_some() => {
+                    refresh_at = None;
+                    match self.next_token().await {
+                        Ok(token) => {
+                            let refresh = ClientMessage::Refresh { token: Token(token) };
+                            if sink.send(WsMessage::Text(refresh.to_json().into())).await.is_err() {
+                                return Outcome::Retry(None);
+                            }
+                        }
+                        Err(why) => {
+                            if !self.emit(Message::TokenUnavailable(why)).await {
+                                return Outcome::Stop(Status::Disconnected);
+                            }
+                            refresh_at = Some(Instant::now() + self.backoff());
+                        }
+                    }
                 }
                 () = sleep_until(deadline.unwrap_or_else(|| Instant::now() + far)), if deadline.is_some() => {
                     // Silent for too long: the link is dead, whatever TCP thinks.
@@ -583,8 +409,8 @@ impl<E: CatalogEvents> State<E> {
         }
     }
 
-    /// Routes one text frame. `Ok(Some(namespaces))` for a `ready`; `Err` when the client is gone.
-    async fn frame(&mut self, text: &str) -> Result<Option<Vec<String>>, ()> {
+    /// Routes one text frame; `Err` when the client is gone.
+    async fn frame(&mut self, text: &str) -> Result<Routed, ()> {
         let envelope = match ServerMessage::parse(text) {
             Ok(ServerMessage::Event(envelope)) => envelope,
             Ok(ServerMessage::Control(control)) => return self.control(control).await,
@@ -593,7 +419,7 @@ impl<E: CatalogEvents> State<E> {
         if let Ok(position) = Position::parse(&envelope.id)
             && !self.advance(position)
         {
-            return Ok(None); // a duplicate
+            return Ok(Routed::Nothing); // a duplicate
         }
         let namespace = envelope.namespace.into_owned();
         let id = envelope.id.into_owned();
@@ -620,21 +446,22 @@ impl<E: CatalogEvents> State<E> {
             }),
         };
         if self.emit(message).await {
-            Ok(None)
+            Ok(Routed::Nothing)
         } else {
             Err(())
         }
     }
 
     /// Hands a control message on; a `ready` or `subscribed` moves positions on first.
-    async fn control(&mut self, control: ControlMessage) -> Result<Option<Vec<String>>, ()> {
+    async fn control(&mut self, control: ControlMessage) -> Result<Routed, ()> {
         let mut mismatch = None;
-        let ready = match &control {
+        let routed = match &control {
             ControlMessage::Ready {
                 namespaces,
                 positions,
                 recovered,
                 catalog_version,
+                expires_at,
                 ..
             } => {
                 self.joined(positions, recovered);
@@ -644,7 +471,7 @@ impl<E: CatalogEvents> State<E> {
                         client: E::CATALOG_VERSION,
                     });
                 }
-                Some(namespaces.clone())
+                Routed::Ready(namespaces.clone(), *expires_at)
             }
             ControlMessage::Subscribed {
                 positions,
@@ -652,9 +479,21 @@ impl<E: CatalogEvents> State<E> {
                 ..
             } => {
                 self.joined(positions, recovered);
-                None
+                Routed::Nothing
             }
-            _ => None,
+            ControlMessage::Refreshed {
+                namespaces,
+                dropped,
+                expires_at,
+                ..
+            } => {
+                for namespace in dropped {
+                    self.positions.remove(namespace);
+                }
+                Routed::Refreshed(namespaces.clone(), dropped.clone(), *expires_at)
+            }
+            ControlMessage::Reauthorize { .. } => Routed::Reauthorize,
+            _ => Routed::Nothing,
         };
         if !self.emit(Message::Control(control)).await {
             return Err(());
@@ -664,12 +503,12 @@ impl<E: CatalogEvents> State<E> {
         {
             return Err(());
         }
-        Ok(ready)
+        Ok(routed)
     }
 
-    async fn unreadable(&self, why: String) -> Result<Option<Vec<String>>, ()> {
+    async fn unreadable(&self, why: String) -> Result<Routed, ()> {
         if self.emit(Message::Unreadable(why)).await {
-            Ok(None)
+            Ok(Routed::Nothing)
         } else {
             Err(())
         }

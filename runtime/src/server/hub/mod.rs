@@ -17,7 +17,10 @@ use crate::server::frame::Frame;
 use crate::server::mailbox::{Full, Mailbox};
 use crate::server::metrics::{Gauge, Metrics};
 use crate::server::publication::Publication;
-use crate::server::revocation::{Revocation, Revocations};
+use crate::server::revocation::Revocations;
+
+mod rights;
+pub(crate) use rights::RefreshRefused;
 
 /// A connection's id within this hub.
 pub type ConnId = u64;
@@ -91,7 +94,7 @@ impl Entry {
         ConnectionInfo {
             session_id: self.conn.session_id.to_string(),
             user_id: self.conn.user_id.to_string(),
-            role: self.conn.role,
+            role: self.conn.role(),
             namespaces: self.namespaces,
         }
     }
@@ -210,7 +213,7 @@ impl Hub {
         let registry = self.registry.read().expect("hub lock");
         let mut held = vec![0u64; self.roles];
         for entry in registry.conns.values() {
-            held[entry.conn.role as usize] += 1;
+            held[entry.conn.role() as usize] += 1;
         }
         let connections = self
             .catalog
@@ -356,13 +359,13 @@ impl Hub {
         let entry = registry.conns.remove(&id)?;
         let conn = entry.conn;
         for ns in entry.namespaces.indexes() {
-            let bucket = self.bucket(ns, conn.role);
+            let bucket = self.bucket(ns, conn.role());
             registry.buckets[bucket].swap_remove(&id);
         }
         let mut last_of_user = true;
         if let Some(user) = registry.users.get_mut(&conn.user_id) {
             user.conns.swap_remove(entry.user_slot);
-            last_of_user = user.count(conn.role, -1) == 0;
+            last_of_user = user.count(conn.role(), -1) == 0;
             if let Some((moved, _)) = user.conns.get(entry.user_slot) {
                 let moved = *moved;
                 registry
@@ -379,7 +382,7 @@ impl Hub {
         }
         Some(Unregistered {
             user_id: conn.user_id.to_string(),
-            role: conn.role,
+            role: conn.role(),
             last_of_user,
         })
     }
@@ -390,7 +393,7 @@ impl Hub {
         let mut registry = self.registry.write().expect("hub lock");
         let registry = &mut *registry;
         let entry = registry.conns.get_mut(&id)?;
-        let (old, role) = (entry.namespaces, entry.conn.role);
+        let (old, role) = (entry.namespaces, entry.conn.role());
         for ns in old.difference(namespaces).indexes() {
             registry.buckets[ns * self.roles + role as usize].swap_remove(&id);
         }
@@ -481,7 +484,7 @@ impl Hub {
             for conns in users.into_iter().filter_map(|u| registry.users.get(u)) {
                 for (id, conn) in &conns.conns {
                     if subscribed(id) {
-                        offer(conn.role, conn, (&mut sent, &mut offered, &mut refused));
+                        offer(conn.role(), conn, (&mut sent, &mut offered, &mut refused));
                     }
                 }
             }
@@ -494,7 +497,7 @@ impl Hub {
                     let before = offered;
                     let owner = audience.owner().and_then(|o| registry.users.get(o));
                     for (id, conn) in owner.into_iter().flat_map(|u| &u.conns) {
-                        if conn.role == role && subscribed(id) {
+                        if conn.role() == role && subscribed(id) {
                             offer(role, conn, (&mut sent, &mut offered, &mut refused));
                         }
                     }
@@ -548,31 +551,6 @@ impl Hub {
         if mailbox.close(close::SLOW_CONSUMER) {
             self.slow_closed.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// The revocations in force on this node, and its connections' credentials.
-    pub fn revocations(&self) -> &Revocations {
-        &self.revocations
-    }
-
-    /// Puts `revocation` in force until `until_ms` and closes the connections it matches (4003);
-    /// how many it closed.
-    pub fn revoke(&self, revocation: Revocation, until_ms: u64) -> usize {
-        let sessions = self.revocations.add(revocation, until_ms);
-        sessions
-            .iter()
-            .filter(|s| self.close_session(s, close::REVOKED))
-            .count()
-    }
-
-    /// Closes the connection with session id `session_id`, if it is here; whether it was.
-    pub fn close_session(&self, session_id: &str, reason: CloseReason) -> bool {
-        let registry = self.registry.read().expect("hub lock");
-        let found = registry
-            .conns
-            .values()
-            .find(|e| &*e.conn.session_id == session_id);
-        found.is_some_and(|e| e.conn.close(reason))
     }
 
     /// Asks every connection to close at once.
@@ -635,67 +613,4 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    /// One user's many connections: first and last are told apart per role, the limit holds,
-    /// and removing connections in any order keeps the per-user index right.
-    #[test]
-    fn a_user_with_many_connections_is_tracked_per_role() {
-        use super::{ConnectionInfo, Hub, NamespaceSet, TooManyConnections};
-        static CATALOG: crate::Catalog = crate::Catalog {
-            version: "test",
-            roles: &[
-                crate::RoleDescriptor {
-                    name: "a",
-                    description: "",
-                    own_events_only: false,
-                },
-                crate::RoleDescriptor {
-                    name: "b",
-                    description: "",
-                    own_events_only: true,
-                },
-            ],
-            namespaces: &[],
-            events: &[],
-            presence: &[],
-        };
-        let hub = Hub::new(&CATALOG, 4).with_max_connections_per_user(10_000);
-        let info = |i: u32| ConnectionInfo {
-            session_id: format!("s{i}"),
-            user_id: "many".into(),
-            role: i % 2,
-            namespaces: NamespaceSet::EMPTY,
-        };
-        let ids: Vec<_> = (0..10_000)
-            .map(|i| {
-                let registration = hub.register(info(i)).unwrap();
-                assert_eq!(registration.first_of_user, i < 2, "connection {i}");
-                registration.id
-            })
-            .collect();
-        assert_eq!(
-            hub.register(info(0)).unwrap_err(),
-            TooManyConnections { limit: 10_000 }
-        );
-        assert_eq!(hub.user_connections("many"), 10_000);
-        // Remove every role-`a` connection (even indexes), then the role-`b` ones from the end.
-        for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
-            let gone = hub.unregister(*id).unwrap();
-            assert_eq!(
-                (gone.role, gone.last_of_user),
-                (0, i == 9_998),
-                "connection {i}"
-            );
-        }
-        for (i, id) in ids.iter().enumerate().rev().filter(|(i, _)| i % 2 == 1) {
-            let gone = hub.unregister(*id).unwrap();
-            assert_eq!(
-                (gone.role, gone.last_of_user),
-                (1, i == 1),
-                "connection {i}"
-            );
-        }
-        assert_eq!(hub.user_connections("many"), 0);
-        assert!(hub.unregister(ids[0]).is_none());
-    }
-}
+mod tests;

@@ -1,0 +1,64 @@
+//! The hub's own tests.
+
+/// One user's many connections: first and last are told apart per role, the limit holds,
+/// and removing connections in any order keeps the per-user index right.
+#[test]
+fn a_user_with_many_connections_is_tracked_per_role() {
+    use super::{ConnectionInfo, Hub, NamespaceSet, TooManyConnections};
+    static CATALOG: crate::Catalog = crate::Catalog {
+        version: "test",
+        roles: &[
+            crate::RoleDescriptor {
+                name: "a",
+                description: "",
+                own_events_only: false,
+            },
+            crate::RoleDescriptor {
+                name: "b",
+                description: "",
+                own_events_only: true,
+            },
+        ],
+        namespaces: &[],
+        events: &[],
+        presence: &[],
+    };
+    let hub = Hub::new(&CATALOG, 4).with_max_connections_per_user(10_000);
+    let info = |i: u32| ConnectionInfo {
+        session_id: format!("s{i}"),
+        user_id: "many".into(),
+        role: i % 2,
+        namespaces: NamespaceSet::EMPTY,
+    };
+    let ids: Vec<_> = (0..10_000)
+        .map(|i| {
+            let registration = hub.register(info(i)).unwrap();
+            assert_eq!(registration.first_of_user, i < 2, "connection {i}");
+            registration.id
+        })
+        .collect();
+    assert_eq!(
+        hub.register(info(0)).unwrap_err(),
+        TooManyConnections { limit: 10_000 }
+    );
+    assert_eq!(hub.user_connections("many"), 10_000);
+    // Remove every role-`a` connection (even indexes), then the role-`b` ones from the end.
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let gone = hub.unregister(*id).unwrap();
+        assert_eq!(
+            (gone.role, gone.last_of_user),
+            (0, i == 9_998),
+            "connection {i}"
+        );
+    }
+    for (i, id) in ids.iter().enumerate().rev().filter(|(i, _)| i % 2 == 1) {
+        let gone = hub.unregister(*id).unwrap();
+        assert_eq!(
+            (gone.role, gone.last_of_user),
+            (1, i == 1),
+            "connection {i}"
+        );
+    }
+    assert_eq!(hub.user_connections("many"), 0);
+    assert!(hub.unregister(ids[0]).is_none());
+}
