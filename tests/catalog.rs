@@ -81,7 +81,7 @@ fn every_example_decodes_and_validates_against_its_schema() {
         }
         let mut message = json!({
             "type": event.name, "namespace": event.namespace, "data": event.example,
-            "timestamp": 1_700_000_000_000u64, "id": format!("{}.k3v9q2mf.7", event.namespace)
+            "timestamp": 1_700_000_000_000u64, "id": format!("{}.k3v9q2mf.Oh3bJq8xVZl2m1Xc4TqP0w", event.namespace)
         });
         let validator = jsonschema::validator_for(&envelope).unwrap();
         assert!(
@@ -91,11 +91,17 @@ fn every_example_decodes_and_validates_against_its_schema() {
         );
         // Published with `options.namespace`, it is recorded, and named, in another stream.
         message["namespace"] = json!("system");
-        message["id"] = json!("system.k3v9q2mf.7");
+        message["id"] = json!("system.k3v9q2mf.Oh3bJq8xVZl2m1Xc4TqP0w");
         assert!(validator.is_valid(&message), "{}: in system", event.name);
         message["namespace"] = json!(event.namespace);
         // The id is a position in a namespace of the catalog.
-        for id in ["evt-1", "other.k3v9q2mf.7", "orders.k3v9q2mf.", "orders..7"] {
+        for id in [
+            "evt-1",
+            "other.k3v9q2mf.7",
+            "orders.k3v9q2mf.7",
+            "orders.k3v9q2mf.",
+            "orders..7",
+        ] {
             message["id"] = json!(id.replace("orders", &event.namespace).replace("other", "x"));
             assert!(
                 !validator.is_valid(&message),

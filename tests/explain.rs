@@ -138,7 +138,9 @@ async fn live_sessions_and_published_events() {
     assert_eq!(answer["decision"]["rule"], "not_owner", "{answer}");
 
     // What it refuses.
-    let missing = format!("{}.999", id.rsplit_once('.').unwrap().0);
+    let mut missing = support::position(&id);
+    missing.offset = 999;
+    let missing = support::positions().seal(&missing);
     let refusals = [
         (json!({"id": missing}), 404, "event_not_found"),
         (json!({"id": "nonsense"}), 400, "invalid_id"),

@@ -85,7 +85,7 @@ async fn server_with_history(redis: Option<&Redis>) -> (TestServer, usize, Strin
         None => publisher,
         Some(redis) => TestServer::node(support::config(), &redis.url()).await,
     };
-    (server, largest, format!("{ns}.{epoch}.0"))
+    (server, largest, support::sealed(&format!("{ns}.{epoch}.0")))
 }
 
 /// What a flooding connection sends, message after message.

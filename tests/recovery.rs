@@ -34,22 +34,25 @@ async fn ids_are_positions_in_the_namespace_stream() {
     let positions = ready["positions"].as_object().unwrap();
     assert_eq!(positions.len(), 2, "{ready}");
     let top = positions["payments"].as_str().unwrap();
-    let (prefix, offset) = top.rsplit_once('.').unwrap();
+    let (prefix, _) = top.rsplit_once('.').unwrap();
     assert!(prefix.starts_with("payments."), "{top}");
-    assert_eq!(offset, "0", "nothing published yet: {top}");
+    assert_eq!(
+        support::position(top).offset,
+        0,
+        "nothing published yet: {top}"
+    );
     let first = pay(&server, 1, "c-1").await;
     let second = pay(&server, 2, "c-1").await;
-    assert_eq!(first, format!("{prefix}.1"));
-    assert_eq!(second, format!("{prefix}.2"));
+    assert!(first.starts_with(prefix) && second.starts_with(prefix));
+    assert_eq!(support::position(&first).offset, 1);
+    assert_eq!(support::position(&second).offset, 2);
     assert!(!first.contains(','), "ids go in comma-separated lists");
     // Another namespace counts on its own.
     let notice = server
         .publish("system:maintenance", json!({"message": "m"}), Value::Null)
         .await;
-    assert!(
-        notice.starts_with("system.") && notice.ends_with(".1"),
-        "{notice}"
-    );
+    let notice = support::position(&notice);
+    assert_eq!((notice.namespace.as_str(), notice.offset), ("system", 1));
 }
 
 #[tokio::test]
@@ -81,12 +84,8 @@ async fn a_client_that_resumes_gets_what_it_missed_in_order_then_live_events() {
     pay(&server, 9, "c-1").await;
     assert_eq!(amounts(&mut client, 1).await, [9]);
     // `positions` named the top the replay ended at.
-    assert!(
-        ready["positions"]["payments"]
-            .as_str()
-            .unwrap()
-            .ends_with(".8")
-    );
+    let top = support::position(ready["positions"]["payments"].as_str().unwrap());
+    assert_eq!(top.offset, 8);
 }
 
 #[tokio::test]
@@ -96,7 +95,7 @@ async fn recovery_is_all_or_nothing() {
     let server = TestServer::with(config).await;
     let (_watcher, ready) = server.open("admin-0", "admin", "namespaces=payments").await;
     let zero = ready["positions"]["payments"].as_str().unwrap().to_owned();
-    let epoch_prefix = zero.trim_end_matches(".0").to_owned();
+    let epoch_prefix = format!("payments.{}", support::position(&zero).epoch);
     // The amounts published, by offset (offset 1 is `published[0]`).
     let mut published: Vec<u64> = Vec::new();
     for n in 1..=10 {
@@ -119,7 +118,7 @@ async fn recovery_is_all_or_nothing() {
             .open(
                 "admin-1",
                 "admin",
-                &format!("namespaces=payments&since={since}"),
+                &format!("namespaces=payments&since={}", support::sealed(&since)),
             )
             .await;
         assert_eq!(
@@ -154,7 +153,7 @@ async fn events_past_the_history_are_not_recovered() {
     // `system` keeps 100 events (events.yaml).
     let (_watcher, ready) = server.open("admin-0", "admin", "namespaces=system").await;
     let zero = ready["positions"]["system"].as_str().unwrap().to_owned();
-    let prefix = zero.trim_end_matches(".0").to_owned();
+    let prefix = format!("system.{}", support::position(&zero).epoch);
     for n in 0..150 {
         server
             .publish(
@@ -169,7 +168,10 @@ async fn events_past_the_history_are_not_recovered() {
             .open(
                 "admin-1",
                 "admin",
-                &format!("namespaces=system&since={prefix}.{offset}"),
+                &format!(
+                    "namespaces=system&since={}",
+                    support::sealed(&format!("{prefix}.{offset}"))
+                ),
             )
             .await;
         assert_eq!(ready["recovered"]["system"], recovered, "{offset}: {ready}");
@@ -295,12 +297,8 @@ async fn subscribe_resumes_a_namespace_as_it_is_added() {
     let subscribed = client.next_json().await;
     assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
     assert_eq!(subscribed["recovered"], json!({"payments": true}));
-    assert!(
-        subscribed["positions"]["payments"]
-            .as_str()
-            .unwrap()
-            .ends_with(".3")
-    );
+    let top = support::position(subscribed["positions"]["payments"].as_str().unwrap());
+    assert_eq!(top.offset, 3);
     assert_eq!(amounts(&mut client, 3).await, [1, 2, 3]);
     pay(&server, 4, "c-1").await;
     assert_eq!(amounts(&mut client, 1).await, [4]);
@@ -323,11 +321,24 @@ async fn subscribe_resumes_a_namespace_as_it_is_added() {
 async fn bad_since_values_are_refused_with_the_reason() {
     let server = TestServer::start().await;
     let token = server.token("admin-1", "admin");
-    let cases: BTreeMap<&str, &str> = [
-        ("garbage", "is not an event id"),
-        ("payments.abc.1,payments.abc.2", "twice"),
-        ("orders.abc.1", "does not subscribe to"),
-        ("nowhere.abc.1", "does not define"),
+    let sealed = support::sealed;
+    let tampered = {
+        // One character in the middle of the seal (every bit of it is data) changed.
+        let mut id = sealed("payments.abc.1").into_bytes();
+        let i = id.len() - 10;
+        id[i] = if id[i] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(id).unwrap()
+    };
+    let cases: BTreeMap<String, &str> = [
+        ("garbage".to_owned(), "is not an event id"),
+        ("payments.abc.1".to_owned(), "not one this server gives"),
+        (tampered, "not sealed by this deployment"),
+        (
+            format!("{},{}", sealed("payments.abc.1"), sealed("payments.abc.2")),
+            "twice",
+        ),
+        (sealed("orders.abc.1"), "does not subscribe to"),
+        (sealed("nowhere.abc.1"), "does not define"),
     ]
     .into();
     for (since, reason) in cases {

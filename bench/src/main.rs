@@ -7,6 +7,7 @@
 mod client;
 mod loads;
 mod measure;
+mod positions;
 mod publish;
 mod report;
 mod run;
@@ -37,6 +38,10 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == SERVE) {
         args.splice(0..2, ["omnicast".into(), "serve".into()]);
         return omnicast_cli::run(args);
+    }
+    if args.get(1).is_some_and(|a| a == "positions") {
+        positions::run();
+        return ExitCode::SUCCESS;
     }
     match run::run(Cli::parse_from(args).args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// HS256 secret for connection tokens [default: generated and printed].
     #[arg(long, env = "OMNICAST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// What the key sealing event ids is derived from; every node must have the same [default:
+    /// the JWT secret; with an RS256/ES256 key, required on Redis, random alone].
+    #[arg(long, env = "OMNICAST_POSITION_SECRET", hide_env_values = true)]
+    pub position_secret: Option<String>,
     /// Verify tokens with this RS256 public key (PEM file) instead of a secret.
     #[arg(long, env = "OMNICAST_JWT_RS256_PUBLIC_KEY")]
     pub jwt_rs256_public_key: Option<PathBuf>,
@@ -124,6 +128,7 @@ pub enum BrokerChoice {
 pub struct FileConfig {
     bind: Option<SocketAddr>,
     jwt_secret: Option<Secret<String>>,
+    position_secret: Option<Secret<String>>,
     jwt_rs256_public_key: Option<PathBuf>,
     jwt_es256_public_key: Option<PathBuf>,
     user_claim: Option<String>,
@@ -292,6 +297,12 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
         .or(file.max_token_lifetime_secs)
     {
         server.max_token_lifetime = Duration::from_secs(secs.max(1));
+    }
+    match args.position_secret.or(file.position_secret.map(|s| s.0)) {
+        Some(secret) if secret.len() < 16 => {
+            return Err("the position secret must be at least 16 bytes".into());
+        }
+        secret => server.position_secret = secret,
     }
     if let Some(secs) = args.idle_timeout_secs.or(file.idle_timeout_secs) {
         server.idle_timeout = Duration::from_secs(secs.max(1));

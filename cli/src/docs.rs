@@ -97,7 +97,7 @@ pub(crate) fn with_catalog(mut root: Value) -> Value {
     let roles: Vec<&str> = CATALOG.roles.iter().map(|r| r.name).collect();
     let events: Vec<&str> = CATALOG.events.iter().map(|e| e.descriptor.name).collect();
     let id_pattern = format!(
-        "^({})\\.[0-9A-Za-z]{{1,32}}\\.[0-9]+$",
+        "^({})\\.[0-9A-Za-z]{{1,32}}\\.[0-9A-Za-z_-]{{22}}$",
         namespaces.join("|")
     );
     let object = root.as_object_mut().expect("a schema is an object");

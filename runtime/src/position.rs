@@ -1,11 +1,12 @@
-//! Stream positions: where an event stands in the stream of its namespace, and the event ids
-//! that carry them.
+//! Stream positions: where an event stands in the stream of its namespace.
 //!
 //! Every namespace is one stream. Its events are numbered by a dense offset (1, 2, 3 ...) within
 //! an epoch, a random token that changes whenever the stream's numbering starts again (a new
-//! embedded broker, a Redis that lost its data). An event's id is
-//! `<namespace>.<epoch>.<offset>`, e.g. `orders.k3v9q2mf.1042`: no commas, so a list of ids is
-//! comma-separated, and offsets compare only within one epoch.
+//! embedded broker, a Redis that lost its data). A position reads `<namespace>.<epoch>.<offset>`,
+//! e.g. `orders.k3v9q2mf.1042`, on the server's side only: the event ids clients and publishers
+//! see carry the offset sealed (`orders.k3v9q2mf.<22 characters>`, see `server::positions`),
+//! so that a dense count of events a connection may not see is not handed to it. No commas in
+//! either: a list of ids is comma-separated.
 
 use std::fmt;
 
@@ -25,24 +26,31 @@ pub const MAX_EPOCH_LEN: usize = 32;
 
 /// Why an id is not a position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{id}` is not an event id: {reason} (ids look like `orders.k3v9q2mf.1042`)")]
+#[error("`{id}` is not an event id: {reason} (send back an id as the server sent it)")]
 pub struct BadPosition {
     id: String,
     reason: &'static str,
 }
 
-impl Position {
-    /// Reads an event id.
-    pub fn parse(id: &str) -> Result<Position, BadPosition> {
-        let bad = |reason| BadPosition {
+impl BadPosition {
+    /// `id` (its first 100 characters) is not a position, for `reason`.
+    pub fn new(id: &str, reason: &'static str) -> Self {
+        BadPosition {
             id: id.chars().take(100).collect(),
             reason,
-        };
+        }
+    }
+}
+
+impl Position {
+    /// The three parts of an id, `namespace.epoch.rest`, with the namespace and the epoch
+    /// checked; `rest` is the offset, or (what clients see) the sealed offset.
+    pub fn parts(id: &str) -> Result<(&str, &str, &str), BadPosition> {
+        let bad = |reason| BadPosition::new(id, reason);
         let mut parts = id.rsplitn(3, '.');
-        let (Some(offset), Some(epoch), Some(namespace)) =
-            (parts.next(), parts.next(), parts.next())
+        let (Some(rest), Some(epoch), Some(namespace)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(bad("it has no `namespace.epoch.offset` parts"));
+            return Err(bad("it has no `namespace.epoch.position` parts"));
         };
         if namespace.is_empty() || !crate::names::is_snake(namespace) {
             return Err(bad("its namespace part is not a namespace name"));
@@ -53,6 +61,14 @@ impl Position {
         {
             return Err(bad("its epoch part is not an epoch"));
         }
+        Ok((namespace, epoch, rest))
+    }
+
+    /// Reads a readable position (`orders.k3v9q2mf.1042`, what [`Display`](fmt::Display)
+    /// prints). The ids clients see are sealed (`server::positions`) and read there.
+    pub fn parse(id: &str) -> Result<Position, BadPosition> {
+        let (namespace, epoch, offset) = Position::parts(id)?;
+        let bad = |reason| BadPosition::new(id, reason);
         if offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("its offset part is not a whole number"));
         }

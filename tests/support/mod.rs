@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use omnicast::CATALOG;
+use omnicast::runtime::position::Position;
+use omnicast::runtime::server::PositionKey;
 use omnicast::runtime::{JwtConfig, RedisConfig, Server, ServerConfig, bind, mint_hs256};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -38,6 +40,23 @@ pub fn amount(event: &Value) -> u64 {
     event["data"]["amount"]
         .as_f64()
         .unwrap_or_else(|| panic!("no amount: {event}")) as u64
+}
+
+/// The key test servers seal event ids with: derived from the test secret, as a server does.
+pub fn positions() -> PositionKey {
+    PositionKey::derive(SECRET.as_bytes())
+}
+
+/// The readable position of an id a test server sent (`orders.k3v9q2mf.7`).
+pub fn position(id: &str) -> Position {
+    positions()
+        .open(id)
+        .unwrap_or_else(|err| panic!("an id of a test server: {err}"))
+}
+
+/// The id a test server gives the position `readable` (`orders.k3v9q2mf.7`).
+pub fn sealed(readable: &str) -> String {
+    positions().seal(&Position::parse(readable).expect("a readable position"))
 }
 
 /// The longest any single expected thing may take before the test fails.

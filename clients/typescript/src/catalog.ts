@@ -368,7 +368,7 @@ export interface Envelope<K extends EventType = EventType> {
 /** Any event, discriminated by `type`. */
 export type AnyEnvelope = { [K in EventType]: Envelope<K> }[EventType];
 
-/** `<namespace>.<epoch>.<offset>`: an event's unique id and its position in its namespace's stream. A client sends the last one it saw back in `since` to resume. */
+/** `<namespace>.<epoch>.<sealed position>`: an event's unique id and its position in its namespace's stream, sealed so that it tells nothing of the events in between (ids do not compare: the server's order is the order). A client sends the last one it received back in `since` to resume. */
 export type EventId = string;
 
 /** A `ping`'s `id`: a JSON number, or a string of at most 64 bytes (`MAX_PING_ID_LEN`), so that a pong costs no more than the ping that asked for it. */
@@ -393,7 +393,7 @@ export interface ReadyMessage {
   catalogVersion: string;
   /** The namespaces subscribed to. */
   namespaces: Namespace[];
-  /** Each subscribed namespace's stream position as the connection joined it: a client's position in a namespace is the later (by offset) of this and the last event of it received, so events it may not see still move it on. */
+  /** Each subscribed namespace's stream position as the connection joined it (an id, as opaque as an event's): a client's position in a namespace is this, until an event of it arrives after, except where `recovered` is `true` (the replay that follows moves it on). */
   positions: Positions;
   /** Until when the token's rights hold (ms since the Unix epoch; its `exp` and the server's leeway): refresh before, or be closed then (4001). Left out for never. */
   expiresAt?: number;

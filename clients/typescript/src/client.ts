@@ -35,17 +35,15 @@ const DEFAULT_HEARTBEAT = { interval: 20_000, timeout: 10_000 };
 /** WebSocket.OPEN. */
 const OPEN = 1;
 
-/** An event id, `<namespace>.<epoch>.<offset>`: the event's place in the stream of its namespace. */
-function parseId(id: string): { namespace: string; epoch: string; offset: number } | undefined {
-  const last = id.lastIndexOf(".");
-  const first = id.indexOf(".");
-  if (first < 0 || last <= first) return undefined;
-  const offset = Number(id.slice(last + 1));
-  return Number.isSafeInteger(offset)
-    ? { namespace: id.slice(0, first), epoch: id.slice(first + 1, last), offset }
-    : undefined;
+/** The namespace an event id names (its stream): ids are `<namespace>.<epoch>.<sealed position>`,
+ * opaque past the namespace. */
+function namespaceOf(id: string): string {
+  const dot = id.indexOf(".");
+  return dot < 0 ? id : id.slice(0, dot);
 }
 
+/** How many recent ids per namespace are remembered to recognize a duplicate. */
+const RECENT = 64;
 
 /** Creates a client; it connects on `connect()` (or the first `retain()`). */
 export function createClient(options: ClientOptions): OmnicastClient {
@@ -75,6 +73,8 @@ class Client implements OmnicastClient {
   #requested = new Set<Namespace>();
   /** The last event id seen, per namespace. */
   readonly #positions = new Map<Namespace, string>();
+  /** The latest ids received, per namespace: an exact repeat is dropped. */
+  readonly #recent = new Map<Namespace, string[]>();
 
   #status: Status = "disconnected";
   #socket: WebSocketLike | undefined;
@@ -352,6 +352,7 @@ class Client implements OmnicastClient {
       // Positions from another catalog: start over without them.
       this.#report(refusal);
       this.#positions.clear();
+      this.#recent.clear();
       this.#retry(0);
     } else if (status === 401 || status === 403 || (status === 400 && body.error !== undefined)) {
       this.#fail(refusal);
@@ -568,6 +569,7 @@ class Client implements OmnicastClient {
       for (const ns of remove) {
         this.#requested.delete(ns);
         this.#positions.delete(ns);
+        this.#recent.delete(ns);
       }
     }
   }
@@ -635,6 +637,7 @@ class Client implements OmnicastClient {
         for (const ns of message.dropped ?? []) {
           this.#dropped.add(ns);
           this.#positions.delete(ns);
+          this.#recent.delete(ns);
         }
         this.#scheduleRefresh(message.expiresAt);
         break;
@@ -670,29 +673,27 @@ class Client implements OmnicastClient {
   }
 
   /** Namespaces joined (by `ready` or `subscribed`): move each on to where it was joined, except
-   * those whose missed events follow; report recovery. */
+   * those whose missed events follow (they move it on themselves); report recovery. */
   #joined(message: ReadyMessage | SubscribedMessage): void {
     const recovered = message.recovered ?? {};
     for (const [ns, id] of Object.entries(message.positions) as [Namespace, string][]) {
-      if (recovered[ns] !== true) this.#advance(id);
+      if (recovered[ns] !== true) this.#positions.set(ns, id);
     }
     if (Object.keys(recovered).length > 0) {
       this.#recoveryListeners.notify(this.#threw("a recovery listener"), recovered);
     }
   }
 
-  /** Moves the position of the namespace `id` names to `id` unless it is already there or later
-   * in the same epoch. Returns whether it moved (false: a duplicate). Positions are keyed by the
-   * id, the stream the event was recorded in, which is what a resume names. */
+  /** An event with `id` arrived: its namespace's position moves on to it (ids are opaque; the
+   * server sends each namespace's events in order). Returns false for an exact repeat. Positions
+   * are keyed by the id's stream, which is what a resume names. */
   #advance(id: string): boolean {
-    const next = parseId(id);
-    if (!next) return true;
-    const ns = next.namespace as Namespace;
-    const known = this.#positions.get(ns);
-    if (known) {
-      const current = parseId(known);
-      if (current && current.epoch === next.epoch && next.offset <= current.offset) return false;
-    }
+    const ns = namespaceOf(id) as Namespace;
+    const recent = this.#recent.get(ns) ?? [];
+    if (recent.includes(id)) return false;
+    if (recent.length === RECENT) recent.shift();
+    recent.push(id);
+    this.#recent.set(ns, recent);
     this.#positions.set(ns, id);
     return true;
   }

@@ -2,7 +2,7 @@
 //! reads frames, answers commands, pings, refreshes the token and keeps the positions to
 //! resume from.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -13,10 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
+use super::positions::Positions;
 use super::{ClientConfig, Command, Message, Received, Status, TokenSource};
 use crate::backoff;
 use crate::event::CatalogEvents;
-use crate::position::Position;
 use crate::protocol::{
     ClientMessage, ControlMessage, PingId, ServerMessage, Token, close, error_code,
 };
@@ -61,7 +61,7 @@ pub(super) struct State<E> {
     desired: Option<BTreeSet<String>>,
     /// Subscribed before that first `ready`: added to the default then.
     early: BTreeSet<String>,
-    positions: HashMap<String, Position>,
+    positions: Positions,
     tx: mpsc::Sender<Message<E>>,
     commands: mpsc::UnboundedReceiver<Command>,
     attempt: u32,
@@ -81,7 +81,7 @@ impl<E: CatalogEvents> State<E> {
             early: BTreeSet::new(),
             config,
             token,
-            positions: HashMap::new(),
+            positions: Positions::default(),
             tx,
             commands,
             attempt: 0,
@@ -197,7 +197,7 @@ impl<E: CatalogEvents> State<E> {
         }
         namespaces
             .into_iter()
-            .filter_map(|ns| self.positions.get(ns).map(Position::to_string))
+            .filter_map(|ns| self.positions.get(ns).cloned())
             .collect()
     }
 
@@ -416,9 +416,7 @@ impl<E: CatalogEvents> State<E> {
             Ok(ServerMessage::Control(control)) => return self.control(control).await,
             Err(err) => return self.unreadable(format!("{err}: {}", clip(text))).await,
         };
-        if let Ok(position) = Position::parse(&envelope.id)
-            && !self.advance(position)
-        {
+        if !self.positions.received(&envelope.id) {
             return Ok(Routed::Nothing); // a duplicate
         }
         let namespace = envelope.namespace.into_owned();
@@ -515,28 +513,13 @@ impl<E: CatalogEvents> State<E> {
     }
 
     /// Namespaces joined: each moves on to where it was joined, except those whose missed
-    /// events follow.
+    /// events follow (they move it on themselves).
     fn joined(&mut self, positions: &BTreeMap<String, String>, recovered: &BTreeMap<String, bool>) {
         for (namespace, id) in positions {
-            if recovered.get(namespace) != Some(&true)
-                && let Ok(position) = Position::parse(id)
-            {
-                self.advance(position);
+            if recovered.get(namespace) != Some(&true) {
+                self.positions.joined(namespace, id);
             }
         }
-    }
-
-    /// Moves a namespace on to `position` unless it is there or later in the same epoch.
-    /// False for a duplicate.
-    fn advance(&mut self, position: Position) -> bool {
-        if let Some(known) = self.positions.get(&position.namespace)
-            && known.epoch == position.epoch
-            && position.offset <= known.offset
-        {
-            return false;
-        }
-        self.positions.insert(position.namespace.clone(), position);
-        true
     }
 
     /// Hands a message to the application; false when it is gone.

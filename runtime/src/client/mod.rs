@@ -39,6 +39,7 @@ use crate::event::CatalogEvents;
 use crate::protocol::ControlMessage;
 
 mod connection;
+mod positions;
 
 use connection::State;
 
@@ -166,7 +167,8 @@ pub struct Received<E> {
     pub event: E,
     /// The namespace.
     pub namespace: String,
-    /// `<namespace>.<epoch>.<offset>`.
+    /// The event's id, `<namespace>.<epoch>.<sealed position>`: unique, and what a resume
+    /// names; opaque (ids do not compare, the server's order is the order).
     pub id: String,
     /// Milliseconds since the Unix epoch.
     pub timestamp: u64,

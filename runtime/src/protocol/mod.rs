@@ -259,9 +259,10 @@ pub enum ControlMessage {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         #[schemars(with = "schema::PerNamespace<bool>")]
         recovered: BTreeMap<String, bool>,
-        /// Each subscribed namespace's stream position as the connection joined it: a client's
-        /// position in a namespace is the later (by offset) of this and the last event of it
-        /// received, so events it may not see still move it on.
+        /// Each subscribed namespace's stream position as the connection joined it (an id, as
+        /// opaque as an event's): a client's position in a namespace is this, until an event
+        /// of it arrives after, except where `recovered` is `true` (the replay that follows
+        /// moves it on).
         #[serde(default)]
         #[schemars(with = "schema::Positions")]
         positions: BTreeMap<String, String>,

@@ -22,7 +22,7 @@ pub const ROLE: &str = "Role";
 pub const EVENT_TYPE: &str = "EventType";
 /// The definition standing for an event's payload (the event type's own schema).
 pub const EVENT_DATA: &str = "EventData";
-/// The definition of an event id (`<namespace>.<epoch>.<offset>`).
+/// The definition of an event id (`<namespace>.<epoch>.<sealed position>`).
 pub const EVENT_ID: &str = "EventId";
 /// The definition of an `error` message's code.
 pub const ERROR_CODE: &str = "ErrorCode";
@@ -114,7 +114,7 @@ named!(
     EventId = EVENT_ID,
     {
         "type": "string",
-        "description": "`<namespace>.<epoch>.<offset>`: an event's unique id and its position in its namespace's stream. A client sends the last one it saw back in `since` to resume."
+        "description": "`<namespace>.<epoch>.<sealed position>`: an event's unique id and its position in its namespace's stream, sealed so that it tells nothing of the events in between (ids do not compare: the server's order is the order). A client sends the last one it received back in `since` to resume."
     }
 );
 

@@ -167,6 +167,12 @@ impl std::fmt::Debug for Authenticator {
 #[error("cannot load the JWT key: {0}")]
 pub struct KeyError(String);
 
+impl KeyError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        KeyError(message.into())
+    }
+}
+
 impl Authenticator {
     /// Loads the key; a malformed PEM is an error here, not at the first connection.
     pub fn new(catalog: &'static Catalog, config: &JwtConfig) -> Result<Self, KeyError> {

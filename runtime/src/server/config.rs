@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use crate::server::auth::JwtConfig;
+use crate::server::auth::{JwtConfig, JwtKey, KeyError};
 use crate::server::limits::ConnectRate;
+use crate::server::positions::PositionKey;
 
 /// Everything the server can be told. Its `Debug` never shows the API keys (nor the JWT key).
 #[derive(Clone)]
@@ -40,13 +41,17 @@ pub struct ServerConfig {
     /// The longest a token this server accepts may be valid: how long a revocation is kept
     /// (after that, every token it could match has expired).
     pub max_token_lifetime: Duration,
+    /// What the key sealing event ids is derived from (`server::positions`); every node of a
+    /// deployment must have the same. `None`: the HS256 token secret.
+    pub position_secret: Option<String>,
 }
 
 impl ServerConfig {
     /// Defaults for one machine: 64 KiB messages, 1 MiB publish bodies, 1024-frame queues,
     /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s for shutdown, 64 connections per
     /// user, 30 connects at once then 5 per second per user, 10 s to send a request, recovery of
-    /// at most 1000 missed events per namespace, revocations kept 24 h.
+    /// at most 1000 missed events per namespace, revocations kept 24 h, event ids sealed with a
+    /// key derived from the HS256 secret.
     pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
         ServerConfig {
             jwt,
@@ -63,6 +68,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_recovery: 1000,
             max_token_lifetime: Duration::from_secs(24 * 3600),
+            position_secret: None,
         }
     }
 }
@@ -85,6 +91,7 @@ impl std::fmt::Debug for ServerConfig {
             request_timeout,
             max_recovery,
             max_token_lifetime,
+            position_secret,
         } = self;
         f.debug_struct("ServerConfig")
             .field("jwt", jwt)
@@ -101,6 +108,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("request_timeout", request_timeout)
             .field("max_recovery", max_recovery)
             .field("max_token_lifetime", max_token_lifetime)
+            .field(
+                "position_secret",
+                &position_secret.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -143,5 +154,23 @@ impl ServerConfig {
             + self.queue_capacity * (slot + reply.max(largest_event))
             + (slot + reply)
             + replay * (slot + largest_event)
+    }
+}
+
+impl ServerConfig {
+    /// The key event ids are sealed with: derived from `position_secret`, or else from the HS256
+    /// token secret. A server verifying RS/ES tokens (whose key is public) has no shared secret
+    /// without `position_secret`: alone it gets a random key; `shared` (several nodes on one
+    /// broker, which must seal alike) it is an error.
+    pub fn position_key(&self, shared: bool) -> Result<PositionKey, KeyError> {
+        match (&self.position_secret, &self.jwt.key) {
+            (Some(secret), _) => Ok(PositionKey::derive(secret.as_bytes())),
+            (None, JwtKey::Hs256(secret)) => Ok(PositionKey::derive(secret)),
+            (None, _) if !shared => Ok(PositionKey::random()),
+            (None, _) => Err(KeyError::new(
+                "nodes verifying RS256/ES256 tokens share no secret to seal event ids with: \
+                 give every node the same --position-secret (OMNICAST_POSITION_SECRET)",
+            )),
+        }
     }
 }

@@ -15,6 +15,7 @@ mod hub;
 mod limits;
 mod mailbox;
 mod metrics;
+mod positions;
 mod publication;
 mod publisher;
 pub mod revocation;
@@ -46,6 +47,7 @@ pub use hub::{
 };
 pub use limits::ConnectRate;
 pub use metrics::Metrics;
+pub use positions::PositionKey;
 pub use publication::Publication;
 pub use publisher::Publisher;
 pub use sink::{HttpSink, HttpSinkError, RedisSink};
@@ -84,7 +86,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A single-node server: its hub behind the in-memory broker.
     pub fn new(catalog: &'static Catalog, config: ServerConfig) -> Result<Self, KeyError> {
-        let hub = Self::hub_for(catalog, &config);
+        let hub = Self::hub_for(catalog, &config, false)?;
         let broker = Arc::new(InMemoryBroker::new(hub.clone()));
         Self::with_broker(hub, broker, config)
     }
@@ -96,17 +98,23 @@ impl Server {
         config: ServerConfig,
         redis: RedisConfig,
     ) -> Result<Self, StartError> {
-        let hub = Self::hub_for(catalog, &config);
+        let hub = Self::hub_for(catalog, &config, true)?;
         let broker = Arc::new(RedisBroker::start(hub.clone(), redis)?);
         Ok(Self::with_broker(hub, broker, config)?)
     }
 
-    /// The hub a server with `config` holds its connections in.
-    pub fn hub_for(catalog: &'static Catalog, config: &ServerConfig) -> Arc<Hub> {
-        Arc::new(
+    /// The hub a server with `config` holds its connections in; `shared` when it is one node
+    /// of several (see [`ServerConfig::position_key`]).
+    pub fn hub_for(
+        catalog: &'static Catalog,
+        config: &ServerConfig,
+        shared: bool,
+    ) -> Result<Arc<Hub>, KeyError> {
+        Ok(Arc::new(
             Hub::new(catalog, config.queue_capacity)
-                .with_max_connections_per_user(config.max_connections_per_user),
-        )
+                .with_max_connections_per_user(config.max_connections_per_user)
+                .with_position_key(config.position_key(shared)?),
+        ))
     }
 
     /// Whether the broker takes publications now (what `GET /readyz` answers).

@@ -6,11 +6,13 @@ use crate::event::OutgoingEvent;
 use crate::position::Position;
 use crate::protocol::Envelope;
 use crate::server::frame::Frame;
+use crate::server::positions::PositionKey;
 
 /// An event on its way to the hub(s): routing facts plus the frame every recipient gets.
 #[derive(Debug, Clone)]
 pub struct Publication {
-    /// The event's unique id: its position (`orders.k3v9q2mf.1042`) once a broker gave it one.
+    /// The event's unique id: its position, sealed (`orders.k3v9q2mf.<seal>`), once a broker
+    /// gave it one.
     pub id: String,
     /// Its offset in its namespace's stream; 0 for a publication a broker did not number.
     pub offset: u64,
@@ -46,9 +48,10 @@ impl Publication {
 }
 
 impl Publication {
-    /// A publication at `position` in its namespace's stream: the position is its id.
-    pub fn at(event: OutgoingEvent, position: &Position, now_ms: u64) -> Self {
-        let mut publication = Publication::new(event, position.to_string(), now_ms);
+    /// A publication at `position` in its namespace's stream: its id is the position, sealed
+    /// with `key` (once per event, whatever the recipients).
+    pub fn at(event: OutgoingEvent, position: &Position, now_ms: u64, key: &PositionKey) -> Self {
+        let mut publication = Publication::new(event, key.seal(position), now_ms);
         publication.offset = position.offset;
         publication
     }

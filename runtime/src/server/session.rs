@@ -21,6 +21,7 @@ use crate::server::error::PublishError;
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo, RefreshRefused};
 use crate::server::mailbox::Mailbox;
+use crate::server::positions::PositionKey;
 use crate::server::publication::now_ms;
 use crate::server::revocation::Credentials;
 use crate::server::state::AppState;
@@ -50,7 +51,7 @@ pub(crate) async fn run(
             state.config.max_recovery,
             &mut |resumed: &[Resumed]| {
                 measure_resume(&state, resumed, started);
-                let (recovered, positions) = outcome(catalog, resumed);
+                let (recovered, positions) = outcome(catalog, state.hub.positions(), resumed);
                 let ready = ControlMessage::Ready {
                     session_id: session_id.clone(),
                     user_id: identity.user_id.clone(),
@@ -301,8 +302,13 @@ fn subscribe(
             shortened(message),
         ))
     };
-    let since =
-        since_positions(catalog, since.iter().map(String::as_str), named).map_err(invalid)?;
+    let since = since_positions(
+        catalog,
+        state.hub.positions(),
+        since.iter().map(String::as_str),
+        named,
+    )
+    .map_err(invalid)?;
     if let Some(live) = since.iter().find(|p| {
         catalog
             .namespace_index(&p.namespace)
@@ -330,7 +336,7 @@ fn subscribe(
                 .hub
                 .set_namespaces(id, current.union(named))
                 .unwrap_or_default();
-            let (recovered, positions) = outcome(catalog, resumed);
+            let (recovered, positions) = outcome(catalog, state.hub.positions(), resumed);
             let reply = ControlMessage::Subscribed {
                 namespaces: names(&state, now),
                 recovered,
@@ -393,6 +399,7 @@ fn measure_resume(state: &AppState, resumed: &[Resumed], started: std::time::Ins
 /// `recovered` and `positions` for the client, by namespace name.
 fn outcome(
     catalog: &Catalog,
+    key: &PositionKey,
     resumed: &[Resumed],
 ) -> (BTreeMap<String, bool>, BTreeMap<String, String>) {
     let name = |r: &Resumed| catalog.namespaces[r.namespace].name.to_owned();
@@ -402,7 +409,7 @@ fn outcome(
         .collect();
     let positions = resumed
         .iter()
-        .map(|r| (name(r), r.top.to_string()))
+        .map(|r| (name(r), key.seal(&r.top)))
         .collect();
     (recovered, positions)
 }
@@ -427,12 +434,13 @@ fn replay<'r>(
 /// `subscribing`, each namespace at most once.
 pub(crate) fn since_positions<'a>(
     catalog: &Catalog,
+    key: &PositionKey,
     ids: impl Iterator<Item = &'a str>,
     subscribing: NamespaceSet,
 ) -> Result<Vec<Position>, String> {
     let mut positions: Vec<Position> = Vec::new();
     for id in ids {
-        let position = Position::parse(id.trim()).map_err(|err| err.to_string())?;
+        let position = key.open(id.trim()).map_err(|err| err.to_string())?;
         let Some(ns) = catalog.namespace_index(&position.namespace) else {
             return Err(format!(
                 "`since` names namespace `{}`, which the catalog does not define",

@@ -52,7 +52,12 @@ impl InMemoryBroker {
         let mut stream = self.streams.lock(namespace);
         let mut position = stream.position();
         position.offset += 1;
-        let publication = Arc::new(Publication::at(event, &position, now_ms));
+        let publication = Arc::new(Publication::at(
+            event,
+            &position,
+            now_ms,
+            self.hub.positions(),
+        ));
         stream.append(publication.clone(), now_ms);
         // Delivered under the stream's lock: every hub sees a namespace's events in offset
         // order, and a resuming connection is attached between two of them, never during one.

@@ -171,7 +171,10 @@ async fn answer(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
 /// The event `id` names, from its namespace's history (the node's, or Redis').
 async fn published(state: &AppState, id: &str) -> Result<OutgoingEvent, ApiError> {
     let catalog = state.hub.catalog();
-    let position = Position::parse(id)
+    let position = state
+        .hub
+        .positions()
+        .open(id)
         .ok()
         .filter(|p| p.offset > 0)
         .ok_or_else(|| bad("invalid_id", format!("`{id}` is not an event id")))?;

@@ -154,6 +154,7 @@ fn handshake(
     let since = params.since.as_deref().filter(|s| !s.is_empty());
     let since = match session::since_positions(
         catalog,
+        state.hub.positions(),
         since.into_iter().flat_map(|s| s.split(',')),
         namespaces,
     ) {

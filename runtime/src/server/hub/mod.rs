@@ -16,6 +16,7 @@ use crate::protocol::{CloseReason, close};
 use crate::server::frame::Frame;
 use crate::server::mailbox::{Full, Mailbox};
 use crate::server::metrics::{Gauge, Metrics};
+use crate::server::positions::PositionKey;
 use crate::server::publication::Publication;
 use crate::server::revocation::Revocations;
 
@@ -167,6 +168,7 @@ pub struct Hub {
     emptied: Notify,
     metrics: Arc<Metrics>,
     revocations: Revocations,
+    positions: PositionKey,
 }
 
 impl std::fmt::Debug for Hub {
@@ -200,7 +202,20 @@ impl Hub {
             emptied: Notify::new(),
             metrics: Arc::new(Metrics::new(catalog)),
             revocations: Revocations::default(),
+            positions: PositionKey::random(),
         }
+    }
+
+    /// Seals and opens event ids with `key` (every node of a deployment holds the same; a hub
+    /// of its own has a random one).
+    pub fn with_position_key(mut self, key: PositionKey) -> Self {
+        self.positions = key;
+        self
+    }
+
+    /// What seals the ids of this hub's events and opens the ids its clients send back.
+    pub fn positions(&self) -> &PositionKey {
+        &self.positions
     }
 
     /// This node's metrics (the hub holds them: everything that records has the hub).

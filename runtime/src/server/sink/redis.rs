@@ -58,7 +58,10 @@ impl EventSink for RedisSink {
                     idempotency: Some(idempotency.clone()),
                 };
                 match writer.publish(batch).await {
-                    Ok(mut ids) => return Ok(ids.pop().expect("one id per event")),
+                    // The readable position: a sink holds no position key (README, "Positions").
+                    Ok(mut positions) => {
+                        return Ok(positions.pop().expect("one per event").to_string());
+                    }
                     // Nothing stored, or perhaps stored: the same key makes the retry safe.
                     Err(err) if attempt < ATTEMPTS && err.failure != Failure::KeyReused => {
                         tracing::debug!(%err, attempt, "publish into Redis failed; retrying");

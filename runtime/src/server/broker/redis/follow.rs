@@ -165,7 +165,13 @@ impl Inner {
 
     /// Delivers the event at `offset` (the stream's next) to this node's hub.
     pub(super) fn deliver(&self, stream: &mut Stream, offset: u64, record: &str) {
-        match record::decode(self.catalog, &stream.epoch, offset, record) {
+        match record::decode(
+            self.catalog,
+            self.hub.positions(),
+            &stream.epoch,
+            offset,
+            record,
+        ) {
             Ok(publication) => {
                 let publication = Arc::new(publication);
                 stream.append(publication.clone(), now_ms());

@@ -192,7 +192,11 @@ impl Drop for RedisBroker {
 
 impl Broker for RedisBroker {
     fn publish(&self, batch: Batch) -> BoxFuture<'_, Result<Vec<String>, BrokerError>> {
-        Box::pin(self.inner.writer.publish(batch))
+        Box::pin(async move {
+            let positions = self.inner.writer.publish(batch).await?;
+            let key = self.inner.hub.positions();
+            Ok(positions.iter().map(|p| key.seal(p)).collect())
+        })
     }
 
     fn resume<'a>(

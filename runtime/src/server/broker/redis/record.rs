@@ -11,6 +11,7 @@ use crate::event::OutgoingEvent;
 use crate::options::EmitOptions;
 use crate::position::Position;
 use crate::role::RoleMask;
+use crate::server::positions::PositionKey;
 use crate::server::publication::Publication;
 
 #[derive(Serialize, Deserialize)]
@@ -64,6 +65,7 @@ pub(super) fn encode(catalog: &Catalog, event: &OutgoingEvent, now_ms: u64) -> S
 /// Rebuilds the publication at `offset` of `epoch` from its record.
 pub(super) fn decode(
     catalog: &'static Catalog,
+    key: &PositionKey,
     epoch: &str,
     offset: u64,
     record: &str,
@@ -108,5 +110,5 @@ pub(super) fn decode(
         epoch: epoch.to_owned(),
         offset,
     };
-    Ok(Publication::at(event, &position, record.timestamp))
+    Ok(Publication::at(event, &position, record.timestamp, key))
 }

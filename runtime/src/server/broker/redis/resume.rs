@@ -73,7 +73,14 @@ impl Inner {
             if offset != expected || now.saturating_sub(kept) >= ttl_ms {
                 return None;
             }
-            let publication = record::decode(self.catalog, &read.epoch, offset, &record).ok()?;
+            let publication = record::decode(
+                self.catalog,
+                self.hub.positions(),
+                &read.epoch,
+                offset,
+                &record,
+            )
+            .ok()?;
             entries.push(Arc::new(publication));
         }
         if since + entries.len() as u64 != read.top && read.top >= since {

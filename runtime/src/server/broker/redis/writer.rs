@@ -17,6 +17,7 @@ use tokio::time::{Instant, timeout};
 use super::{RedisConfig, record, scripts};
 use crate::catalog::Catalog;
 use crate::event::OutgoingEvent;
+use crate::position::Position;
 use crate::server::broker::{Batch, BrokerError, Idempotency, new_epoch};
 use crate::server::metrics::Metrics;
 use crate::server::publication::now_ms;
@@ -77,12 +78,12 @@ impl Writer {
         })
     }
 
-    /// Numbers, keeps and publishes a batch, all of it or none, in one script call; its ids,
-    /// in order.
-    pub(crate) async fn publish(&self, batch: Batch) -> Result<Vec<String>, BrokerError> {
-        let ids = self.call(&batch.events, batch.idempotency.as_ref()).await?;
-        tracing::debug!(event_ids = ?ids, "stored in Redis");
-        Ok(ids)
+    /// Numbers, keeps and publishes a batch, all of it or none, in one script call; its
+    /// positions, in order.
+    pub(crate) async fn publish(&self, batch: Batch) -> Result<Vec<Position>, BrokerError> {
+        let positions = self.call(&batch.events, batch.idempotency.as_ref()).await?;
+        tracing::debug!(?positions, "stored in Redis");
+        Ok(positions)
     }
 
     /// One script call for `events` (with the idempotency key, if any).
@@ -90,7 +91,7 @@ impl Writer {
         &self,
         events: &[OutgoingEvent],
         idempotency: Option<&Idempotency>,
-    ) -> Result<Vec<String>, BrokerError> {
+    ) -> Result<Vec<Position>, BrokerError> {
         let now = now_ms();
         let mut call = self.script.prepare_invoke();
         let (window, fingerprint) =
@@ -123,10 +124,17 @@ impl Writer {
         // `epoch offset` per event, comma-separated, in the batch's order. A result stored
         // under the key is of the same request (the script compared fingerprints), so its
         // events are in the same namespaces.
-        let ids: Vec<String> = stored
+        let ids: Vec<Position> = stored
             .split(',')
             .zip(&namespaces)
-            .map(|(position, ns)| format!("{ns}.{}", position.replace(' ', ".")))
+            .filter_map(|(position, ns)| {
+                let (epoch, offset) = position.split_once(' ')?;
+                Some(Position {
+                    namespace: (*ns).to_owned(),
+                    epoch: epoch.to_owned(),
+                    offset: offset.parse().ok()?,
+                })
+            })
             .collect();
         if ids.len() != namespaces.len() {
             // Stored (or not) by a script of another version: the ids cannot be told.
