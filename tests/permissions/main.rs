@@ -88,6 +88,15 @@ proptest! {
                     let now = hub.set_namespaces(live[i], mask(&c.namespaces));
                     prop_assert_eq!(now, Some(mask(&c.namespaces)));
                 }
+                Step::Refresh(i, role, false) => {
+                    let Some(c) = &mut slots[*i].now else { continue };
+                    *c = refreshed(c, *role);
+                    let now = hub.refresh(live[i], *role as u32, None, u64::MAX).unwrap();
+                    prop_assert_eq!(now.namespaces, mask(&c.namespaces));
+                }
+                // Another user's token, revocations and re-authorization requests: the session's
+                // and the broker's (through the real server below); the hub sees no change.
+                Step::Refresh(_, _, true) | Step::Revoke(_) | Step::Reauthorize(_) => {}
                 Step::Disconnect(i) | Step::Reconnect(i) => {
                     if slots[*i].now.take().is_some() {
                         let id = live.remove(i).unwrap();
@@ -138,16 +147,82 @@ fn received(messages: Vec<Value>, ids: &HashSet<String>) -> Vec<String> {
         .collect()
 }
 
-/// Connects `c` as its user and role, to its namespaces.
-async fn open(server: &support::TestServer, c: &Conn) -> support::Client {
-    let names: Vec<&str> = c
-        .namespaces
+/// The names of `namespaces`, in the catalog's order.
+fn names(namespaces: &[usize]) -> Vec<&'static str> {
+    namespaces
         .iter()
         .map(|&n| MODEL.namespaces[n].name.as_str())
-        .collect();
-    server
-        .connect(USERS[c.user], &MODEL.roles[c.role].name, &names)
+        .collect()
+}
+
+/// A token of `user` with `role` in login session `sid`, issued now.
+fn token(user: usize, role: usize, sid: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    support::sign(json!({
+        "sub": USERS[user], "role": MODEL.roles[role].name, "sid": sid,
+        "iat": now, "exp": now + 3600,
+    }))
+}
+
+/// A login session of its own for every connection, so that revoking one names only it.
+fn new_sid() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "sid-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Connects `c` as its user and role, in login session `sid`, to its namespaces.
+async fn open(server: &support::TestServer, c: &Conn, sid: &str) -> support::Client {
+    let mut query = format!("token={}", token(c.user, c.role, sid));
+    if !c.namespaces.is_empty() {
+        query.push_str(&format!("&namespaces={}", names(&c.namespaces).join(",")));
+    }
+    let mut client = support::Client::open(&server.ws_url(&query), &[])
         .await
+        .expect("connection accepted");
+    let ready = client.next_json().await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    client.session_id = ready["sessionId"].as_str().unwrap().to_owned();
+    client.user = USERS[c.user].to_owned();
+    client.positions = serde_json::from_value(ready["positions"].clone()).unwrap();
+    client
+}
+
+/// Messages until one of type `reply` (returned), and those before it.
+async fn until_reply(client: &mut support::Client, reply: &[&str]) -> (Value, Vec<Value>) {
+    let mut before = Vec::new();
+    loop {
+        let message = client.next_json().await;
+        if reply.iter().any(|r| message["type"] == *r) {
+            return (message, before);
+        }
+        before.push(message);
+    }
+}
+
+/// Messages until the server closes, and its close code.
+async fn until_closed(client: &mut support::Client) -> (Vec<Value>, Option<u16>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut messages = Vec::new();
+    loop {
+        let next = tokio::time::timeout(support::WAIT, client.ws.next())
+            .await
+            .expect("the server closes in time");
+        match next {
+            Some(Ok(Message::Text(text))) => messages.push(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Close(frame))) => {
+                return (messages, frame.map(|f| u16::from(f.code)));
+            }
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => return (messages, None),
+        }
+    }
 }
 
 /// Cases reconnect the same five users quickly, one case after another.
@@ -237,6 +312,7 @@ fn through_nodes(runtime: &tokio::runtime::Runtime, nodes: &[support::TestServer
                 let mut want: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
                 let mut got: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
                 let mut ids = HashSet::new();
+                let mut sids: BTreeMap<usize, String> = BTreeMap::new();
                 let mut published = hubs[0].stats().published;
                 // The model's side of a presence change: who receives what the server emits.
                 let emit = |slots: &[Slot],
@@ -268,7 +344,8 @@ fn through_nodes(runtime: &tokio::runtime::Runtime, nodes: &[support::TestServer
                 };
                 for (i, c) in conns.iter().enumerate() {
                     slots.push(Slot::new(c));
-                    clients.insert(i, open(node_of(i, 1), c).await);
+                    sids.insert(i, new_sid());
+                    clients.insert(i, open(node_of(i, 1), c, &sids[&i]).await);
                     // The model delivers a connection's presence events to those connected
                     // before the next one opens: wait for them (with Redis they take two round
                     // trips, and can come after the next connection's `ready`).
@@ -337,6 +414,89 @@ fn through_nodes(runtime: &tokio::runtime::Runtime, nodes: &[support::TestServer
                                 .or_default()
                                 .extend(received(before, &ids));
                         }
+                        Step::Refresh(i, role, other) => {
+                            let (Some(c), Some(client)) = (&mut slots[*i].now, clients.get_mut(i))
+                            else {
+                                continue;
+                            };
+                            let user = if *other {
+                                (c.user + 1) % USERS.len()
+                            } else {
+                                c.user
+                            };
+                            let fresh = token(user, *role, &sids[i]);
+                            client
+                                .send_json(json!({"type": "refresh", "token": fresh}))
+                                .await;
+                            // Everything before the answer was delivered under the old rights.
+                            let (reply, before) =
+                                until_reply(client, &["refreshed", "error"]).await;
+                            let key = slots[*i].key(*i);
+                            got.entry(key).or_default().extend(received(before, &ids));
+                            if *other {
+                                prop_assert_eq!(&reply["code"], "refresh_refused", "{}", reply);
+                                continue;
+                            }
+                            prop_assert_eq!(&reply["type"], "refreshed", "{}", reply);
+                            let c = slots[*i].now.as_mut().unwrap();
+                            let old = std::mem::replace(c, refreshed(c, *role));
+                            prop_assert_eq!(&reply["namespaces"], &json!(names(&c.namespaces)));
+                            if old.role != *role {
+                                // As if the old role's connection closed and the new one's opened.
+                                let new = c.clone();
+                                published += emit(&slots, &mut want, false, &old);
+                                published += emit(&slots, &mut want, true, &new);
+                                all_published(published, "after a role change").await;
+                            }
+                        }
+                        Step::Revoke(i) => {
+                            let Some(mut client) = clients.remove(i) else {
+                                continue;
+                            };
+                            let body = json!({"loginSession": sids[i]});
+                            let (status, answer) = server
+                                .post_json("/api/revocations", Some(support::API_KEY), body)
+                                .await;
+                            prop_assert_eq!(status, 200, "{}", answer);
+                            // Everything up to the close came before the revocation was
+                            // answered: the model has nothing for this session after it.
+                            let (messages, code) = until_closed(&mut client).await;
+                            prop_assert_eq!(code, Some(4003));
+                            got.entry(slots[*i].key(*i))
+                                .or_default()
+                                .extend(received(messages, &ids));
+                            drop(client);
+                            let c = slots[*i].now.take().unwrap();
+                            support::wait_until(|| connections() == clients.len() as u64).await;
+                            published += emit(&slots, &mut want, false, &c);
+                            all_published(published, "after a revocation").await;
+                        }
+                        Step::Reauthorize(i) => {
+                            let user = slots[*i].initial.user;
+                            let body = json!({"userId": USERS[user], "deadlineSecs": 60});
+                            let (status, answer) = server
+                                .post_json("/api/reauthorizations", Some(support::API_KEY), body)
+                                .await;
+                            prop_assert_eq!(status, 200, "{}", answer);
+                            // Each of the user's clients answers with a token of its role
+                            // issued since: its rights, and what it receives, do not change.
+                            for (j, client) in clients.iter_mut() {
+                                let c = slots[*j].now.as_ref().unwrap();
+                                if c.user != user {
+                                    continue;
+                                }
+                                let fresh = token(user, c.role, &sids[j]);
+                                client
+                                    .send_json(json!({"type": "refresh", "token": fresh}))
+                                    .await;
+                                let (reply, before) =
+                                    until_reply(client, &["refreshed", "error"]).await;
+                                prop_assert_eq!(&reply["type"], "refreshed", "{}", reply);
+                                got.entry(slots[*j].key(*j))
+                                    .or_default()
+                                    .extend(received(before, &ids));
+                            }
+                        }
                         Step::Disconnect(i) | Step::Reconnect(i) => {
                             if let Some(mut client) = clients.remove(i) {
                                 // What this session received, up to a marker only it hears.
@@ -367,8 +527,9 @@ fn through_nodes(runtime: &tokio::runtime::Runtime, nodes: &[support::TestServer
                                 slot.sessions += 1;
                                 slot.now = Some(slot.initial.clone());
                                 let initial = slot.initial.clone();
-                                clients
-                                    .insert(*i, open(node_of(*i, slot.sessions), &initial).await);
+                                sids.insert(*i, new_sid());
+                                let node = node_of(*i, slot.sessions);
+                                clients.insert(*i, open(node, &initial, &sids[i]).await);
                                 published += emit(&slots, &mut want, true, &initial);
                                 all_published(published, "after a reconnect").await;
                             }
@@ -461,7 +622,7 @@ fn replays_on_any_node_deliver_exactly_what_the_rules_allow() {
                 let mut positions = Vec::new();
                 let mut sessions = Vec::new();
                 for (i, (before, _)) in pairs.iter().enumerate() {
-                    let mut client = open(&nodes[i % 3], before).await;
+                    let mut client = open(&nodes[i % 3], before, &new_sid()).await;
                     sessions.push(client.session_id.clone());
                     positions.push(client.positions.clone());
                     let _ = client.ws.close(None).await;

@@ -108,17 +108,61 @@ pub enum Step {
     Unsubscribe(usize, Vec<usize>),
     Disconnect(usize),
     Reconnect(usize),
+    /// The slot's client sends a fresh token with this role: of its own user, or (`true`) of
+    /// another user (refused: nothing changes).
+    Refresh(usize, usize, bool),
+    /// The slot's login session is revoked: its connection closes, nothing reaches it after.
+    Revoke(usize),
+    /// The slot's user is asked to re-authorize; each of its clients answers with a token of
+    /// its role issued since.
+    Reauthorize(usize),
 }
 
 pub fn step(slots: usize) -> impl Strategy<Value = Step> {
-    let namespaces = MODEL.namespaces.len();
+    let (roles, namespaces) = (MODEL.roles.len(), MODEL.namespaces.len());
     prop_oneof![
-        5 => event(slots).prop_map(Step::Publish),
+        6 => event(slots).prop_map(Step::Publish),
         1 => (0..slots, subset(namespaces)).prop_map(|(s, n)| Step::Subscribe(s, n)),
         1 => (0..slots, subset(namespaces)).prop_map(|(s, n)| Step::Unsubscribe(s, n)),
         1 => (0..slots).prop_map(Step::Disconnect),
         1 => (0..slots).prop_map(Step::Reconnect),
+        2 => (0..slots, 0..roles, proptest::bool::weighted(0.2))
+            .prop_map(|(s, r, other)| Step::Refresh(s, r, other)),
+        1 => (0..slots).prop_map(Step::Revoke),
+        1 => (0..slots).prop_map(Step::Reauthorize),
     ]
+}
+
+/// The namespaces in which `role` may receive at least one of the namespace's event types: what a
+/// refresh to `role` keeps of a subscription.
+pub fn visible(role: usize) -> Vec<usize> {
+    (0..MODEL.namespaces.len())
+        .filter(|&ns| {
+            MODEL.events.iter().any(|e| {
+                e.namespace == MODEL.namespaces[ns].name
+                    && match &e.audience {
+                        Audience::All => true,
+                        Audience::Roles(roles) => roles.contains(&role),
+                    }
+            })
+        })
+        .collect()
+}
+
+/// `c` after a refresh to `role`: the role, and the subscription without the namespaces its old
+/// role saw something in and the new one sees nothing.
+pub fn refreshed(c: &Conn, role: usize) -> Conn {
+    let (before, after) = (visible(c.role), visible(role));
+    Conn {
+        user: c.user,
+        role,
+        namespaces: c
+            .namespaces
+            .iter()
+            .copied()
+            .filter(|n| after.contains(n) || !before.contains(n))
+            .collect(),
+    }
 }
 
 pub fn scenario() -> impl Strategy<Value = (Vec<Conn>, Vec<Step>)> {

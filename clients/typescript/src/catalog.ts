@@ -419,7 +419,7 @@ export interface RefreshedMessage {
   role: Role;
   /** All namespaces now subscribed to. */
   namespaces: Namespace[];
-  /** The namespaces unsubscribed because the new role may see nothing in them. */
+  /** The namespaces unsubscribed because the old role saw something in them and the new one sees nothing. */
   dropped?: Namespace[];
   /** Until when the new token's rights hold (ms since the Unix epoch); left out for never. */
   expiresAt?: number;

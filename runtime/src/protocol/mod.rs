@@ -293,7 +293,8 @@ pub enum ControlMessage {
         /// All namespaces now subscribed to.
         #[schemars(with = "Vec<schema::NamespaceName>")]
         namespaces: Vec<String>,
-        /// The namespaces unsubscribed because the new role may see nothing in them.
+        /// The namespaces unsubscribed because the old role saw something in them and the new
+        /// one sees nothing.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         #[schemars(with = "Vec<schema::NamespaceName>")]
         dropped: Vec<String>,

@@ -43,7 +43,8 @@ pub use config::ServerConfig;
 pub use error::{ApiError, PublishError};
 pub use frame::Frame;
 pub use hub::{
-    ConnId, ConnectionInfo, Hub, HubStats, Registration, TooManyConnections, Unregistered,
+    ConnId, ConnectionInfo, Hub, HubStats, RefreshRefused, Refreshed, Registration,
+    TooManyConnections, Unregistered,
 };
 pub use limits::ConnectRate;
 pub use metrics::Metrics;

@@ -210,9 +210,7 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
     };
     match message {
         ClientMessage::Ping { id } => Handled::Reply(Some(ControlMessage::Pong { id })),
-        ClientMessage::Refresh { token } => {
-            Handled::Reply(Some(refresh(state, id, mailbox, &token.0)))
-        }
+        ClientMessage::Refresh { token } => refresh(state, id, mailbox, &token.0),
         ClientMessage::Subscribe { namespaces, since } => {
             match subscribe(state, id, mailbox, &namespaces, &since) {
                 Ok(work) => Handled::Later(work),
@@ -230,12 +228,16 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
 
 /// Gives the connection the rights of a fresh token of its user: the `refreshed` reply, queued
 /// after every event allowed by the old rights and before any filtered with the new ones; or
-/// why not (the connection keeps its rights).
-fn refresh(state: &AppState, id: ConnId, mailbox: &Mailbox, token: &str) -> ControlMessage {
+/// why not (the connection keeps its rights). A role change counts, for presence, as leaving the
+/// old role and joining the new one: their presence events follow the reply.
+fn refresh(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, token: &str) -> Handled {
     let metrics = state.hub.metrics();
     let refused = |outcome: &str, message: String| {
         metrics.refresh(outcome);
-        ControlMessage::error(error_code::REFRESH_REFUSED, message)
+        Handled::Reply(Some(ControlMessage::error(
+            error_code::REFRESH_REFUSED,
+            message,
+        )))
     };
     let identity = match state.auth.verify(token) {
         Ok(identity) => identity,
@@ -268,14 +270,30 @@ fn refresh(state: &AppState, id: ConnId, mailbox: &Mailbox, token: &str) -> Cont
     }
     metrics.refresh("refreshed");
     tracing::debug!(session = %mailbox.session_id, role = identity.role, "refreshed");
-    ControlMessage::Refreshed {
+    let reply = ControlMessage::Refreshed {
         role: state.hub.catalog().roles[identity.role as usize]
             .name
             .to_owned(),
         expires_at: expires_at(valid_until),
         namespaces: names(state, refreshed.namespaces),
         dropped: names(state, refreshed.dropped),
+    };
+    if refreshed.left.is_none() && !refreshed.joined {
+        return Handled::Reply(Some(reply));
     }
+    let (state, mailbox) = (state.clone(), mailbox.clone());
+    Handled::Later(Box::pin(async move {
+        if mailbox.push(Frame::text(&reply.to_json())).is_err() {
+            state.hub.close_slow_consumer(&mailbox);
+        }
+        let user = &mailbox.user_id;
+        if let Some(old) = refreshed.left {
+            presence(&state, PresenceTrigger::LastDisconnect, user, old).await;
+        }
+        if refreshed.joined {
+            presence(&state, PresenceTrigger::FirstConnect, user, identity.role).await;
+        }
+    }))
 }
 
 /// What `ready` and `refreshed` say of a validity: `None` for never.

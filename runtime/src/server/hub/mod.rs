@@ -21,7 +21,7 @@ use crate::server::publication::Publication;
 use crate::server::revocation::Revocations;
 
 mod rights;
-pub(crate) use rights::RefreshRefused;
+pub use rights::{RefreshRefused, Refreshed};
 
 /// A connection's id within this hub.
 pub type ConnId = u64;

@@ -18,8 +18,14 @@ use super::{ConnId, Hub};
 pub struct Refreshed {
     /// The subscription now.
     pub namespaces: NamespaceSet,
-    /// The namespaces it lost: the new role may see nothing in them.
+    /// The namespaces it lost: the old role saw something in them, the new one nothing.
     pub dropped: NamespaceSet,
+    /// The old role, when it changed and no connection of the user holds it on this hub any more
+    /// (as if its last connection with that role had closed).
+    pub left: Option<u32>,
+    /// Whether the role changed and this is the user's only connection with the new one here
+    /// (as if its first connection with that role had opened).
+    pub joined: bool,
 }
 
 /// Why a refresh did not take effect.
@@ -74,8 +80,8 @@ impl Hub {
     }
 
     /// Gives connection `id` the rights of a fresh token of its user: `role` until
-    /// `valid_until_ms`. The namespaces `role` may see nothing in are dropped from its
-    /// subscription. While a re-authorization is pending, only a token issued since it was asked
+    /// `valid_until_ms`. The namespaces its old role saw something in and `role` sees nothing
+    /// in are dropped from its subscription. While a re-authorization is pending, only a token issued since it was asked
     /// for (`issued_at`, seconds) answers it.
     ///
     /// Every event delivered after this returns is filtered with the new role; those queued
@@ -98,9 +104,12 @@ impl Hub {
             return Err(RefreshRefused::Stale { asked_ms });
         }
         let old_role = conn.role();
-        let visible = self.catalog.namespaces_visible_to(RoleMask::single(role));
-        let kept = entry.namespaces.intersection(visible);
-        let dropped = entry.namespaces.difference(visible);
+        // What the old role saw something in and the new one sees nothing in. (A subscription
+        // to a namespace the role never saw anything in is the client's own business.)
+        let visible = |role| self.catalog.namespaces_visible_to(RoleMask::single(role));
+        let lost = visible(old_role).difference(visible(role));
+        let dropped = entry.namespaces.intersection(lost);
+        let kept = entry.namespaces.difference(lost);
         for ns in entry.namespaces.indexes() {
             registry.buckets[self.bucket(ns, old_role)].swap_remove(&id);
         }
@@ -108,16 +117,19 @@ impl Hub {
             registry.buckets[self.bucket(ns, role)].insert(id, conn.clone());
         }
         entry.namespaces = kept;
+        let (mut left, mut joined) = (None, false);
         if role != old_role
             && let Some(user) = registry.users.get_mut(&conn.user_id)
         {
-            user.count(old_role, -1);
-            user.count(role, 1);
+            left = (user.count(old_role, -1) == 0).then_some(old_role);
+            joined = user.count(role, 1) == 1;
         }
         conn.refreshed(role, issued_at, valid_until_ms);
         Ok(Refreshed {
             namespaces: kept,
             dropped,
+            left,
+            joined,
         })
     }
 
