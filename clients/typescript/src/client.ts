@@ -17,6 +17,9 @@ import type {
 } from "./catalog.js";
 import { CATALOG_VERSION, CloseCode } from "./catalog.js";
 import { type AnyHandler, Listeners, Observers } from "./listeners.js";
+import { askWhy, refreshDelay } from "./handshake.js";
+import { Positions } from "./positions.js";
+import { Subscriptions } from "./subscriptions.js";
 import type {
   CatalogMismatch,
   ClientError,
@@ -34,16 +37,6 @@ const DEFAULT_RECONNECT = { minDelay: 500, maxDelay: 20_000, maxAttempts: Infini
 const DEFAULT_HEARTBEAT = { interval: 20_000, timeout: 10_000 };
 /** WebSocket.OPEN. */
 const OPEN = 1;
-
-/** The namespace an event id names (its stream): ids are `<namespace>.<epoch>.<sealed position>`,
- * opaque past the namespace. */
-function namespaceOf(id: string): string {
-  const dot = id.indexOf(".");
-  return dot < 0 ? id : id.slice(0, dot);
-}
-
-/** How many recent ids per namespace are remembered to recognize a duplicate. */
-const RECENT = 64;
 
 /** Creates a client; it connects on `connect()` (or the first `retain()`). */
 export function createClient(options: ClientOptions): OmnicastClient {
@@ -65,16 +58,9 @@ class Client implements OmnicastClient {
   #mismatch: CatalogMismatch | undefined;
   readonly #errorListeners = new Observers<[ClientError]>();
 
-  /** The namespaces held by the options (`undefined`: the server's default, until `ready` names them). */
-  #base: Set<Namespace> | undefined;
-  /** Namespaces held by `subscribe`, with how many holders each. */
-  readonly #refs = new Map<Namespace, number>();
-  /** What the server has, or has been asked for, on this connection. */
-  #requested = new Set<Namespace>();
-  /** The last event id seen, per namespace. */
-  readonly #positions = new Map<Namespace, string>();
-  /** The latest ids received, per namespace: an exact repeat is dropped. */
-  readonly #recent = new Map<Namespace, string[]>();
+  readonly #subscriptions: Subscriptions;
+  /** Where each namespace resumes from, and the ids just received (an exact repeat is dropped). */
+  readonly #positions = new Positions();
 
   #status: Status = "disconnected";
   #socket: WebSocketLike | undefined;
@@ -92,9 +78,6 @@ class Client implements OmnicastClient {
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   /** Until when the connection's token holds (ms since the Unix epoch), from `ready` or `refreshed`. */
   #expiresAt: number | undefined;
-  /** Namespaces the server dropped on a refresh (the new role sees nothing there): not asked for
-   * again on this connection. */
-  readonly #dropped = new Set<Namespace>();
   #syncScheduled = false;
   /** Connected is wanted but there is nothing to subscribe to yet. */
   #idle = false;
@@ -116,7 +99,7 @@ class Client implements OmnicastClient {
     this.#heartbeat = options.heartbeat === false ? false : { ...DEFAULT_HEARTBEAT, ...options.heartbeat };
     const debug = options.debug;
     this.#log = typeof debug === "function" ? debug : debug ? (...args) => console.debug("[omnicast]", ...args) : undefined;
-    this.#base = options.namespaces ? new Set(options.namespaces) : undefined;
+    this.#subscriptions = new Subscriptions(options.namespaces);
   }
 
   /** Where the connection is. */
@@ -131,12 +114,12 @@ class Client implements OmnicastClient {
 
   /** The namespaces this client wants: those of the options and of every `subscribe` holder. */
   get namespaces(): Namespace[] {
-    return [...this.#desired()];
+    return [...this.#subscriptions.desired()];
   }
 
   /** The last event id seen in each namespace: what a reconnect resumes from. */
   get positions(): { [N in Namespace]?: string } {
-    return Object.fromEntries(this.#positions);
+    return this.#positions.toObject();
   }
 
   // ---- connection -------------------------------------------------------------------------
@@ -195,7 +178,7 @@ class Client implements OmnicastClient {
   }
 
   async #openSocket(): Promise<void> {
-    this.#idle = this.#base !== undefined && this.#desired().size === 0;
+    this.#idle = this.#subscriptions.known && this.#subscriptions.desired().size === 0;
     if (this.#idle) {
       // Nothing to subscribe to yet: the first `subscribe` connects.
       this.#setStatus(this.#attempt === 0 ? "connecting" : "reconnecting");
@@ -230,7 +213,7 @@ class Client implements OmnicastClient {
       return;
     }
     this.#socket = socket;
-    this.#requested = new Set(this.#base ? this.#desired() : []);
+    this.#subscriptions.opening();
     let opened = false;
     socket.onopen = () => {
       opened = true;
@@ -267,8 +250,9 @@ class Client implements OmnicastClient {
   #url(token: string | undefined): string {
     const url = new URL(this.#options.url);
     if (token !== undefined) url.searchParams.set("token", token);
-    if (this.#base) url.searchParams.set("namespaces", [...this.#desired()].join(","));
-    const since = this.#since(this.#base ? this.#desired() : undefined);
+    const desired = this.#subscriptions.known ? this.#subscriptions.desired() : undefined;
+    if (desired) url.searchParams.set("namespaces", [...desired].join(","));
+    const since = this.#since(desired);
     if (since.length > 0) url.searchParams.set("since", since.join(","));
     return url.toString();
   }
@@ -276,7 +260,7 @@ class Client implements OmnicastClient {
   /** The positions to resume from, for `namespaces` (all known ones when undefined). */
   #since(namespaces: Iterable<Namespace> | undefined): string[] {
     if (this.#options.resume === false) return [];
-    if (!namespaces) return [...this.#positions.values()];
+    if (!namespaces) return this.#positions.all();
     const out: string[] = [];
     for (const ns of namespaces) {
       const id = this.#positions.get(ns);
@@ -321,23 +305,13 @@ class Client implements OmnicastClient {
       this.#retry();
       return;
     }
-    let status: number;
-    let body: { error?: string; message?: string } = {};
-    let retryAfter: number | undefined;
-    try {
-      const response = await fetcher(url.replace(/^ws/, "http"));
-      status = response.status;
-      retryAfter = Number(response.headers.get("retry-after")) || undefined;
-      try {
-        body = JSON.parse(await response.text()) as typeof body;
-      } catch {
-        body = {};
-      }
-    } catch {
+    const answer = await askWhy(fetcher, url);
+    if (!answer) {
       // Unreachable (or the answer cannot be read): try again later.
       this.#retry();
       return;
     }
+    const { status, body, retryAfter } = answer;
     if (!this.#wanted) return;
     const refusal: ClientError = {
       kind: "refused",
@@ -352,7 +326,6 @@ class Client implements OmnicastClient {
       // Positions from another catalog: start over without them.
       this.#report(refusal);
       this.#positions.clear();
-      this.#recent.clear();
       this.#retry(0);
     } else if (status === 401 || status === 403 || (status === 400 && body.error !== undefined)) {
       this.#fail(refusal);
@@ -471,8 +444,7 @@ class Client implements OmnicastClient {
     this.#stopRefresh();
     if (expiresAt === undefined || !this.#options.getToken) return;
     if (before !== undefined && expiresAt <= before) return;
-    const left = Math.max(expiresAt - Date.now(), 0);
-    this.#refreshTimer = setTimeout(() => void this.#refresh(), left - Math.min(left / 5, 60_000));
+    this.#refreshTimer = setTimeout(() => void this.#refresh(), refreshDelay(expiresAt));
   }
 
   #stopRefresh(): void {
@@ -500,43 +472,21 @@ class Client implements OmnicastClient {
 
   // ---- subscriptions ----------------------------------------------------------------------
 
-  #desired(): Set<Namespace> {
-    const out = new Set<Namespace>(this.#base ?? []);
-    for (const [ns, n] of this.#refs) if (n > 0) out.add(ns);
-    for (const ns of this.#dropped) out.delete(ns);
-    return out;
-  }
-
   /** Holds `namespaces`; returns the release. Holders are counted, so two parts of an application
    * sharing a namespace never undo each other. Changes reach the server one tick later, so a
    * release and a hold in the same tick send nothing. Replayed on every reconnect. */
   subscribe(namespaces: readonly Namespace[]): () => void {
-    const held = [...new Set(namespaces)];
-    for (const ns of held) this.#refs.set(ns, (this.#refs.get(ns) ?? 0) + 1);
+    const release = this.#subscriptions.hold(namespaces);
     this.#scheduleSync();
-    let released = false;
     return () => {
-      if (released) return;
-      released = true;
-      for (const ns of held) {
-        const n = (this.#refs.get(ns) ?? 0) - 1;
-        if (n > 0) this.#refs.set(ns, n);
-        else this.#refs.delete(ns);
-      }
+      release();
       this.#scheduleSync();
     };
   }
 
   /** Lets go of `namespaces`: one `subscribe` hold of each, or the options' own. */
   unsubscribe(namespaces: readonly Namespace[]): void {
-    for (const ns of new Set(namespaces)) {
-      const n = this.#refs.get(ns) ?? 0;
-      if (n > 1) this.#refs.set(ns, n - 1);
-      else if (n === 1) this.#refs.delete(ns);
-      else {
-        this.#base?.delete(ns);
-      }
-    }
+    this.#subscriptions.letGo(namespaces);
     this.#scheduleSync();
   }
 
@@ -556,21 +506,14 @@ class Client implements OmnicastClient {
       return;
     }
     if (this.#status !== "connected") return; // `ready` will reconcile.
-    const desired = this.#desired();
-    const add = [...desired].filter((ns) => !this.#requested.has(ns));
-    const remove = [...this.#requested].filter((ns) => !desired.has(ns));
+    const { add, remove } = this.#subscriptions.changes();
     if (add.length > 0) {
       const since = this.#since(add);
       this.#send(since.length > 0 ? { type: "subscribe", namespaces: add, since } : { type: "subscribe", namespaces: add });
-      for (const ns of add) this.#requested.add(ns);
     }
     if (remove.length > 0) {
       this.#send({ type: "unsubscribe", namespaces: remove });
-      for (const ns of remove) {
-        this.#requested.delete(ns);
-        this.#positions.delete(ns);
-        this.#recent.delete(ns);
-      }
+      for (const ns of remove) this.#positions.delete(ns);
     }
   }
 
@@ -618,9 +561,7 @@ class Client implements OmnicastClient {
         this.#checkCatalog(message.catalogVersion);
         // Without `namespaces` in the options, the server's default becomes the base, so a
         // reconnect asks for the same and resumes only namespaces it subscribes.
-        this.#base ??= new Set(message.namespaces);
-        this.#requested = new Set(message.namespaces);
-        this.#dropped.clear();
+        this.#subscriptions.ready(message.namespaces);
         this.#joined(message);
         this.#attempt = 0;
         this.#expiredInARow = 0;
@@ -633,12 +574,8 @@ class Client implements OmnicastClient {
       case "refreshed":
         // From here on the server filters with these rights.
         if (this.#session) this.#session = { ...this.#session, role: message.role, namespaces: message.namespaces, expiresAt: message.expiresAt };
-        this.#requested = new Set(message.namespaces);
-        for (const ns of message.dropped ?? []) {
-          this.#dropped.add(ns);
-          this.#positions.delete(ns);
-          this.#recent.delete(ns);
-        }
+        this.#subscriptions.refreshed(message.namespaces, message.dropped ?? []);
+        for (const ns of message.dropped ?? []) this.#positions.delete(ns);
         this.#scheduleRefresh(message.expiresAt);
         break;
       case "reauthorize":
@@ -677,29 +614,15 @@ class Client implements OmnicastClient {
   #joined(message: ReadyMessage | SubscribedMessage): void {
     const recovered = message.recovered ?? {};
     for (const [ns, id] of Object.entries(message.positions) as [Namespace, string][]) {
-      if (recovered[ns] !== true) this.#positions.set(ns, id);
+      if (recovered[ns] !== true) this.#positions.joined(ns, id);
     }
     if (Object.keys(recovered).length > 0) {
       this.#recoveryListeners.notify(this.#threw("a recovery listener"), recovered);
     }
   }
 
-  /** An event with `id` arrived: its namespace's position moves on to it (ids are opaque; the
-   * server sends each namespace's events in order). Returns false for an exact repeat. Positions
-   * are keyed by the id's stream, which is what a resume names. */
-  #advance(id: string): boolean {
-    const ns = namespaceOf(id) as Namespace;
-    const recent = this.#recent.get(ns) ?? [];
-    if (recent.includes(id)) return false;
-    if (recent.length === RECENT) recent.shift();
-    recent.push(id);
-    this.#recent.set(ns, recent);
-    this.#positions.set(ns, id);
-    return true;
-  }
-
   #event(event: AnyEnvelope): void {
-    if (typeof event.id === "string" && !this.#advance(event.id)) {
+    if (typeof event.id === "string" && !this.#positions.received(event.id)) {
       this.#log?.("duplicate dropped", event.id);
       return;
     }
