@@ -44,6 +44,18 @@ pub struct Namespace {
     pub description: String,
     /// What it keeps for clients that resume; `None` for `history: off`.
     pub history: Option<History>,
+    /// The TypeScript publisher's helper for its events, if it has one.
+    pub helper: Option<Helper>,
+}
+
+/// A namespace's helper in the TypeScript publisher (`emitInventoryEvent('updated', product)`):
+/// its name, and the entity's property names for payload fields (`id` for `productId`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helper {
+    /// The function's name.
+    pub name: String,
+    /// `(entity property, payload field)` pairs, in file order.
+    pub entity: Vec<(String, String)>,
 }
 
 /// How much of a namespace's stream is kept: at most `size` events, none older than `ttl_secs`.
@@ -90,6 +102,9 @@ pub struct Event {
     pub fields: Vec<Field>,
     /// An example payload, checked against the fields.
     pub example: serde_json::Value,
+    /// The TypeScript publisher's emitter (`wsEvents.orderCreated`): `emitter:`, or the event's
+    /// name in camelCase.
+    pub emitter: String,
     /// When the server emits this event by itself (presence).
     pub server_emits: Option<ServerEmits>,
 }

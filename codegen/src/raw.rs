@@ -38,7 +38,18 @@ pub struct RawEnum {
 pub struct RawNamespace {
     pub description: String,
     pub history: Option<RawHistory>,
+    pub helper: Option<RawHelper>,
     pub events: OrderedMap<RawEvent>,
+}
+
+/// `helper: {name: emitInventoryEvent, entity: {id: productId, name: productName}}`: the
+/// TypeScript publisher's helper for a namespace, taking an entity-shaped object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHelper {
+    pub name: String,
+    #[serde(default)]
+    pub entity: OrderedMap<String>,
 }
 
 /// `history: off` or `history: {size: 1000, ttl: 10m}` (either key may be left to the default).
@@ -96,6 +107,7 @@ pub struct RawEvent {
     pub fields: Option<OrderedMap<RawField>>,
     pub same_fields_as: Option<String>,
     pub payload: Option<String>,
+    pub emitter: Option<String>,
     pub example: Option<serde_json::Value>,
     pub server_emits: Option<RawServerEmits>,
 }
@@ -197,7 +209,7 @@ macro_rules! plain_map_value {
         }
     )*};
 }
-plain_map_value!(RawRole, RawEnum, RawNamespace, RawEvent);
+plain_map_value!(RawRole, RawEnum, RawNamespace, RawEvent, String);
 
 impl MapValue for RawField {
     fn deserialize_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {

@@ -14,6 +14,18 @@ pub fn emitter_method(event: &str) -> String {
     event.replace(':', "_")
 }
 
+/// `order:status_changed` -> `orderStatusChanged` (the TypeScript publisher's default emitter).
+pub fn ts_emitter(event: &str) -> String {
+    serde_camel(&event.replace(':', "_"))
+}
+
+/// A lowerCamelCase identifier (`inventoryAlert`, `emitOrderEvent`): ASCII letters and digits,
+/// starting with a lowercase letter. Names the TypeScript publisher's emitters and helpers.
+pub fn is_lower_camel(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 /// `order:created` -> `order.created` (schema file stem: unique, portable).
 pub fn schema_stem(event: &str) -> String {
     event.replace(':', ".")

@@ -542,6 +542,144 @@ export const ErrorCode = {
 /** One of the error codes. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/** A field's type, as the publisher checks it. */
+export type TypeSpec = "string" | "number" | "integer" | "boolean" | "timestamp" | "role" | { readonly enum: readonly string[] } | { readonly list: TypeSpec };
+
+/** A payload field: its type, whether it may be absent, and the formula of a computed one (the operands are fields). */
+export interface FieldSpec {
+  readonly name: string;
+  readonly type: TypeSpec;
+  readonly optional?: true;
+  readonly computed?: { readonly difference: readonly [string, string] } | { readonly percentChange: readonly [string, string] };
+}
+
+/** Each event type's payload fields, from events.yaml. */
+export const FIELDS: { readonly [K in EventType]: readonly FieldSpec[] } = {
+  "order:created": [{ name: "orderId", type: "string" }, { name: "customerId", type: "string" }, { name: "customerName", type: "string" }, { name: "total", type: "number" }, { name: "status", type: { enum: ["pending", "processing", "shipped", "delivered", "cancelled", "refunded"] } }, { name: "channel", type: "string" }],
+  "order:updated": [{ name: "orderId", type: "string" }, { name: "customerId", type: "string" }, { name: "customerName", type: "string" }, { name: "total", type: "number" }, { name: "status", type: { enum: ["pending", "processing", "shipped", "delivered", "cancelled", "refunded"] } }, { name: "changedFields", type: { list: "string" } }, { name: "updatedBy", type: "string", optional: true }, { name: "updatedAt", type: "timestamp" }],
+  "order:status_changed": [{ name: "orderId", type: "string" }, { name: "customerId", type: "string" }, { name: "customerName", type: "string" }, { name: "oldStatus", type: { enum: ["pending", "processing", "shipped", "delivered", "cancelled", "refunded"] } }, { name: "newStatus", type: { enum: ["pending", "processing", "shipped", "delivered", "cancelled", "refunded"] } }, { name: "timestamp", type: "timestamp" }],
+  "order:deleted": [{ name: "orderId", type: "string" }, { name: "reason", type: "string", optional: true }],
+  "customer:activity": [{ name: "customerId", type: "string" }, { name: "customerName", type: "string", optional: true }, { name: "action", type: { enum: ["viewing", "cart_add", "cart_remove", "checkout_start", "checkout_complete"] } }, { name: "productId", type: "string", optional: true }, { name: "productName", type: "string", optional: true }, { name: "timestamp", type: "timestamp" }],
+  "customer:viewing_product": [{ name: "customerId", type: "string" }, { name: "customerName", type: "string", optional: true }, { name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "price", type: "number" }, { name: "timestamp", type: "timestamp" }],
+  "customer:added_to_cart": [{ name: "customerId", type: "string" }, { name: "customerName", type: "string", optional: true }, { name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "quantity", type: "integer" }, { name: "unitPrice", type: "number" }, { name: "cartTotal", type: "number" }, { name: "cartItemCount", type: "integer" }],
+  "customer:online": [{ name: "customerId", type: "string" }, { name: "isOnline", type: "boolean" }, { name: "lastSeen", type: "timestamp" }],
+  "customer:offline": [{ name: "customerId", type: "string" }, { name: "isOnline", type: "boolean" }, { name: "lastSeen", type: "timestamp" }],
+  "inventory:updated": [{ name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "sku", type: "string" }, { name: "oldStock", type: "integer" }, { name: "newStock", type: "integer" }, { name: "difference", type: "integer", computed: { difference: ["newStock", "oldStock"] } }, { name: "reason", type: { enum: ["sale", "restock", "adjustment", "return"] }, optional: true }],
+  "inventory:low_stock": [{ name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "sku", type: "string" }, { name: "currentStock", type: "integer" }, { name: "threshold", type: "integer" }, { name: "severity", type: { enum: ["low", "critical"] } }],
+  "inventory:out_of_stock": [{ name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "sku", type: "string" }],
+  "inventory:restocked": [{ name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "sku", type: "string" }, { name: "oldStock", type: "integer" }, { name: "newStock", type: "integer" }, { name: "quantityAdded", type: "integer", computed: { difference: ["newStock", "oldStock"] } }, { name: "supplier", type: "string", optional: true }],
+  "product:price_changed": [{ name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "sku", type: "string" }, { name: "oldPrice", type: "number" }, { name: "newPrice", type: "number" }, { name: "changePercentage", type: "number", computed: { percentChange: ["oldPrice", "newPrice"] } }],
+  "product:created": [{ name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "sku", type: "string" }, { name: "price", type: "number" }, { name: "category", type: "string" }, { name: "stock", type: "integer" }],
+  "product:updated": [{ name: "productId", type: "string" }, { name: "productName", type: "string" }, { name: "sku", type: "string" }, { name: "changedFields", type: { list: "string" } }, { name: "price", type: "number", optional: true }, { name: "category", type: "string", optional: true }],
+  "product:deleted": [{ name: "productId", type: "string" }],
+  "payment:received": [{ name: "paymentId", type: "string" }, { name: "orderId", type: "string" }, { name: "customerId", type: "string" }, { name: "amount", type: "number" }, { name: "method", type: "string" }, { name: "status", type: { enum: ["success", "pending", "failed"] } }],
+  "payment:failed": [{ name: "paymentId", type: "string" }, { name: "orderId", type: "string" }, { name: "customerId", type: "string" }, { name: "amount", type: "number" }, { name: "reason", type: "string" }, { name: "retryable", type: "boolean" }],
+  "payment:refunded": [{ name: "refundId", type: "string" }, { name: "paymentId", type: "string" }, { name: "orderId", type: "string" }, { name: "customerId", type: "string" }, { name: "amount", type: "number" }, { name: "reason", type: "string", optional: true }],
+  "system:notification": [{ name: "title", type: "string" }, { name: "message", type: "string" }, { name: "severity", type: { enum: ["info", "warning", "error", "success"] } }, { name: "targetRoles", type: { list: "role" }, optional: true }, { name: "actionUrl", type: "string", optional: true }],
+  "system:alert": [{ name: "title", type: "string" }, { name: "message", type: "string" }, { name: "severity", type: { enum: ["info", "warning", "error", "success"] } }, { name: "targetRoles", type: { list: "role" }, optional: true }],
+  "system:maintenance": [{ name: "message", type: "string" }, { name: "scheduledAt", type: "timestamp", optional: true }, { name: "duration", type: "integer", optional: true }],
+};
+
+/** Each event type's computed fields: omnicast fills them in, so an emitter does not take them. */
+export interface ComputedFields {
+  "order:created": never;
+  "order:updated": never;
+  "order:status_changed": never;
+  "order:deleted": never;
+  "customer:activity": never;
+  "customer:viewing_product": never;
+  "customer:added_to_cart": never;
+  "customer:online": never;
+  "customer:offline": never;
+  "inventory:updated": "difference";
+  "inventory:low_stock": never;
+  "inventory:out_of_stock": never;
+  "inventory:restocked": "quantityAdded";
+  "product:price_changed": "changePercentage";
+  "product:created": never;
+  "product:updated": never;
+  "product:deleted": never;
+  "payment:received": never;
+  "payment:failed": never;
+  "payment:refunded": never;
+  "system:notification": never;
+  "system:alert": never;
+  "system:maintenance": never;
+}
+
+/** What an emitter takes for an event: its payload without the computed fields. */
+export type Input<K extends EventType> = Omit<EventMap[K], ComputedFields[K]>;
+
+/** The publisher's emitters (`wsEvents.orderCreated(...)`), each with the event it publishes (`emitter:` in events.yaml, or the event's name in camelCase). */
+export const EMITTERS = {
+  /** New order placed */
+  orderCreated: "order:created",
+  /** Order modified */
+  orderUpdated: "order:updated",
+  /** Status transition */
+  orderStatusChanged: "order:status_changed",
+  /** Order cancelled */
+  orderDeleted: "order:deleted",
+  /** Customer action */
+  customerActivity: "customer:activity",
+  /** Product view */
+  customerViewingProduct: "customer:viewing_product",
+  /** Cart update */
+  customerAddedToCart: "customer:added_to_cart",
+  /** Customer connected */
+  customerOnline: "customer:online",
+  /** Customer disconnected */
+  customerOffline: "customer:offline",
+  /** Stock changed */
+  inventoryUpdated: "inventory:updated",
+  /** Low stock alert */
+  inventoryAlert: "inventory:low_stock",
+  /** No stock */
+  inventoryOutOfStock: "inventory:out_of_stock",
+  /** Stock added */
+  inventoryRestocked: "inventory:restocked",
+  /** Price updated */
+  productPriceChanged: "product:price_changed",
+  /** New product */
+  productCreated: "product:created",
+  /** Product modified */
+  productUpdated: "product:updated",
+  /** Product removed */
+  productDeleted: "product:deleted",
+  /** Payment completed */
+  paymentReceived: "payment:received",
+  /** Payment failed */
+  paymentFailed: "payment:failed",
+  /** Refund issued */
+  paymentRefunded: "payment:refunded",
+  /** General notice */
+  systemNotification: "system:notification",
+  /** Important alert */
+  systemAlert: "system:alert",
+  /** Maintenance notice */
+  systemMaintenance: "system:maintenance",
+} as const satisfies { [name: string]: EventType };
+
+/** The namespaces' helpers (`emitOrderEvent('created', order)`): each action's event type. */
+export interface HelperActions {
+  /** The `orders` namespace's events by action. */
+  emitOrderEvent: { "created": "order:created"; "updated": "order:updated"; "status_changed": "order:status_changed"; "deleted": "order:deleted"; };
+  /** The `inventory` namespace's events by action. */
+  emitInventoryEvent: { "updated": "inventory:updated"; "low_stock": "inventory:low_stock"; "out_of_stock": "inventory:out_of_stock"; "restocked": "inventory:restocked"; };
+  /** The `products` namespace's events by action. */
+  emitProductEvent: { "price_changed": "product:price_changed"; "created": "product:created"; "updated": "product:updated"; "deleted": "product:deleted"; };
+  /** The `payments` namespace's events by action. */
+  emitPaymentEvent: { "received": "payment:received"; "failed": "payment:failed"; "refunded": "payment:refunded"; };
+}
+
+/** Each helper's entity: the property standing for each payload field (`id` for `orderId`). */
+export const HELPERS = {
+  emitOrderEvent: { namespace: "orders", entity: { id: "orderId" } },
+  emitInventoryEvent: { namespace: "inventory", entity: { id: "productId", name: "productName" } },
+  emitProductEvent: { namespace: "products", entity: { id: "productId", name: "productName" } },
+  emitPaymentEvent: { namespace: "payments", entity: { id: "paymentId" } },
+} as const satisfies { [H in keyof HelperActions]: { namespace: Namespace; entity: { [property: string]: string } } };
+
 /** One example envelope per event, from events.yaml. */
 export const EXAMPLES: { [K in EventType]: Envelope<K> } = {
   "order:created": { type: "order:created", namespace: "orders", data: {"channel":"online","customerId":"CUST-123","customerName":"John Doe","orderId":"ORD-001","status":"pending","total":1500}, timestamp: 1700000000000, id: "orders.example.1" },

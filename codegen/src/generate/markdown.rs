@@ -224,12 +224,24 @@ fn event_detail(catalog: &Catalog, event: &Event, out: &mut String) {
             event.rust_type
         )
     };
+    let helper = catalog
+        .namespaces
+        .iter()
+        .find(|n| n.name == event.namespace)
+        .and_then(|n| n.helper.as_ref())
+        .map(|h| {
+            let action = event.name.split_once(':').map_or("", |(_, a)| a);
+            format!(" or `{}('{action}', ..)`", h.name)
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "Payload `{}`{rust} ([JSON Schema](schemas/{}.json)), emitted with `events.{}(..)`.\n",
+        "Payload `{}`{rust} ([JSON Schema](schemas/{}.json)), emitted with `events.{}(..)` in Rust, \
+         `wsEvents.{}(..)`{helper} in TypeScript.\n",
         event.payload,
         names::schema_stem(&event.name),
-        names::emitter_method(&event.name)
+        names::emitter_method(&event.name),
+        event.emitter
     );
     if event.fields.is_empty() {
         out.push_str("No fields.\n\n");

@@ -154,6 +154,8 @@ pub(super) fn namespaces(cx: &mut Context<'_>, raw: &RawCatalog) -> Vec<Namespac
             name: name.clone(),
             description: ns.description.trim().to_owned(),
             history: history::namespace(cx, name, ns.history.as_ref(), default),
+            // Checked once the events are known (`publisher::helpers`).
+            helper: None,
         });
     }
     out

@@ -195,6 +195,11 @@ impl Checked<'_> {
             rust_type: String::new(),
             fields: payload.fields,
             example,
+            emitter: self
+                .raw
+                .emitter
+                .clone()
+                .unwrap_or_else(|| names::ts_emitter(self.at.event.expect("an event's place"))),
             server_emits,
         }
     }

@@ -8,7 +8,8 @@
 //! - [`history`]: what each namespace keeps for clients that resume;
 //! - [`event`]: each event, as a list of named checks;
 //! - [`fields`], [`types`], [`formula`]: a payload's fields, their types, computed formulas;
-//! - [`example`]: a JSON value checked against the fields as the generated struct reads it.
+//! - [`example`]: a JSON value checked against the fields as the generated struct reads it;
+//! - [`publisher`]: the TypeScript publisher's names (emitters, helpers and their entities).
 
 mod catalog;
 mod context;
@@ -17,6 +18,7 @@ mod example;
 mod fields;
 mod formula;
 pub mod history;
+mod publisher;
 mod types;
 
 use crate::diagnostic::Diagnostics;
@@ -37,6 +39,9 @@ pub fn validate(file: &str, source: &str, raw: RawCatalog) -> Result<Catalog, Di
     let enums = catalog::enums(&mut cx, &raw.enums);
     let namespaces = catalog::namespaces(&mut cx, &raw);
     let events = event::events(&mut cx, &raw, &roles, &enums);
+    publisher::emitters(&mut cx, &raw, &events);
+    let mut namespaces = namespaces;
+    publisher::helpers(&mut cx, &raw, &events, &mut namespaces);
     cx.finish(Catalog {
         roles,
         enums,

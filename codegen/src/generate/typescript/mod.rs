@@ -1,9 +1,11 @@
 //! The TypeScript types of the catalog, for `@omnicast/client` (`clients/typescript/src/catalog.ts`):
 //! the `Role`, `Namespace` and value-enum unions, one interface per payload (shared payloads once),
 //! the `EventMap`, the protocol's messages (rendered from their schemas by [`protocol`]), the close
-//! and error codes, and one example envelope per event.
+//! and error codes, what the publisher checks and computes (rendered by [`publisher`]), and one
+//! example envelope per event.
 
 mod protocol;
+mod publisher;
 
 use std::fmt::Write;
 
@@ -34,6 +36,7 @@ pub fn render(catalog: &Catalog) -> String {
     event_map(catalog, &mut out);
     protocol::render(&mut out);
     codes(&mut out);
+    publisher::render(catalog, &mut out);
     examples(catalog, &mut out);
     out
 }
