@@ -680,6 +680,36 @@ export const HELPERS = {
   emitPaymentEvent: { namespace: "payments", entity: { id: "paymentId" } },
 } as const satisfies { [H in keyof HelperActions]: { namespace: Namespace; entity: { [property: string]: string } } };
 
+/** The roles that receive only the events they own (`own_events_only`). */
+export const OWN_EVENTS_ONLY: readonly Role[] = ["customer"];
+
+/** Who may receive each event type: its roles, the field naming its owner, and the field whose roles narrow it per payload. */
+export const AUDIENCE: { readonly [K in EventType]: { readonly roles: readonly Role[]; readonly owner?: string; readonly targetRoles?: string } } = {
+  "order:created": { roles: ["admin", "manager", "staff"], owner: "customerId" },
+  "order:updated": { roles: ["admin", "manager", "staff"], owner: "customerId" },
+  "order:status_changed": { roles: ["admin", "manager", "staff", "customer"], owner: "customerId" },
+  "order:deleted": { roles: ["admin", "manager"] },
+  "customer:activity": { roles: ["admin", "manager", "staff"], owner: "customerId" },
+  "customer:viewing_product": { roles: ["admin", "manager"], owner: "customerId" },
+  "customer:added_to_cart": { roles: ["admin", "manager"], owner: "customerId" },
+  "customer:online": { roles: ["admin", "manager", "staff"], owner: "customerId" },
+  "customer:offline": { roles: ["admin", "manager", "staff"], owner: "customerId" },
+  "inventory:updated": { roles: ["admin", "manager", "staff"] },
+  "inventory:low_stock": { roles: ["admin", "manager", "staff"] },
+  "inventory:out_of_stock": { roles: ["admin", "manager", "staff"] },
+  "inventory:restocked": { roles: ["admin", "manager", "staff"] },
+  "product:price_changed": { roles: ["admin", "manager", "staff", "customer"] },
+  "product:created": { roles: ["admin", "manager", "staff"] },
+  "product:updated": { roles: ["admin", "manager", "staff"] },
+  "product:deleted": { roles: ["admin", "manager"] },
+  "payment:received": { roles: ["admin", "manager", "customer"], owner: "customerId" },
+  "payment:failed": { roles: ["admin", "manager", "customer"], owner: "customerId" },
+  "payment:refunded": { roles: ["admin", "manager", "customer"], owner: "customerId" },
+  "system:notification": { roles: ["admin", "manager", "staff", "customer"], targetRoles: "targetRoles" },
+  "system:alert": { roles: ["admin", "manager", "staff", "customer"], targetRoles: "targetRoles" },
+  "system:maintenance": { roles: ["admin", "manager", "staff", "customer"] },
+};
+
 /** One example envelope per event, from events.yaml. */
 export const EXAMPLES: { [K in EventType]: Envelope<K> } = {
   "order:created": { type: "order:created", namespace: "orders", data: {"channel":"online","customerId":"CUST-123","customerName":"John Doe","orderId":"ORD-001","status":"pending","total":1500}, timestamp: 1700000000000, id: "orders.example.1" },

@@ -107,9 +107,24 @@ export type Publisher = Helpers & {
   close(): Promise<void>;
 };
 
+/** An event checked and completed, as the publish API takes it. */
+export interface EventBody {
+  type: EventType;
+  data: Record<string, unknown>;
+  options?: BroadcastOptions;
+}
+
+/** Where checked events go: a node's publish API, or (`@omnicast/client/testing`) a hub in
+ * memory. `send` resolves to the id or the error; it never rejects. */
+export interface Transport {
+  send(body: EventBody, event: PendingEvent): Promise<Published>;
+  /** Resolves once everything sent so far is settled. */
+  flush(): Promise<void>;
+}
+
 interface Queued {
   event: PendingEvent;
-  body: { type: EventType; data: Record<string, unknown>; options?: BroadcastOptions };
+  body: EventBody;
   resolve: (published: Published) => void;
 }
 
@@ -117,40 +132,23 @@ const DEFAULT_RETRY = { attempts: 8, minDelay: 100, maxDelay: 5000 };
 const DEFAULT_TIMEOUT = 10_000;
 
 export function createPublisher(options: PublisherOptions): Publisher {
+  const report =
+    options.onError ?? ((failure: PublishFailure) => console.error("[omnicast] not published:", failure.event.type, failure.error.message));
+  return publisherOver(http(options), report);
+}
+
+/** The node's publish API: the events of one tick in one request, one request at a time (so
+ * events keep their call order), each tried until answered for good under one key. */
+function http(options: PublisherOptions): Transport {
   const retry = { ...DEFAULT_RETRY, ...options.retry };
   const maxBatch = Math.max(1, options.maxBatch ?? 100);
   const endpoint = `${options.url.replace(/\/+$/, "")}/api/events`;
-  const report =
-    options.onError ?? ((failure: PublishFailure) => console.error("[omnicast] not published:", failure.event.type, failure.error.message));
   const queue: Queued[] = [];
   let sending: Promise<void> | undefined;
   let scheduled = false;
-  let closed = false;
-
-  const fail = (event: PendingEvent, error: PublishError): Published => {
-    try {
-      report({ event, error });
-    } catch (cause) {
-      console.error("[omnicast] onError threw", cause);
-    }
-    return { error };
-  };
-
-  const emit = (type: EventType, data: unknown, broadcast?: BroadcastOptions): Promise<Published> => {
-    const event: PendingEvent = { type, data: data as Record<string, unknown>, ...(broadcast ? { options: broadcast } : {}) };
-    if (closed) return Promise.resolve(fail(event, { code: "closed", message: "the publisher is closed" }));
-    const problem = check(type, data) ?? checkOptions(broadcast);
-    if (problem) return Promise.resolve(fail(event, { code: "invalid_payload", message: `${type}: ${problem}` }));
-    const completed = complete(type, data as Record<string, unknown>);
-    if (typeof completed === "string") return Promise.resolve(fail(event, { code: "invalid_payload", message: `${type}: ${completed}` }));
-    return new Promise<Published>((resolve) => {
-      queue.push({ event, body: { type, data: completed, ...(broadcast ? { options: broadcast } : {}) }, resolve });
-      schedule();
-    });
-  };
 
   /** Sends what this tick queued once the tick is over, unless a request is on its way (the
-   * queue then goes out when it is back: one request at a time keeps events in call order). */
+   * queue then goes out when it is back). */
   const schedule = () => {
     if (scheduled || sending) return;
     scheduled = true;
@@ -166,15 +164,13 @@ export function createPublisher(options: PublisherOptions): Publisher {
   const drain = async () => {
     while (queue.length > 0) {
       const batch = queue.splice(0, maxBatch);
-      const outcome = await send(batch);
-      batch.forEach((queued, i) => {
-        queued.resolve("ids" in outcome ? { id: outcome.ids[i]! } : fail(queued.event, outcome.error));
-      });
+      const outcome = await post(batch);
+      batch.forEach((queued, i) => queued.resolve("ids" in outcome ? { id: outcome.ids[i]! } : { error: outcome.error }));
     }
   };
 
   /** One request, tried until it is answered for good, under one idempotency key. */
-  const send = async (batch: Queued[]): Promise<{ ids: string[] } | { error: PublishError }> => {
+  const post = async (batch: Queued[]): Promise<{ ids: string[] } | { error: PublishError }> => {
     const doFetch = options.fetch ?? fetch;
     const key = crypto.randomUUID();
     const body = JSON.stringify(batch.map((q) => q.body));
@@ -207,11 +203,43 @@ export function createPublisher(options: PublisherOptions): Publisher {
     return { error: last };
   };
 
-  const flush = async () => {
-    while (queue.length > 0 || sending || scheduled) {
-      if (!sending && !scheduled) schedule();
-      await (sending ?? sleep(1));
+  return {
+    send: (body, event) =>
+      new Promise<Published>((resolve) => {
+        queue.push({ event, body, resolve });
+        schedule();
+      }),
+    async flush() {
+      while (queue.length > 0 || sending || scheduled) {
+        if (!sending && !scheduled) schedule();
+        await (sending ?? sleep(1));
+      }
+    },
+  };
+}
+
+/** A publisher whose checked events go to `transport`; what fails goes to `report`. */
+export function publisherOver(transport: Transport, report: (failure: PublishFailure) => void): Publisher {
+  let closed = false;
+
+  const fail = (event: PendingEvent, error: PublishError): Published => {
+    try {
+      report({ event, error });
+    } catch (cause) {
+      console.error("[omnicast] onError threw", cause);
     }
+    return { error };
+  };
+
+  const emit = (type: EventType, data: unknown, broadcast?: BroadcastOptions): Promise<Published> => {
+    const event: PendingEvent = { type, data: data as Record<string, unknown>, ...(broadcast ? { options: broadcast } : {}) };
+    if (closed) return Promise.resolve(fail(event, { code: "closed", message: "the publisher is closed" }));
+    const problem = check(type, data) ?? checkOptions(broadcast);
+    if (problem) return Promise.resolve(fail(event, { code: "invalid_payload", message: `${type}: ${problem}` }));
+    const completed = complete(type, data as Record<string, unknown>);
+    if (typeof completed === "string") return Promise.resolve(fail(event, { code: "invalid_payload", message: `${type}: ${completed}` }));
+    const body: EventBody = { type, data: completed, ...(broadcast ? { options: broadcast } : {}) };
+    return transport.send(body, event).then((published) => (published.error ? fail(event, published.error) : published));
   };
 
   const wsEvents = Object.fromEntries(
@@ -238,10 +266,10 @@ export function createPublisher(options: PublisherOptions): Publisher {
     ...helpers,
     wsEvents,
     emit: (type, data, broadcast) => emit(type, data, broadcast),
-    flush,
+    flush: () => transport.flush(),
     async close() {
       closed = true;
-      await flush();
+      await transport.flush();
     },
   };
 }

@@ -1,7 +1,9 @@
-//! What the TypeScript publisher (`@omnicast/client/publisher`) needs of the catalog, as data its
-//! one generic implementation reads: each event's fields (checked before a payload leaves the
-//! process) with their formulas (computed there as the server computes them), the computed fields
-//! an emitter does not take, each emitter's event, and each namespace's helper with its entity.
+//! What the TypeScript publisher (`@omnicast/client/publisher`) and testing hub
+//! (`@omnicast/client/testing`) need of the catalog, as data their one generic implementation
+//! reads: each event's fields (checked before a payload leaves the process) with their formulas
+//! (computed there as the server computes them), the computed fields an emitter does not take,
+//! each emitter's event, each namespace's helper with its entity, and who may receive each event
+//! (the delivery rules' inputs, as the server's permission table has them).
 
 use std::fmt::Write;
 
@@ -13,6 +15,53 @@ pub(super) fn render(catalog: &Catalog, out: &mut String) {
     computed(catalog, out);
     emitters(catalog, out);
     helpers(catalog, out);
+    audience(catalog, out);
+}
+
+fn audience(catalog: &Catalog, out: &mut String) {
+    use crate::model::Audience;
+    doc(
+        out,
+        "",
+        "The roles that receive only the events they own (`own_events_only`).",
+    );
+    let own: Vec<&str> = catalog
+        .roles
+        .iter()
+        .filter(|r| r.own_events_only)
+        .map(|r| r.name.as_str())
+        .collect();
+    let own: Vec<String> = own.iter().map(|r| quoted(r)).collect();
+    let _ = writeln!(
+        out,
+        "export const OWN_EVENTS_ONLY: readonly Role[] = [{}];\n",
+        own.join(", ")
+    );
+    doc(
+        out,
+        "",
+        "Who may receive each event type: its roles, the field naming its owner, and the field whose roles narrow it per payload.",
+    );
+    out.push_str("export const AUDIENCE: { readonly [K in EventType]: { readonly roles: readonly Role[]; readonly owner?: string; readonly targetRoles?: string } } = {\n");
+    for event in &catalog.events {
+        let roles: Vec<String> = match &event.audience {
+            Audience::All => catalog.roles.iter().map(|r| quoted(&r.name)).collect(),
+            Audience::Roles(roles) => roles
+                .iter()
+                .map(|&r| quoted(&catalog.roles[r].name))
+                .collect(),
+        };
+        let mut entry = format!("{{ roles: [{}]", roles.join(", "));
+        if let Some(owner) = &event.owner {
+            let _ = write!(entry, ", owner: {}", quoted(owner));
+        }
+        if let Some(target) = &event.target_roles {
+            let _ = write!(entry, ", targetRoles: {}", quoted(target));
+        }
+        entry.push_str(" }");
+        let _ = writeln!(out, "  {}: {entry},", quoted(&event.name));
+    }
+    out.push_str("};\n\n");
 }
 
 /// A field type as the publisher's checks read it.
