@@ -490,6 +490,17 @@ class Client implements OmnicastClient {
     this.#scheduleSync();
   }
 
+  resumeFrom(positions: { [N in Namespace]?: string }): void {
+    for (const [ns, id] of Object.entries(positions) as [Namespace, string | undefined][]) {
+      if (id === undefined) continue;
+      if (this.#socket && this.#subscriptions.requested(ns)) {
+        this.#report({ kind: "message", message: `resumeFrom: \`${ns}\` is subscribed already; subscribe it after resumeFrom` });
+        continue;
+      }
+      this.#positions.joined(ns, id);
+    }
+  }
+
   #scheduleSync(): void {
     if (this.#syncScheduled) return;
     this.#syncScheduled = true;

@@ -1,5 +1,5 @@
 // React bindings: one shared client for the whole tree (`<OmnicastProvider>`), `useWebSocket`
-// as the reference uses it, `useEvent` and `useStatus`.
+// as the reference uses it, `useEvent`, `useStatus`, and `useSnapshot` (load, then follow).
 //
 // StrictMode mounts every effect twice in development. Nothing here sends a frame for that:
 // the provider holds the connection with `retain()` and each hook its namespaces with
@@ -14,6 +14,7 @@ import {
   useLayoutEffect,
   useMemo,
   useRef,
+  useState,
   useSyncExternalStore,
   type ReactNode,
 } from "react";
@@ -136,4 +137,84 @@ export function useStatus(): Status {
     () => client.status,
     () => client.status,
   );
+}
+
+/** What `useSnapshot`'s `load` returns: the state, and the positions the backend read (from
+ * `GET /api/positions`) *before* it read that state. */
+export interface Snapshot<S> {
+  positions: { [N in Namespace]?: string };
+  state: S;
+}
+
+/** Options of {@link useSnapshot}. */
+export interface UseSnapshotOptions<S> {
+  /** The namespaces the state follows. Held by this hook alone: it resumes them from the
+   * snapshot's positions, which a namespace already subscribed cannot do. */
+  namespaces: readonly Namespace[];
+  /** The state after one event of those namespaces. */
+  apply: (state: S, event: AnyEnvelope) => S;
+}
+
+/** Where a snapshot is: loading, followed (`ready`), or failed to load. */
+export type SnapshotState<S> =
+  | { status: "loading"; state: undefined; error?: undefined }
+  | { status: "ready"; state: S; error?: undefined }
+  | { status: "error"; state: undefined; error: unknown };
+
+/** Load, then follow: `load()` once, then every event of `namespaces` after the snapshot's
+ * positions through `apply`, once each, in order; loaded again when the server cannot replay
+ * what the snapshot lacks (`recovered: false`, after a long disconnection too). */
+export function useSnapshot<S>(load: () => Promise<Snapshot<S>>, options: UseSnapshotOptions<S>): SnapshotState<S> {
+  const client = useClient();
+  const [snapshot, setSnapshot] = useState<SnapshotState<S>>({ status: "loading", state: undefined });
+  const latest = useRef({ load, apply: options.apply });
+  useIsomorphicLayoutEffect(() => {
+    latest.current = { load, apply: options.apply };
+  });
+  const key = [...new Set(options.namespaces)].sort().join(",");
+  useEffect(() => {
+    const namespaces = key.split(",").filter(Boolean) as Namespace[];
+    let generation = 0;
+    let stop: (() => void) | undefined;
+    const start = async () => {
+      const mine = ++generation;
+      if (stop) {
+        // Following again: let go of the namespaces first (the client sends the unsubscribe a
+        // tick later), so that the new snapshot's positions can be resumed from.
+        stop();
+        stop = undefined;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      setSnapshot({ status: "loading", state: undefined });
+      let loaded: Snapshot<S>;
+      try {
+        loaded = await latest.current.load();
+      } catch (error) {
+        if (mine === generation) setSnapshot({ status: "error", state: undefined, error });
+        return;
+      }
+      if (mine !== generation) return;
+      client.resumeFrom(loaded.positions);
+      setSnapshot({ status: "ready", state: loaded.state });
+      const off = client.on("*", (_, event) => {
+        if (!namespaces.includes(event.namespace as Namespace)) return;
+        setSnapshot((now) => (now.status === "ready" ? { status: "ready", state: latest.current.apply(now.state, event) } : now));
+      });
+      const release = client.subscribe(namespaces);
+      stop = () => {
+        off();
+        release();
+      };
+    };
+    const offRecovery = client.onRecovery((recovered) => {
+      if (namespaces.some((ns) => recovered[ns] === false)) void start();
+    });
+    void start();
+    return () => {
+      generation += 1;
+      offRecovery();
+      stop?.();
+    };
+  }, [client, key]);
+  return snapshot;
 }

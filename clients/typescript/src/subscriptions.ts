@@ -74,6 +74,11 @@ export class Subscriptions {
     for (const ns of dropped) this.#dropped.add(ns);
   }
 
+  /** Whether the server has `ns`, or was asked for it, on this connection. */
+  requested(ns: Namespace): boolean {
+    return this.#requested.has(ns);
+  }
+
   /** What turns the server's subscription into the wanted one, taken as asked for. */
   changes(): { add: Namespace[]; remove: Namespace[] } {
     const desired = this.desired();

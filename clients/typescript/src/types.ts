@@ -132,6 +132,12 @@ export interface OmnicastClient extends Listen {
   subscribe(namespaces: readonly Namespace[]): () => void;
   /** Lets go of `namespaces`: one `subscribe` hold of each, or else the options' own. */
   unsubscribe(namespaces: readonly Namespace[]): void;
+  /** Load, then follow: resume these namespaces from `positions` (`GET /api/positions`' answer,
+   * read before the snapshot the application loaded) when they are next subscribed: the connect,
+   * or a `subscribe`. Every event after them then arrives once, in order; where `onRecovery`
+   * says `false`, load the snapshot again. A namespace the connection already has is left as it
+   * is (reported as an error). */
+  resumeFrom(positions: { [N in Namespace]?: string }): void;
   /** Feeds a message in as if the socket had received it (tests: `handleMessage({ data })`). */
   handleMessage(message: { data: unknown }): void;
   /** How many event listeners are registered (for one type, or all). */

@@ -223,3 +223,43 @@ describe("fire and forget", () => {
 });
 
 import { EXAMPLES } from "../src/catalog.js";
+
+describe("load, then follow", () => {
+  test("every event after the snapshot's positions arrives once, in order, under a full-speed publisher", async () => {
+    const { p } = publisher();
+    const published: { id: string; amount: number }[] = [];
+    let running = true;
+    const publishing = (async () => {
+      for (let n = 0; running; n++) {
+        const result = await p.emitPaymentEvent("received", { id: `SNAP-${n}`, orderId: "O", customerId: "c", amount: n, method: "card", status: "success" });
+        published.push({ id: result.id!, amount: n });
+      }
+    })();
+    await sleep(50);
+    // The backend: the positions first, then its database (what was published until then).
+    const response = await fetch(`${server.httpUrl}/api/positions?namespaces=payments`, { headers: { authorization: `Bearer ${server.apiKey}` } });
+    assert.equal(response.status, 200);
+    const { positions } = (await response.json()) as { positions: { payments: string } };
+    await sleep(50); // events go on between the snapshot and the subscribe
+    const c = createClient({ url: server.wsUrl, token: server.token("snap", "admin"), WebSocket: NodeWebSocket, namespaces: ["payments"] });
+    clients.push(c);
+    c.resumeFrom(positions);
+    const seen: number[] = [];
+    const recoveries: unknown[] = [];
+    c.on("payment:received", (data) => seen.push(data.amount));
+    c.onRecovery((r) => recoveries.push(r));
+    c.connect();
+    await waitFor(() => c.status === "connected", "connected");
+    await sleep(50);
+    running = false;
+    await publishing;
+    // The snapshot holds every event up to the position (an earlier test's, or one of these).
+    const at = published.findIndex((e) => e.id === positions.payments);
+    const expected = published.slice(at + 1).map((e) => e.amount);
+    assert.ok(expected.length > 0 && at >= 0, `events on both sides of the snapshot (${at}, ${published.length})`);
+    await waitFor(() => seen.length >= expected.length, "every event after the snapshot");
+    await sleep(100);
+    assert.deepEqual(seen, expected);
+    assert.deepEqual(recoveries, [{ payments: true }]);
+  });
+});

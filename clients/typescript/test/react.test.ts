@@ -8,14 +8,14 @@ import { after, before, test } from "node:test";
 import { JSDOM } from "jsdom";
 
 import { createClient, type ClientOptions, type OmnicastClient } from "../src/index.js";
-import { NodeWebSocket, order, startServer, waitFor, type Server_ } from "./support.js";
+import { NodeWebSocket, order, payment, sleep, startServer, waitFor, type Server_ } from "./support.js";
 
 // react-dom looks for a DOM when it loads: provide one first, then import it.
 const dom = new JSDOM("<!doctype html><div id=root></div>", { url: "http://localhost/" });
 Object.assign(globalThis, { window: dom.window, document: dom.window.document, navigator: dom.window.navigator, IS_REACT_ACT_ENVIRONMENT: true });
 const React = await import("react");
 const { createRoot } = await import("react-dom/client");
-const { OmnicastProvider, useEvent, useStatus, useWebSocket } = await import("../src/react.js");
+const { OmnicastProvider, useEvent, useSnapshot, useStatus, useWebSocket } = await import("../src/react.js");
 const { act, createElement: h, StrictMode, useEffect, useState } = React;
 
 let server: Server_;
@@ -128,4 +128,48 @@ test("a component mounting later adds its namespace once, and its unmount remove
   assert.deepEqual(sent[1], { type: "unsubscribe", namespaces: ["inventory"] });
   assert.equal(client.listenerCount(), 0);
   await act(async () => root.unmount());
+});
+
+test("useSnapshot: loaded, then followed, the state has every event once, in order, under a full-speed publisher", async () => {
+  const client = createClient({ url: server.wsUrl, token: server.token("snap", "admin"), namespaces: [], heartbeat: false, WebSocket: NodeWebSocket });
+  const published: { id: string; amount: number }[] = [];
+  let running = true;
+  const publishing = (async () => {
+    for (let n = 0; running; n++) {
+      const [id] = await server.publish(payment("c", n));
+      published.push({ id: id!, amount: 100 + n });
+    }
+  })();
+  await sleep(30);
+  // The backend: the positions, then the data as of those positions.
+  const load = async () => {
+    const response = await fetch(`${server.httpUrl}/api/positions?namespaces=payments`, { headers: { authorization: `Bearer ${server.apiKey}` } });
+    const { positions } = (await response.json()) as { positions: { payments: string } };
+    await waitFor(() => published.some((e) => e.id === positions.payments), "the position's event answered");
+    const at = published.findIndex((e) => e.id === positions.payments);
+    await sleep(30); // events go on between the snapshot and the subscribe
+    return { positions, state: published.slice(0, at + 1).map((e) => e.amount) };
+  };
+  let latest: ReturnType<typeof useSnapshot<number[]>> = { status: "loading", state: undefined };
+  function Payments() {
+    latest = useSnapshot(load, { namespaces: ["payments"], apply: (amounts, event) => [...amounts, (event.data as { amount: number }).amount] });
+    return null;
+  }
+  const root = createRoot(document.getElementById("root")!);
+  await act(async () => root.render(h(StrictMode, null, h(OmnicastProvider, { client }, h(Payments)))));
+  // React renders what the hook set at the end of each `act`: look between them.
+  const rendered = async (condition: () => boolean, what: string) => {
+    for (let i = 0; i < 500 && !condition(); i++) await act(() => sleep(10));
+    assert.ok(condition(), `rendered: ${what}`);
+  };
+  await rendered(() => latest.status === "ready", "loaded");
+  await act(() => sleep(50));
+  running = false;
+  await publishing;
+  const all = published.map((e) => e.amount);
+  await rendered(() => (latest.state?.length ?? 0) >= all.length, "every payment");
+  await act(() => sleep(100));
+  assert.deepEqual(latest.state, all, "every payment once, in order");
+  await act(async () => root.unmount());
+  client.disconnect();
 });

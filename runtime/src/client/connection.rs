@@ -76,12 +76,16 @@ impl<E: CatalogEvents> State<E> {
         tx: mpsc::Sender<Message<E>>,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
+        let mut positions = Positions::default();
+        for id in &config.resume_from {
+            positions.joined(super::positions::namespace_of(id), id);
+        }
         State {
             desired: config.namespaces.clone(),
             early: BTreeSet::new(),
             config,
             token,
-            positions: Positions::default(),
+            positions,
             tx,
             commands,
             attempt: 0,

@@ -109,6 +109,9 @@ pub struct ClientConfig {
     pub resume: bool,
     /// Messages queued for the application before the connection stops reading. Default 1024.
     pub queue: usize,
+    /// Positions to resume from on the first connect (ids, as `GET /api/positions` answers
+    /// them): the events after a snapshot taken at those positions. Empty by default.
+    pub resume_from: Vec<String>,
 }
 
 impl ClientConfig {
@@ -122,7 +125,16 @@ impl ClientConfig {
             heartbeat: Some((Duration::from_secs(20), Duration::from_secs(10))),
             resume: true,
             queue: 1024,
+            resume_from: Vec::new(),
         }
+    }
+
+    /// Resumes from these positions at the first connect (`GET /api/positions`' ids, read before
+    /// the snapshot the application loaded): every event after them arrives once, in order, or
+    /// `ready` says `recovered: false` for the namespace (load the snapshot again).
+    pub fn resume_from<I: Into<String>>(mut self, positions: impl IntoIterator<Item = I>) -> Self {
+        self.resume_from = positions.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Subscribes these namespaces (the generated `Namespace`, or names).

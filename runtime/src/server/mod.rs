@@ -164,6 +164,7 @@ impl Server {
             .route("/metrics", get(http::metrics::metrics))
             .route("/api/explain", post(http::explain::explain))
             .route("/api/revocations", post(http::revocations::revoke))
+            .route("/api/positions", get(http::positions::positions))
             .route(
                 "/api/reauthorizations",
                 post(http::revocations::reauthorize),

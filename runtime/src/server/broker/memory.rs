@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::event::OutgoingEvent;
+use crate::position::Position;
 use crate::server::broker::idempotency::{Keys, Seen};
 use crate::server::broker::streams::{self, Streams};
 use crate::server::broker::{
@@ -143,6 +144,17 @@ impl Broker for InMemoryBroker {
         Box::pin(std::future::ready(Ok(self
             .hub
             .change_rights(change, until_ms))))
+    }
+
+    fn positions<'a>(
+        &'a self,
+        namespaces: &'a [usize],
+    ) -> BoxFuture<'a, Result<Vec<Position>, BrokerError>> {
+        let positions = namespaces
+            .iter()
+            .map(|&ns| self.streams.lock(ns).position())
+            .collect();
+        Box::pin(std::future::ready(Ok(positions)))
     }
 
     fn ready(&self) -> bool {

@@ -54,6 +54,14 @@ pub trait Broker: Send + Sync + 'static {
         attach: &'a mut (dyn FnMut(&[Resumed]) + Send),
     ) -> BoxFuture<'a, ()>;
 
+    /// Each of `namespaces`' current position, where every node numbers its events (Redis' top,
+    /// not this node's view of it): every event published and answered before the call is at
+    /// or before it, so a client resuming from it gets exactly the events after it.
+    fn positions<'a>(
+        &'a self,
+        namespaces: &'a [usize],
+    ) -> BoxFuture<'a, Result<Vec<Position>, BrokerError>>;
+
     /// Tells the broker a user's first connection on this node opened (`joined`) or their last
     /// one closed; answers whether that was their first (or last) on every node, so that
     /// presence events are emitted once however many nodes serve the user.

@@ -5,6 +5,7 @@ pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub(crate) mod positions;
 pub(crate) mod revocations;
 pub(crate) mod upgrade;
 

@@ -32,6 +32,7 @@ use redis::Script;
 use tokio::time::Instant;
 
 use crate::catalog::Catalog;
+use crate::position::Position;
 use crate::server::broker::streams::Streams;
 use crate::server::broker::{
     Batch, BoxFuture, Broker, BrokerError, PresenceChange, ResumeRequest, Resumed, new_epoch,
@@ -240,6 +241,25 @@ impl Broker for RedisBroker {
             self.inner.record_rights_change(&change, until_ms).await?;
             // In force here at once; the announcement reaches the other nodes.
             Ok(self.inner.hub.change_rights(change, until_ms))
+        })
+    }
+
+    fn positions<'a>(
+        &'a self,
+        namespaces: &'a [usize],
+    ) -> BoxFuture<'a, Result<Vec<Position>, BrokerError>> {
+        Box::pin(async move {
+            let mut positions = Vec::with_capacity(namespaces.len());
+            for &ns in namespaces {
+                // Redis' epoch and top, no entries.
+                let read = self.inner.read(ns, 0, 0).await?;
+                positions.push(Position {
+                    namespace: self.inner.catalog.namespaces[ns].name.to_owned(),
+                    epoch: read.epoch,
+                    offset: read.top,
+                });
+            }
+            Ok(positions)
         })
     }
 
