@@ -74,7 +74,10 @@ async fn load_then_follow(reader: &TestServer, follower: &TestServer) {
             other => panic!("no ready: {other:?}"),
         }
     }
-    assert!(recovered.unwrap()["payments"], "the snapshot's position is recoverable");
+    assert!(
+        recovered.unwrap()["payments"],
+        "the snapshot's position is recoverable"
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.store(true, Ordering::Relaxed);
     let published = publishing.await.unwrap();

@@ -672,13 +672,13 @@ export interface HelperActions {
   emitPaymentEvent: { "received": "payment:received"; "failed": "payment:failed"; "refunded": "payment:refunded"; };
 }
 
-/** Each helper's entity: the property standing for each payload field (`id` for `orderId`). */
+/** Each helper's actions (their event types) and entity: the property standing for each payload field (`id` for `orderId`). */
 export const HELPERS = {
-  emitOrderEvent: { namespace: "orders", entity: { id: "orderId" } },
-  emitInventoryEvent: { namespace: "inventory", entity: { id: "productId", name: "productName" } },
-  emitProductEvent: { namespace: "products", entity: { id: "productId", name: "productName" } },
-  emitPaymentEvent: { namespace: "payments", entity: { id: "paymentId" } },
-} as const satisfies { [H in keyof HelperActions]: { namespace: Namespace; entity: { [property: string]: string } } };
+  emitOrderEvent: { actions: { "created": "order:created", "updated": "order:updated", "status_changed": "order:status_changed", "deleted": "order:deleted" }, entity: { id: "orderId" } },
+  emitInventoryEvent: { actions: { "updated": "inventory:updated", "low_stock": "inventory:low_stock", "out_of_stock": "inventory:out_of_stock", "restocked": "inventory:restocked" }, entity: { id: "productId", name: "productName" } },
+  emitProductEvent: { actions: { "price_changed": "product:price_changed", "created": "product:created", "updated": "product:updated", "deleted": "product:deleted" }, entity: { id: "productId", name: "productName" } },
+  emitPaymentEvent: { actions: { "received": "payment:received", "failed": "payment:failed", "refunded": "payment:refunded" }, entity: { id: "paymentId" } },
+} as const satisfies { [H in keyof HelperActions]: { actions: HelperActions[H]; entity: { [property: string]: string } } };
 
 /** The roles that receive only the events they own (`own_events_only`). */
 export const OWN_EVENTS_ONLY: readonly Role[] = ["customer"];

@@ -7,7 +7,7 @@
 // `crypto.randomUUID` (Node 20+, edge runtimes, browsers).
 
 import type { EventType, Namespace, Role } from "./catalog.js";
-import { EMITTERS, EVENT_NAMESPACES, FIELDS, HELPERS, type HelperActions, type Input, NAMESPACES, ROLES } from "./catalog.js";
+import { EMITTERS, FIELDS, HELPERS, type HelperActions, type Input, NAMESPACES, ROLES } from "./catalog.js";
 import { check, complete } from "./payloads.js";
 
 /** Who receives an event, narrowed by its emitter (the reference's broadcast options). */
@@ -248,13 +248,13 @@ export function publisherOver(transport: Transport, report: (failure: PublishFai
 
   const helpers = Object.fromEntries(
     Object.entries(HELPERS).map(([name, helper]) => {
-      const namespace: string = helper.namespace;
+      const actions: Record<string, EventType> = helper.actions;
       const entity: Record<string, string> = helper.entity;
       const call = (action: string, value: Record<string, unknown>, broadcast?: BroadcastOptions) => {
-        const type = `${EVENT_PREFIX[namespace] ?? namespace}:${action}` as EventType;
-        if (!(type in FIELDS) || EVENT_NAMESPACES[type] !== namespace) {
-          const event = { type, data: value, ...(broadcast ? { options: broadcast } : {}) } as PendingEvent;
-          return Promise.resolve(fail(event, { code: "invalid_payload", message: `\`${action}\` is not an action of ${name}` }));
+        const type = Object.hasOwn(actions, action) ? actions[action] : undefined;
+        if (type === undefined) {
+          const event = { type: action, data: value, ...(broadcast ? { options: broadcast } : {}) } as unknown as PendingEvent;
+          return Promise.resolve(fail(event, { code: "invalid_payload", message: `\`${action}\` is not an action of ${name} (${Object.keys(actions).join(", ")})` }));
         }
         return emit(type, fromEntity(type, value ?? {}, entity), broadcast);
       };
@@ -273,11 +273,6 @@ export function publisherOver(transport: Transport, report: (failure: PublishFai
     },
   };
 }
-
-/** Each namespace's event-name prefix (`orders` -> `order`), from the catalog. */
-const EVENT_PREFIX: { [namespace: string]: string } = Object.fromEntries(
-  Object.entries(EVENT_NAMESPACES).map(([type, namespace]) => [namespace, type.slice(0, type.indexOf(":"))]),
-);
 
 /** An entity as the payload of `type`: its properties renamed to the fields they stand for
  * (those the event has). */

@@ -144,11 +144,13 @@ describe("fire and forget", () => {
     const unknown = await p.wsEvents.orderCreated({ ...EXAMPLES["order:created"].data, createdAt: "now" } as never);
     const option = await p.wsEvents.orderCreated(EXAMPLES["order:created"].data, { roles: ["root" as never] });
     const overflow = await p.wsEvents.inventoryUpdated({ productId: "p", productName: "n", sku: "s", oldStock: -(2 ** 53) + 1, newStock: 2 ** 53 - 1 });
+    const action = await p.emitOrderEvent("shipped" as never, { id: "O" } as never);
     await p.flush();
-    for (const r of [bad, unknown, option, overflow]) assert.equal(r.error?.code, "invalid_payload", JSON.stringify(r));
+    for (const r of [bad, unknown, option, overflow, action]) assert.equal(r.error?.code, "invalid_payload", JSON.stringify(r));
     assert.match(bad.error!.message, /orderId/);
     assert.match(unknown.error!.message, /createdAt/);
-    assert.equal(failures.length, 4);
+    assert.match(action.error!.message, /not an action of emitOrderEvent/);
+    assert.equal(failures.length, 5);
     assert.equal(requests.length, 0, "nothing was sent");
   });
 

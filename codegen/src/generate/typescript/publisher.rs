@@ -213,7 +213,7 @@ fn helpers(catalog: &Catalog, out: &mut String) {
     doc(
         out,
         "",
-        "Each helper's entity: the property standing for each payload field (`id` for `orderId`).",
+        "Each helper's actions (their event types) and entity: the property standing for each payload field (`id` for `orderId`).",
     );
     out.push_str("export const HELPERS = {\n");
     for ns in &catalog.namespaces {
@@ -223,13 +223,22 @@ fn helpers(catalog: &Catalog, out: &mut String) {
             .iter()
             .map(|(property, field)| format!("{property}: {}", quoted(field)))
             .collect();
+        let actions: Vec<String> = catalog
+            .events
+            .iter()
+            .filter(|e| e.namespace == ns.name)
+            .map(|e| {
+                let action = e.name.split_once(':').map_or("", |(_, a)| a);
+                format!("{}: {}", quoted(action), quoted(&e.name))
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "  {}: {{ namespace: {}, entity: {{ {} }} }},",
+            "  {}: {{ actions: {{ {} }}, entity: {{ {} }} }},",
             helper.name,
-            quoted(&ns.name),
+            actions.join(", "),
             entity.join(", ")
         );
     }
-    out.push_str("} as const satisfies { [H in keyof HelperActions]: { namespace: Namespace; entity: { [property: string]: string } } };\n\n");
+    out.push_str("} as const satisfies { [H in keyof HelperActions]: { actions: HelperActions[H]; entity: { [property: string]: string } } };\n\n");
 }
