@@ -198,7 +198,7 @@ async fn a_refresh_outlives_the_first_tokens_expiry() {
     );
 
     // And one that ends sooner ends it then.
-    let soon = sign(json!({"sub": "c1", "role": "staff", "exp": now() + 1}));
+    let soon = sign(json!({"sub": "c1", "role": "staff", "exp": now() + 2}));
     assert_eq!(refresh(&mut c, &soon).await["type"], "refreshed");
     assert_eq!(c.ended().await, Ended::Closed(close::TOKEN_EXPIRED.code));
 }

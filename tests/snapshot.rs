@@ -6,7 +6,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use omnicast::client::{Client, ClientConfig, Message};
@@ -20,6 +20,7 @@ use support::{API_KEY, TestServer, payment};
 fn publish_until(
     url: String,
     stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
 ) -> tokio::task::JoinHandle<Vec<(String, u64)>> {
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -42,6 +43,7 @@ fn publish_until(
             let answer: Value =
                 serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
             published.push((answer["id"].as_str().unwrap().to_owned(), n as u64));
+            count.store(published.len(), Ordering::Relaxed);
         }
         published
     })
@@ -49,8 +51,15 @@ fn publish_until(
 
 async fn load_then_follow(reader: &TestServer, follower: &TestServer) {
     let stop = Arc::new(AtomicBool::new(false));
-    let publishing = publish_until(format!("http://{}/api/events", reader.addr), stop.clone());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let url = format!("http://{}/api/events", reader.addr);
+    let publishing = publish_until(url, stop.clone(), count.clone());
+    // Some events before the snapshot, some between it and the subscribe, some after.
+    let published_more = |than: usize| {
+        let count = count.clone();
+        support::wait_until(move || count.load(Ordering::Relaxed) >= than + 3)
+    };
+    published_more(0).await;
     // The backend: the positions first, then its database.
     let (status, body) = reader
         .get("/api/positions?namespaces=payments", Some(API_KEY))
@@ -58,7 +67,7 @@ async fn load_then_follow(reader: &TestServer, follower: &TestServer) {
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     let position = answer["positions"]["payments"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    published_more(count.load(Ordering::Relaxed)).await;
 
     let config = ClientConfig::new(follower.ws_url(""))
         .namespaces([Namespace::Payments])
@@ -78,7 +87,7 @@ async fn load_then_follow(reader: &TestServer, follower: &TestServer) {
         recovered.unwrap()["payments"],
         "the snapshot's position is recoverable"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    published_more(count.load(Ordering::Relaxed)).await;
     stop.store(true, Ordering::Relaxed);
     let published = publishing.await.unwrap();
 

@@ -237,12 +237,13 @@ describe("load, then follow", () => {
         published.push({ id: result.id!, amount: n });
       }
     })();
-    await sleep(50);
+    await waitFor(() => published.length >= 3, "events before the snapshot");
     // The backend: the positions first, then its database (what was published until then).
     const response = await fetch(`${server.httpUrl}/api/positions?namespaces=payments`, { headers: { authorization: `Bearer ${server.apiKey}` } });
     assert.equal(response.status, 200);
     const { positions } = (await response.json()) as { positions: { payments: string } };
-    await sleep(50); // events go on between the snapshot and the subscribe
+    const before = published.length;
+    await waitFor(() => published.length >= before + 3, "events between the snapshot and the subscribe");
     const c = createClient({ url: server.wsUrl, token: server.token("snap", "admin"), WebSocket: NodeWebSocket, namespaces: ["payments"] });
     clients.push(c);
     c.resumeFrom(positions);
@@ -252,7 +253,8 @@ describe("load, then follow", () => {
     c.onRecovery((r) => recoveries.push(r));
     c.connect();
     await waitFor(() => c.status === "connected", "connected");
-    await sleep(50);
+    const connected = published.length;
+    await waitFor(() => published.length >= connected + 3, "events after the subscribe");
     running = false;
     await publishing;
     // The snapshot holds every event up to the position (an earlier test's, or one of these).

@@ -140,14 +140,15 @@ test("useSnapshot: loaded, then followed, the state has every event once, in ord
       published.push({ id: id!, amount: 100 + n });
     }
   })();
-  await sleep(30);
+  await waitFor(() => published.length >= 3, "events before the snapshot");
   // The backend: the positions, then the data as of those positions.
   const load = async () => {
     const response = await fetch(`${server.httpUrl}/api/positions?namespaces=payments`, { headers: { authorization: `Bearer ${server.apiKey}` } });
     const { positions } = (await response.json()) as { positions: { payments: string } };
     await waitFor(() => published.some((e) => e.id === positions.payments), "the position's event answered");
     const at = published.findIndex((e) => e.id === positions.payments);
-    await sleep(30); // events go on between the snapshot and the subscribe
+    const before = published.length;
+    await waitFor(() => published.length >= before + 3, "events between the snapshot and the subscribe");
     return { positions, state: published.slice(0, at + 1).map((e) => e.amount) };
   };
   let latest: ReturnType<typeof useSnapshot<number[]>> = { status: "loading", state: undefined };
@@ -163,7 +164,8 @@ test("useSnapshot: loaded, then followed, the state has every event once, in ord
     assert.ok(condition(), `rendered: ${what}`);
   };
   await rendered(() => latest.status === "ready", "loaded");
-  await act(() => sleep(50));
+  const loaded = published.length;
+  await rendered(() => published.length >= loaded + 3, "events after the subscribe");
   running = false;
   await publishing;
   const all = published.map((e) => e.amount);
