@@ -1,6 +1,7 @@
 //! What one client or user may cost: slow consumers closed (and counted) without holding up
 //! anyone else, clients that never read again torn down, backlogs larger than the socket
-//! buffers written whole, connections per user and the per-user connect rate. (Memory per
+//! buffers written whole, connections per user, per node and per address, and the per-user
+//! connect rate. (Memory per
 //! connection under every kind of flood is `tests/memory.rs`.)
 
 mod support;
@@ -161,6 +162,49 @@ async fn a_user_holds_at_most_the_configured_connections() {
     drop(first);
     support::wait_until(|| server.server.hub().user_connections("many") == 1).await;
     server.connect("many", "customer", &[]).await;
+}
+
+/// The node takes at most `max_connections` (503 `server_full`, with `Retry-After`), counted from
+/// the handshake to the end of the session; and, when set, one address at most
+/// `max_connections_per_ip` (429). A refused handshake, and a closed connection, give the place
+/// back; the refusals are counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_and_one_address_hold_at_most_the_configured_connections() {
+    let mut config = support::config();
+    config.max_connections = 3;
+    let server = TestServer::with(config).await;
+    let mut held = Vec::new();
+    for user in ["a", "b", "c"] {
+        held.push(server.connect(user, "admin", &[]).await);
+    }
+    let url = server.ws_url(&format!("token={}", server.token("d", "admin")));
+    let (status, body) = support::refused(&url, &[]).await;
+    assert_refused((status, body), (503, "server_full"));
+    // A bad token does not take the last place for good.
+    drop(held.pop());
+    support::wait_until(|| server.server.hub().stats().connections == 2).await;
+    let bad = server.ws_url("token=not-a-jwt");
+    assert_eq!(support::refused(&bad, &[]).await.0, 401);
+    server.connect("d", "admin", &[]).await;
+    let (_, metrics) = server.get("/metrics", Some(support::API_KEY)).await;
+    assert!(
+        metrics.contains(r#"omnicast_connects_refused_total{reason="server_full"} 1"#),
+        "{metrics}"
+    );
+
+    let mut config = support::config();
+    config.max_connections_per_ip = Some(2);
+    let server = TestServer::with(config).await;
+    let first = server.connect("a", "admin", &[]).await;
+    let _second = server.connect("b", "admin", &[]).await;
+    let url = server.ws_url(&format!("token={}", server.token("c", "admin")));
+    assert_refused(
+        support::refused(&url, &[]).await,
+        (429, "too_many_connections_from_address"),
+    );
+    drop(first);
+    support::wait_until(|| server.server.hub().stats().connections == 1).await;
+    server.connect("c", "admin", &[]).await;
 }
 
 /// A user reconnecting in a loop is refused once its connect budget is spent, so its presence

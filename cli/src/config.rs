@@ -95,6 +95,14 @@ pub struct ServeArgs {
     /// Most connections one user may hold [default: 64].
     #[arg(long, env = "OMNICAST_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
+    /// The most WebSocket connections this node holds; past it a handshake gets 503 `server_full`
+    /// [default: 100000].
+    #[arg(long, env = "OMNICAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// The most connections one source address may hold on this node (429
+    /// `too_many_connections_from_address`) [default: no limit].
+    #[arg(long, env = "OMNICAST_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Connects one user may make at once before the rate applies [default: 30].
     #[arg(long, env = "OMNICAST_USER_CONNECT_BURST")]
     pub user_connect_burst: Option<u32>,
@@ -146,6 +154,8 @@ pub struct FileConfig {
     jwt_issuer: Option<Vec<String>>,
     jwt_leeway_secs: Option<u64>,
     max_connections_per_user: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     user_connect_burst: Option<u32>,
     user_connects_per_sec: Option<f64>,
     request_timeout_secs: Option<u64>,
@@ -303,6 +313,12 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
             return Err("the position secret must be at least 16 bytes".into());
         }
         secret => server.position_secret = secret,
+    }
+    if let Some(limit) = args.max_connections.or(file.max_connections) {
+        server.max_connections = limit.max(1);
+    }
+    if let Some(limit) = args.max_connections_per_ip.or(file.max_connections_per_ip) {
+        server.max_connections_per_ip = Some(limit.max(1));
     }
     if let Some(secs) = args.idle_timeout_secs.or(file.idle_timeout_secs) {
         server.idle_timeout = Duration::from_secs(secs.max(1));

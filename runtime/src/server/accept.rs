@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::server::config::ServerConfig;
+use crate::server::limits::Peer;
 
 /// Serves `router` on `listener` until `stop` resolves with a deadline, then stops accepting,
 /// lets every HTTP connection finish the request it is handling (idle keep-alive connections
@@ -43,7 +44,7 @@ pub(crate) async fn serve(
     let (stopping, stop_rx) = watch::channel(false);
     tokio::pin!(stop);
     let deadline = loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             deadline = &mut stop => break deadline,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -64,6 +65,7 @@ pub(crate) async fn serve(
         let service = Tracked {
             inner: TowerToHyperService::new(router.clone()),
             activity: activity.clone(),
+            peer: Peer(peer.ip()),
         };
         let connection = http.serve_connection(TokioIo::new(tcp), service);
         let mut stop_rx = stop_rx.clone();
@@ -144,6 +146,8 @@ impl Activity {
 struct Tracked {
     inner: TowerToHyperService<Router>,
     activity: Arc<Activity>,
+    /// The connection's source address, given to every request (the per-address limits).
+    peer: Peer,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Tracked {
@@ -152,7 +156,8 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Error = <TowerToHyperService<Router> as hyper::service::Service<Request<Incoming>>>::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
         let activity = self.activity.clone();
         activity.busy.fetch_add(1, Ordering::Relaxed);
         activity.touch();

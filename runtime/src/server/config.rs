@@ -41,6 +41,13 @@ pub struct ServerConfig {
     /// The longest a token this server accepts may be valid: how long a revocation is kept
     /// (after that, every token it could match has expired).
     pub max_token_lifetime: Duration,
+    /// The most WebSocket connections this node holds; a handshake past it is refused with 503
+    /// `server_full` and `Retry-After`.
+    pub max_connections: usize,
+    /// The most connections one source address may hold on this node (429
+    /// `too_many_connections_from_address`); `None`: no limit (behind a proxy every client
+    /// shares its address).
+    pub max_connections_per_ip: Option<usize>,
     /// What the key sealing event ids is derived from (`server::positions`); every node of a
     /// deployment must have the same. `None`: the HS256 token secret.
     pub position_secret: Option<String>,
@@ -51,7 +58,7 @@ impl ServerConfig {
     /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s for shutdown, 64 connections per
     /// user, 30 connects at once then 5 per second per user, 10 s to send a request, recovery of
     /// at most 1000 missed events per namespace, revocations kept 24 h, event ids sealed with a
-    /// key derived from the HS256 secret.
+    /// key derived from the HS256 secret, 100,000 connections per node, none per address.
     pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
         ServerConfig {
             jwt,
@@ -69,6 +76,8 @@ impl ServerConfig {
             max_recovery: 1000,
             max_token_lifetime: Duration::from_secs(24 * 3600),
             position_secret: None,
+            max_connections: 100_000,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -92,6 +101,8 @@ impl std::fmt::Debug for ServerConfig {
             max_recovery,
             max_token_lifetime,
             position_secret,
+            max_connections,
+            max_connections_per_ip,
         } = self;
         f.debug_struct("ServerConfig")
             .field("jwt", jwt)
@@ -112,6 +123,8 @@ impl std::fmt::Debug for ServerConfig {
                 "position_secret",
                 &position_secret.as_ref().map(|_| "<set>"),
             )
+            .field("max_connections", max_connections)
+            .field("max_connections_per_ip", max_connections_per_ip)
             .finish()
     }
 }

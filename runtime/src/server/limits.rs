@@ -1,5 +1,6 @@
-//! Per-user limits at the handshake: how often a user may connect, so that a client reconnecting
-//! in a loop cannot flood every staff connection with presence events or the hub with churn.
+//! Limits at the handshake: how often a user may connect, so that a client reconnecting in a loop
+//! cannot flood every staff connection with presence events or the hub with churn; and how many
+//! connections the node, and one source address, may hold (`Admissions`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -144,5 +145,91 @@ mod tests {
         limiter.acquire("newcomer", later).unwrap();
         let buckets = limiter.buckets.lock().unwrap();
         assert_eq!(buckets.by_user.len(), 1, "only the newcomer is left");
+    }
+}
+
+/// The peer's address, which the accept loop puts in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) std::net::IpAddr);
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The node holds `--max-connections`.
+    Node(usize),
+    /// The source address holds `--max-connections-per-ip`.
+    Address(usize),
+}
+
+/// The node's WebSocket connections, counted from the handshake (before they register, so that
+/// concurrent handshakes cannot overshoot) to the end of their session, in all and per source
+/// address.
+#[derive(Debug)]
+pub(crate) struct Admissions {
+    max: usize,
+    max_per_ip: Option<usize>,
+    counts: Mutex<AdmissionCounts>,
+}
+
+#[derive(Debug, Default)]
+struct AdmissionCounts {
+    total: usize,
+    /// Only addresses holding connections; only kept when a per-address limit is set.
+    by_ip: HashMap<std::net::IpAddr, usize>,
+}
+
+/// One admitted connection: counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    admissions: std::sync::Arc<Admissions>,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl Admissions {
+    pub(crate) fn new(max: usize, max_per_ip: Option<usize>) -> Self {
+        Admissions {
+            max: max.max(1),
+            max_per_ip: max_per_ip.map(|m| m.max(1)),
+            counts: Mutex::new(AdmissionCounts::default()),
+        }
+    }
+
+    /// Counts a connection from `ip` in, unless the node or the address is full.
+    pub(crate) fn admit(
+        self: &std::sync::Arc<Self>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<Admission, Full> {
+        let mut counts = self.counts.lock().expect("admissions lock");
+        if counts.total >= self.max {
+            return Err(Full::Node(self.max));
+        }
+        let ip = ip.filter(|_| self.max_per_ip.is_some());
+        if let (Some(ip), Some(limit)) = (ip, self.max_per_ip) {
+            let held = counts.by_ip.entry(ip).or_insert(0);
+            if *held >= limit {
+                return Err(Full::Address(limit));
+            }
+            *held += 1;
+        }
+        counts.total += 1;
+        Ok(Admission {
+            admissions: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut counts = self.admissions.counts.lock().expect("admissions lock");
+        counts.total -= 1;
+        if let Some(ip) = self.ip
+            && let Some(held) = counts.by_ip.get_mut(&ip)
+        {
+            *held -= 1;
+            if *held == 0 {
+                counts.by_ip.remove(&ip);
+            }
+        }
     }
 }

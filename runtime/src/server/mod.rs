@@ -55,7 +55,7 @@ pub use sink::{HttpSink, HttpSinkError, RedisSink};
 
 use crate::catalog::Catalog;
 use crate::protocol::close;
-use limits::ConnectLimiter;
+use limits::{Admissions, ConnectLimiter};
 use publication::IdGenerator;
 use state::AppState;
 
@@ -134,6 +134,10 @@ impl Server {
         Ok(Server {
             state: Arc::new(AppState {
                 connects: ConnectLimiter::new(config.connect_rate),
+                admissions: Arc::new(Admissions::new(
+                    config.max_connections,
+                    config.max_connections_per_ip,
+                )),
                 config,
                 publisher: Publisher::new(broker),
                 hub,

@@ -20,6 +20,7 @@ use crate::server::connection::{self, Handled, Socket, Timing};
 use crate::server::error::PublishError;
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo, RefreshRefused};
+use crate::server::limits::Admission;
 use crate::server::mailbox::Mailbox;
 use crate::server::positions::PositionKey;
 use crate::server::publication::now_ms;
@@ -27,7 +28,8 @@ use crate::server::revocation::Credentials;
 use crate::server::state::AppState;
 
 /// Serves one upgraded connection until it closes. `since` holds the positions the client
-/// resumes from (namespaces it subscribes to, each once).
+/// resumes from (namespaces it subscribes to, each once); `admission` counts it in the node's
+/// (and its address's) connections until then.
 pub(crate) async fn run(
     socket: Socket,
     config: WebSocketConfig,
@@ -35,6 +37,7 @@ pub(crate) async fn run(
     identity: Identity,
     namespaces: NamespaceSet,
     since: Vec<Position>,
+    admission: Admission,
 ) {
     let session_id = state.sessions.next();
     let catalog = state.hub.catalog();
@@ -133,6 +136,8 @@ pub(crate) async fn run(
     let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
     state.hub.metrics().closed(reason);
     state.hub.revocations().untrack(&session_id);
+    // The node's count goes first: once the hub no longer has it, its place is free.
+    drop(admission);
 
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user

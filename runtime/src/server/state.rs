@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::server::auth::Authenticator;
 use crate::server::config::ServerConfig;
 use crate::server::hub::Hub;
-use crate::server::limits::ConnectLimiter;
+use crate::server::limits::{Admissions, ConnectLimiter};
 use crate::server::publication::IdGenerator;
 use crate::server::publisher::Publisher;
 
@@ -18,6 +18,7 @@ pub(crate) struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) sessions: IdGenerator,
     pub(crate) connects: ConnectLimiter,
+    pub(crate) admissions: Arc<Admissions>,
 }
 
 impl AppState {

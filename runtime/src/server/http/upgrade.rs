@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::role::RoleMask;
 use crate::server::auth::AuthError;
 use crate::server::http::{ApiError, bearer};
+use crate::server::limits::{Full, Peer};
 use crate::server::session;
 use crate::server::state::AppState;
 
@@ -125,6 +126,9 @@ fn handshake(
             message,
         ));
     }
+    // Counted from here to the end of the session; a refusal below gives the place back.
+    let peer = parts.extensions.get::<Peer>().map(|peer| peer.0);
+    let admission = state.admissions.admit(peer).map_err(full)?;
     let token = bearer(headers).or(params.token.as_deref());
     let identity = match token {
         None => return Err(AuthError::Missing.into()),
@@ -183,7 +187,10 @@ fn handshake(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = TokioIo::new(upgraded);
-                session::run(socket, config, state, identity, namespaces, since).await;
+                session::run(
+                    socket, config, state, identity, namespaces, since, admission,
+                )
+                .await;
             }
             Err(err) => tracing::debug!(%err, "upgrade failed"),
         }
@@ -195,6 +202,26 @@ fn handshake(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     Ok(response)
+}
+
+/// The refusal of a connection the node, or its source address, has no room for.
+fn full(full: Full) -> ApiError {
+    let (status, code, message) = match full {
+        Full::Node(limit) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_full",
+            format!(
+                "this node holds {limit} connections, the most it takes; retry later, or another node"
+            ),
+        ),
+        Full::Address(limit) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections_from_address",
+            format!("this address already holds {limit} connections, the most allowed"),
+        ),
+    };
+    ApiError::new(status, code, message)
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
 }
 
 /// The refusal, if the user is over a per-user limit: connections held, or the connect rate.
