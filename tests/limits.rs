@@ -291,3 +291,58 @@ async fn a_client_flooding_requests_without_reading_is_counted_as_slow() {
     let _ = tokio::time::timeout(WAIT, flood).await;
     support::wait_until(|| server.server.hub().stats().slow_consumers_closed == 1).await;
 }
+
+/// A connection's subscription changes are budgeted (`subscribe_rate`): past it each change is
+/// refused with an `error` and not made, the connection stays open and regains its budget; a
+/// subscribe naming more namespaces than the catalog has is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscription_changes_are_budgeted_per_connection() {
+    let mut config = support::config();
+    config.subscribe_rate = ConnectRate {
+        burst: 3,
+        per_second: 1.0,
+    };
+    let server = TestServer::with(config).await;
+    let mut client = server.connect("a", "admin", &["system"]).await;
+    for (kind, reply) in [
+        ("subscribe", "subscribed"),
+        ("unsubscribe", "unsubscribed"),
+        ("subscribe", "subscribed"),
+    ] {
+        client
+            .send_json(json!({"type": kind, "namespaces": ["orders"]}))
+            .await;
+        assert_eq!(client.next_json().await["type"], reply);
+    }
+    client
+        .send_json(json!({"type": "unsubscribe", "namespaces": ["orders"]}))
+        .await;
+    let refused = client.next_json().await;
+    assert_eq!(refused["code"], "subscribe_rate_exceeded", "{refused}");
+    // Not made: `orders` is still subscribed.
+    server
+        .publish(
+            "order:deleted",
+            json!({"orderId": "O", "reason": "r"}),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(client.next_json().await["type"], "order:deleted");
+    // The budget comes back.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    client
+        .send_json(json!({"type": "unsubscribe", "namespaces": ["orders"]}))
+        .await;
+    assert_eq!(client.next_json().await["type"], "unsubscribed");
+    let many: Vec<String> = (0..100).map(|i| format!("ns{i}")).collect();
+    client
+        .send_json(json!({"type": "subscribe", "namespaces": many}))
+        .await;
+    let refused = client.next_json().await;
+    assert_eq!(refused["code"], "invalid_message", "{refused}");
+    let (_, metrics) = server.get("/metrics", Some(support::API_KEY)).await;
+    assert!(
+        metrics.contains("omnicast_subscribes_refused_total 1"),
+        "{metrics}"
+    );
+}

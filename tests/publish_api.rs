@@ -314,3 +314,56 @@ async fn redis_unreachable_is_503_and_nothing_is_stored() {
         "{answers:?}"
     );
 }
+
+/// With `publish_rate`, one API key's requests are limited (429 `publish_rate_exceeded` with
+/// `Retry-After`), each key on its own, a batch counting once; refusals are counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_key_publishes_at_most_at_its_rate() {
+    let mut config = config();
+    config.publish_rate = Some(omnicast::runtime::ConnectRate {
+        burst: 2,
+        per_second: 0.5,
+    });
+    let server = TestServer::with(config).await;
+    let event = json!({"type": "system:maintenance", "data": {"message": "m"}});
+    let batch = json!([event, event, event]);
+    assert_eq!(server.post(Some(API_KEY), batch.to_string()).await.0, 202);
+    assert_eq!(server.post(Some(API_KEY), event.to_string()).await.0, 202);
+    let body = event.to_string();
+    let request = format!(
+        "POST /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, head, answer) = exchange(server.addr, &request).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (429, Some("publish_rate_exceeded")),
+        "{answer}"
+    );
+    let retry: u64 = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after: ")
+                .map(str::to_owned)
+        })
+        .expect("Retry-After")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{head}");
+    assert!(
+        !answer.to_string().contains(API_KEY),
+        "the key is not echoed"
+    );
+    // Another key has its own budget.
+    assert_eq!(
+        server.post(Some(OTHER_API_KEY), event.to_string()).await.0,
+        202
+    );
+    let (_, metrics) = server.get("/metrics", Some(API_KEY)).await;
+    assert!(
+        metrics.contains(r#"outcome="publish_rate_exceeded"} 1"#),
+        "{metrics}"
+    );
+}

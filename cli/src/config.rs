@@ -95,6 +95,21 @@ pub struct ServeArgs {
     /// Most connections one user may hold [default: 64].
     #[arg(long, env = "OMNICAST_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
+    /// Subscription changes (`subscribe`, `unsubscribe`) one connection may make at once (an
+    /// `error` `subscribe_rate_exceeded` beyond) [default: 100].
+    #[arg(long, env = "OMNICAST_SUBSCRIBE_BURST")]
+    pub subscribe_burst: Option<u32>,
+    /// Subscription changes one connection regains per second [default: 20].
+    #[arg(long, env = "OMNICAST_SUBSCRIBES_PER_SEC")]
+    pub subscribes_per_sec: Option<f64>,
+    /// Publish requests one API key may make per second (429 `publish_rate_exceeded` beyond;
+    /// a batch is one request) [default: no limit].
+    #[arg(long, env = "OMNICAST_PUBLISHES_PER_SEC")]
+    pub publishes_per_sec: Option<f64>,
+    /// Publish requests one API key may make at once before the rate applies [default: the
+    /// rate's one second's worth, at least 1].
+    #[arg(long, env = "OMNICAST_PUBLISH_BURST", requires = "publishes_per_sec")]
+    pub publish_burst: Option<u32>,
     /// The most WebSocket connections this node holds; past it a handshake gets 503 `server_full`
     /// [default: 100000].
     #[arg(long, env = "OMNICAST_MAX_CONNECTIONS")]
@@ -156,6 +171,10 @@ pub struct FileConfig {
     max_connections_per_user: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    publishes_per_sec: Option<f64>,
+    publish_burst: Option<u32>,
+    subscribe_burst: Option<u32>,
+    subscribes_per_sec: Option<f64>,
     user_connect_burst: Option<u32>,
     user_connects_per_sec: Option<f64>,
     request_timeout_secs: Option<u64>,
@@ -313,6 +332,32 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
             return Err("the position secret must be at least 16 bytes".into());
         }
         secret => server.position_secret = secret,
+    }
+    if let Some(burst) = args.subscribe_burst.or(file.subscribe_burst) {
+        server.subscribe_rate.burst = burst.max(1);
+    }
+    if let Some(rate) = args.subscribes_per_sec.or(file.subscribes_per_sec) {
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(format!(
+                "subscribes per second must be 0 or more, not {rate}"
+            ));
+        }
+        server.subscribe_rate.per_second = rate;
+    }
+    if let Some(rate) = args.publishes_per_sec.or(file.publishes_per_sec) {
+        if !rate.is_finite() || rate <= 0.0 {
+            return Err(format!(
+                "publishes per second must be more than 0, not {rate}"
+            ));
+        }
+        let burst = args
+            .publish_burst
+            .or(file.publish_burst)
+            .unwrap_or(rate.ceil() as u32);
+        server.publish_rate = Some(omnicast::runtime::ConnectRate {
+            burst: burst.max(1),
+            per_second: rate,
+        });
     }
     if let Some(limit) = args.max_connections.or(file.max_connections) {
         server.max_connections = limit.max(1);

@@ -537,6 +537,8 @@ export const ErrorCode = {
   BINARY_NOT_SUPPORTED: "binary_not_supported",
   /** a `refresh` whose token was not accepted; the connection keeps the rights it had. */
   REFRESH_REFUSED: "refresh_refused",
+  /** a `subscribe` or `unsubscribe` past the connection's budget of subscription changes; it was not made. */
+  SUBSCRIBE_RATE_EXCEEDED: "subscribe_rate_exceeded",
 } as const;
 
 /** One of the error codes. */

@@ -119,9 +119,12 @@ pub mod error_code {
     /// A `refresh` whose token was not accepted (the message says why); the connection keeps
     /// the rights it had.
     pub const REFRESH_REFUSED: &str = "refresh_refused";
+    /// A `subscribe` or `unsubscribe` past the connection's budget of subscription changes; it
+    /// was not made.
+    pub const SUBSCRIBE_RATE_EXCEEDED: &str = "subscribe_rate_exceeded";
 
     /// Every code above, with what it means (the generated TypeScript's `ErrorCode`).
-    pub const ALL: [(&str, &str); 6] = [
+    pub const ALL: [(&str, &str); 7] = [
         (INVALID_JSON, "the message is not JSON"),
         (INVALID_MESSAGE, "not a known message, or a field is wrong"),
         (UNKNOWN_NAMESPACE, "a namespace the catalog does not have"),
@@ -136,6 +139,10 @@ pub mod error_code {
         (
             REFRESH_REFUSED,
             "a `refresh` whose token was not accepted; the connection keeps the rights it had",
+        ),
+        (
+            SUBSCRIBE_RATE_EXCEEDED,
+            "a `subscribe` or `unsubscribe` past the connection's budget of subscription changes; it was not made",
         ),
     ];
 }

@@ -41,6 +41,12 @@ pub struct ServerConfig {
     /// The longest a token this server accepts may be valid: how long a revocation is kept
     /// (after that, every token it could match has expired).
     pub max_token_lifetime: Duration,
+    /// How many subscription changes (`subscribe`, `unsubscribe`) one connection may make (an
+    /// `error` `subscribe_rate_exceeded` beyond, the change not made).
+    pub subscribe_rate: ConnectRate,
+    /// How many publish requests one API key may make (429 `publish_rate_exceeded` with
+    /// `Retry-After` beyond; a batch is one request); `None`: no limit.
+    pub publish_rate: Option<ConnectRate>,
     /// The most WebSocket connections this node holds; a handshake past it is refused with 503
     /// `server_full` and `Retry-After`.
     pub max_connections: usize,
@@ -76,6 +82,11 @@ impl ServerConfig {
             max_recovery: 1000,
             max_token_lifetime: Duration::from_secs(24 * 3600),
             position_secret: None,
+            publish_rate: None,
+            subscribe_rate: ConnectRate {
+                burst: 100,
+                per_second: 20.0,
+            },
             max_connections: 100_000,
             max_connections_per_ip: None,
         }
@@ -103,6 +114,8 @@ impl std::fmt::Debug for ServerConfig {
             position_secret,
             max_connections,
             max_connections_per_ip,
+            publish_rate,
+            subscribe_rate,
         } = self;
         f.debug_struct("ServerConfig")
             .field("jwt", jwt)
@@ -123,6 +136,8 @@ impl std::fmt::Debug for ServerConfig {
                 "position_secret",
                 &position_secret.as_ref().map(|_| "<set>"),
             )
+            .field("publish_rate", publish_rate)
+            .field("subscribe_rate", subscribe_rate)
             .field("max_connections", max_connections)
             .field("max_connections_per_ip", max_connections_per_ip)
             .finish()

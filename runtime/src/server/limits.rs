@@ -24,7 +24,7 @@ impl ConnectRate {
     };
 }
 
-/// Token buckets per user id.
+/// Token buckets per key: a user id (connects), an API key (publish requests).
 #[derive(Debug)]
 pub(crate) struct ConnectLimiter {
     rate: ConnectRate,
@@ -231,5 +231,36 @@ impl Drop for Admission {
                 counts.by_ip.remove(&ip);
             }
         }
+    }
+}
+
+/// One connection's budget of subscription changes (`subscribe`, `unsubscribe`): a token bucket
+/// of `--subscribe-burst`, refilled at `--subscribes-per-sec`. Held by the connection's session
+/// (a few bytes), so that a client cannot make its node resubscribe it in a tight loop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    tokens: f32,
+    at: Instant,
+}
+
+impl Budget {
+    pub(crate) fn full(rate: ConnectRate) -> Self {
+        Budget {
+            tokens: rate.burst.max(1) as f32,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one change, if there is one left.
+    pub(crate) fn take(&mut self, rate: ConnectRate, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f32();
+        let tokens = (self.tokens + elapsed * rate.per_second as f32).min(rate.burst.max(1) as f32);
+        self.at = now;
+        if tokens < 1.0 {
+            self.tokens = tokens;
+            return false;
+        }
+        self.tokens = tokens - 1.0;
+        true
     }
 }

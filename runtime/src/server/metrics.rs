@@ -45,6 +45,7 @@ pub struct Metrics {
     pub(crate) redis_reconnects: IntCounter,
     pub(crate) presence_reaps: IntCounter,
     pub(crate) reauthorizations: IntCounter,
+    pub(crate) subscribes_refused: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -140,6 +141,10 @@ impl Metrics {
             reauthorizations: single(
                 "reauthorizations_total",
                 "Connections asked to re-authorize (`POST /api/reauthorizations`) on this node.",
+            ),
+            subscribes_refused: single(
+                "subscribes_refused_total",
+                "Subscription changes refused for coming too fast (`subscribe_rate_exceeded`).",
             ),
             follower_lag,
             publish_seconds: histogram(

@@ -134,6 +134,7 @@ impl Server {
         Ok(Server {
             state: Arc::new(AppState {
                 connects: ConnectLimiter::new(config.connect_rate),
+                publishes: config.publish_rate.map(ConnectLimiter::new),
                 admissions: Arc::new(Admissions::new(
                     config.max_connections,
                     config.max_connections_per_ip,

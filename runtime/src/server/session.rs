@@ -20,7 +20,7 @@ use crate::server::connection::{self, Handled, Socket, Timing};
 use crate::server::error::PublishError;
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo, RefreshRefused};
-use crate::server::limits::Admission;
+use crate::server::limits::{Admission, Budget};
 use crate::server::mailbox::Mailbox;
 use crate::server::positions::PositionKey;
 use crate::server::publication::now_ms;
@@ -131,7 +131,8 @@ pub(crate) async fn run(
         idle_timeout: state.config.idle_timeout,
         max_replies: state.config.max_message_bytes,
     };
-    let mut on_text = |text: &str| handle(&state, id, &mailbox, text);
+    let mut budget = Budget::full(state.config.subscribe_rate);
+    let mut on_text = |text: &str| handle(&state, id, &mailbox, &mut budget, text);
     connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
     let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
     state.hub.metrics().closed(reason);
@@ -194,7 +195,13 @@ fn names(state: &AppState, mask: NamespaceSet) -> Vec<String> {
 }
 
 /// Handles one text message: the reply, or (a `subscribe`) the work that queues its own.
-fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str) -> Handled {
+fn handle(
+    state: &Arc<AppState>,
+    id: ConnId,
+    mailbox: &Arc<Mailbox>,
+    budget: &mut Budget,
+    text: &str,
+) -> Handled {
     let message: ClientMessage = match serde_json::from_str(text) {
         Ok(message) => message,
         Err(err) if err.is_syntax() || err.is_eof() => {
@@ -213,6 +220,27 @@ fn handle(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, text: &str)
             )));
         }
     };
+    if let ClientMessage::Subscribe { namespaces, .. } | ClientMessage::Unsubscribe { namespaces } =
+        &message
+    {
+        let most = state.hub.catalog().namespaces.len();
+        if namespaces.len() > most {
+            return Handled::Reply(Some(ControlMessage::error(
+                error_code::INVALID_MESSAGE,
+                format!(
+                    "name at most {most} namespaces (the catalog's), not {}",
+                    namespaces.len()
+                ),
+            )));
+        }
+        if !budget.take(state.config.subscribe_rate, std::time::Instant::now()) {
+            state.hub.metrics().subscribes_refused.inc();
+            return Handled::Reply(Some(ControlMessage::error(
+                error_code::SUBSCRIBE_RATE_EXCEEDED,
+                "subscription changes come too fast; this one was not made (the subscription is as it was)",
+            )));
+        }
+    }
     match message {
         ClientMessage::Ping { id } => Handled::Reply(Some(ControlMessage::Pong { id })),
         ClientMessage::Refresh { token } => refresh(state, id, mailbox, &token.0),

@@ -19,6 +19,8 @@ pub(crate) struct AppState {
     pub(crate) sessions: IdGenerator,
     pub(crate) connects: ConnectLimiter,
     pub(crate) admissions: Arc<Admissions>,
+    /// Publish requests per API key, when limited.
+    pub(crate) publishes: Option<ConnectLimiter>,
 }
 
 impl AppState {

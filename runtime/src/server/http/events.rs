@@ -74,6 +74,25 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
             "send a valid API key as `Authorization: Bearer <key>`",
         ));
     };
+    // Buckets are named by the key's place in the configuration, never by the secret itself.
+    let key_index = state.config.api_keys.iter().position(|k| k == api_key);
+    if let Some(limiter) = &state.publishes
+        && let Err(wait) = limiter.acquire(
+            &format!("api-key-{}", key_index.unwrap_or_default()),
+            std::time::Instant::now(),
+        )
+    {
+        let secs = wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
+        let message = format!("this API key publishes too often; retry in {secs} s");
+        return refuse(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "publish_rate_exceeded",
+                message,
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)),
+        );
+    }
     let given_key = match idempotency_key(request.headers()) {
         Ok(key) => key,
         Err(err) => return refuse(err),
