@@ -319,6 +319,13 @@ async fn subscription_changes_are_budgeted_per_connection() {
         .await;
     let refused = client.next_json().await;
     assert_eq!(refused["code"], "subscribe_rate_exceeded", "{refused}");
+    // A refresh spends the same budget (role flips would publish presence events in a loop).
+    client
+        .send_json(json!({"type": "refresh", "token": server.token("a", "staff")}))
+        .await;
+    let refused = client.next_json().await;
+    assert_eq!(refused["code"], "refresh_refused", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("too fast"));
     // Not made: `orders` is still subscribed.
     server
         .publish(

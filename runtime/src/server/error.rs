@@ -3,7 +3,7 @@
 //! was not published (by a node's [`Publisher`](crate::server::Publisher) or a sink).
 
 use axum::Json;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -26,6 +26,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// 429 for a rate spent (`code`, what `who` does too often), with `Retry-After` in whole
+    /// seconds (at least one) until `wait` has passed.
+    pub(crate) fn rate_exceeded(code: &'static str, who: &str, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
+        let message = format!("{who} too often; retry in {secs} s");
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+    }
+
     /// An error without a path.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {

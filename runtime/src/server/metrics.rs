@@ -135,7 +135,7 @@ impl Metrics {
             ),
             refreshes: counter(
                 "refreshes_total",
-                "Refreshes (a fresh token on an open connection), by outcome: refreshed, or the error code answered (refresh_refused) with why (invalid_token, token_expired, other_user, token_revoked, stale_token).",
+                "Refreshes (a fresh token on an open connection), by outcome: refreshed, or the error code answered (refresh_refused) with why (invalid_token, token_expired, other_user, token_revoked, stale_token, too_fast).",
                 &["outcome"],
             ),
             reauthorizations: single(

@@ -220,6 +220,17 @@ fn handle(
             )));
         }
     };
+    // A refresh spends the same budget: a client holding tokens of two roles could otherwise
+    // make the node publish presence events in a loop by flipping between them.
+    if let ClientMessage::Refresh { .. } = &message
+        && !budget.take(state.config.subscribe_rate, std::time::Instant::now())
+    {
+        state.hub.metrics().refresh("too_fast");
+        return Handled::Reply(Some(ControlMessage::error(
+            error_code::REFRESH_REFUSED,
+            "refreshes come too fast; the connection keeps the rights it had",
+        )));
+    }
     if let ClientMessage::Subscribe { namespaces, .. } | ClientMessage::Unsubscribe { namespaces } =
         &message
     {

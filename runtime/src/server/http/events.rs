@@ -82,16 +82,8 @@ pub(crate) async fn publish(State(state): State<Arc<AppState>>, request: Request
             std::time::Instant::now(),
         )
     {
-        let secs = wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
-        let message = format!("this API key publishes too often; retry in {secs} s");
-        return refuse(
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "publish_rate_exceeded",
-                message,
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)),
-        );
+        let who = "this API key publishes";
+        return refuse(ApiError::rate_exceeded("publish_rate_exceeded", who, wait));
     }
     let given_key = match idempotency_key(request.headers()) {
         Ok(key) => key,

@@ -236,16 +236,8 @@ fn over_user_limits(state: &AppState, user_id: &str) -> Option<ApiError> {
         ));
     }
     if let Err(wait) = state.connects.acquire(user_id, Instant::now().into_std()) {
-        let secs = wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64;
-        let message = format!("this user connects too often; retry in {secs} s");
-        return Some(
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "connect_rate_exceeded",
-                message,
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)),
-        );
+        let who = "this user connects";
+        return Some(ApiError::rate_exceeded("connect_rate_exceeded", who, wait));
     }
     None
 }
