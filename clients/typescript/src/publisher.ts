@@ -34,7 +34,8 @@ export interface PendingEvent {
 /** Why an event was not published. */
 export interface PublishError {
   /** `invalid_payload` (never sent), `closed` (after `close()`), `unreachable` (no answer after
-   * every attempt), or the server's error code (`invalid_data`, `unauthorized` ...). */
+   * every attempt: perhaps stored, perhaps not), or the server's error code (`invalid_data`,
+   * `unauthorized`, `outcome_unknown` ...). */
   code: string;
   message: string;
   /** The server's HTTP status, when it answered. */
@@ -196,7 +197,9 @@ function http(options: PublisherOptions): Transport {
         const retryAfter = Number(response.headers.get("retry-after"));
         if (retryAfter > 0) wait = retryAfter * 1000;
       } catch (cause) {
-        last = { code: "unreachable", message: `${endpoint}: ${String(cause)}` };
+        // The request may have reached the node before the answer was lost: the outcome is
+        // unknown, not "nothing stored" (a retry under the same key stays safe).
+        last = { code: "unreachable", message: `no answer from ${endpoint} (${String(cause)}): the events may or may not be stored` };
       }
       if (attempt < retry.attempts) await sleep(Math.min(retry.maxDelay, wait ?? backoff(retry, attempt)));
     }
