@@ -170,7 +170,9 @@ async fn pings_are_answered_and_fragmented_messages_reassembled() {
 }
 
 /// Frames no client library would send are refused with the RFC's close codes, each on its own
-/// connection, and the server serves everyone else on.
+/// connection, and the server serves everyone else on. What the client asked before the bad
+/// frame is answered first, even when both arrive in one segment; after the close frame the
+/// server closes its side of TCP without waiting for the client's close (RFC 6455, 7.1.7).
 #[tokio::test]
 async fn malformed_frames_close_with_the_protocol_codes() {
     let server = TestServer::start().await;
@@ -192,8 +194,27 @@ async fn malformed_frames_close_with_the_protocol_codes() {
     for (case, bytes, code) in cases {
         let token = server.token(&format!("raw {case}"), "admin");
         let mut raw = support::RawClient::connect(server.addr, &token).await;
-        raw.send_raw(&bytes).await;
-        assert_eq!(raw.close_code().await, code, "{case}");
+        raw.send_raw(&[masked(0x81, br#"{"type":"ping"}"#), bytes].concat())
+            .await;
+        let (texts, close) = raw.until_close().await;
+        assert_eq!(close, code, "{case}");
+        assert!(
+            texts
+                .first()
+                .is_some_and(|t| t.contains(r#""type":"ready""#)),
+            "{case}: {texts:?}"
+        );
+        assert!(
+            texts.last().is_some_and(|t| t == r#"{"type":"pong"}"#),
+            "{case}: {texts:?}"
+        );
+        // The server's FIN comes at once; the close grace (5 s) would end it otherwise.
+        let started = std::time::Instant::now();
+        raw.read_to_end().await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{case}: no FIN"
+        );
     }
     let mut fine = server.connect("fine", "admin", &["system"]).await;
     marker(&server, "still serving").await;

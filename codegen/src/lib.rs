@@ -114,3 +114,21 @@ pub fn build(catalog: &Path, out_dir: &Path) {
         }
     }
 }
+
+/// The `catalog` fuzz target's body (`fuzz/`, its findings replayed by `tests/fuzz.rs`): any
+/// bytes as `events.yaml`. A refusal carries at least one diagnostic; a catalog that loads
+/// renders its Rust, markdown and TypeScript without a panic.
+#[doc(hidden)]
+pub fn fuzz_catalog(data: &[u8]) {
+    let Ok(source) = std::str::from_utf8(data) else {
+        return;
+    };
+    match load_str("events.yaml", source) {
+        Ok(model) => {
+            generate::rust::render(&model);
+            generate::markdown::render(&model);
+            generate::typescript::render(&model);
+        }
+        Err(diagnostics) => assert!(!diagnostics.0.is_empty(), "a refusal says why"),
+    }
+}

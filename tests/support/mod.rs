@@ -500,7 +500,13 @@ impl RawClient {
 
     /// Reads frames until a close frame arrives and returns its code.
     pub async fn close_code(&mut self) -> u16 {
+        self.until_close().await.1
+    }
+
+    /// Reads frames until a close frame arrives: the text frames before it, and its code.
+    pub async fn until_close(&mut self) -> (Vec<String>, u16) {
         use tokio::io::AsyncReadExt;
+        let mut texts = Vec::new();
         loop {
             // Server frames are unmasked: opcode, 7-bit length (or 16/64-bit extended), payload.
             if self.buffer.len() >= 2 {
@@ -519,8 +525,10 @@ impl RawClient {
                 };
                 if len != usize::MAX && self.buffer.len() >= header + len {
                     let payload: Vec<u8> = self.buffer.drain(..header + len).skip(header).collect();
-                    if opcode == 0x8 {
-                        return u16::from_be_bytes([payload[0], payload[1]]);
+                    match opcode {
+                        0x8 => return (texts, u16::from_be_bytes([payload[0], payload[1]])),
+                        0x1 => texts.push(String::from_utf8(payload).unwrap()),
+                        _ => {}
                     }
                     continue;
                 }

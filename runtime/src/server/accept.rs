@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -61,39 +62,16 @@ pub(crate) async fn serve(
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%err, "TCP_NODELAY not set");
         }
-        let activity = Arc::new(Activity::new());
-        let service = Tracked {
-            inner: TowerToHyperService::new(router.clone()),
-            activity: activity.clone(),
-            peer: Peer(peer.ip()),
-        };
-        let connection = http.serve_connection(TokioIo::new(tcp), service);
-        let mut stop_rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let connection = connection.with_upgrades();
-            tokio::pin!(connection);
-            let idle = tokio::time::sleep(request_timeout);
-            tokio::pin!(idle);
-            let mut stopped = false;
-            let result = loop {
-                tokio::select! {
-                    result = connection.as_mut() => break result,
-                    _ = async { stop_rx.wait_for(|stopping| *stopping).await.map(|_| ()) }, if !stopped => {
-                        stopped = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    () = idle.as_mut() => match activity.idle_until(request_timeout) {
-                        Some(until) => idle.as_mut().reset(until),
-                        // Nothing, or only part of a request's headers, for the whole timeout.
-                        None => break Ok(()),
-                    },
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%err, "HTTP connection ended with an error");
-            }
-            drop(stop_rx);
-        });
+        let peer = Peer(peer.ip());
+        let stop_rx = stop_rx.clone();
+        tokio::spawn(connection(
+            &http,
+            tcp,
+            router.clone(),
+            peer,
+            request_timeout,
+            stop_rx,
+        ));
     };
     drop(listener);
     drop(stop_rx);
@@ -105,6 +83,54 @@ pub(crate) async fn serve(
         tracing::warn!("HTTP requests still unfinished at the shutdown deadline");
     }
     deadline
+}
+
+/// The task serving one HTTP connection (and handing its upgrades on) until it ends, it goes
+/// without a request for `request_timeout`, or `stop_rx` says the server stops.
+/// Generic over the stream so that the fuzz targets serve an in-memory one the same way.
+pub(crate) fn connection<I>(
+    http: &http1::Builder,
+    io: I,
+    router: Router,
+    peer: Peer,
+    request_timeout: Duration,
+    mut stop_rx: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let service = Tracked {
+        inner: TowerToHyperService::new(router),
+        activity: activity.clone(),
+        peer,
+    };
+    let connection = http.serve_connection(TokioIo::new(io), service);
+    async move {
+        let connection = connection.with_upgrades();
+        tokio::pin!(connection);
+        let idle = tokio::time::sleep(request_timeout);
+        tokio::pin!(idle);
+        let mut stopped = false;
+        let result = loop {
+            tokio::select! {
+                result = connection.as_mut() => break result,
+                _ = async { stop_rx.wait_for(|stopping| *stopping).await.map(|_| ()) }, if !stopped => {
+                    stopped = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = idle.as_mut() => match activity.idle_until(request_timeout) {
+                    Some(until) => idle.as_mut().reset(until),
+                    // Nothing, or only part of a request's headers, for the whole timeout.
+                    None => break Ok(()),
+                },
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!(%err, "HTTP connection ended with an error");
+        }
+        drop(stop_rx);
+    }
 }
 
 /// When a connection last began or finished a request, and how many it is handling.

@@ -49,7 +49,13 @@ pub(crate) struct Timing {
     pub(crate) max_replies: usize,
 }
 
-/// What the session made of a client's text message.
+/// A data message from the client.
+pub(crate) enum Incoming<'m> {
+    Text(&'m str),
+    Binary(&'m [u8]),
+}
+
+/// What the session made of a client's message.
 pub(crate) enum Handled {
     /// Done; this is the reply to queue, if any.
     Reply(Option<ControlMessage>),
@@ -58,7 +64,7 @@ pub(crate) enum Handled {
 }
 
 /// Drives one registered connection until it closes: writes what its mailbox holds, reads and
-/// answers the client's frames (text messages through `on_text`), pings, and closes it when
+/// answers the client's frames (data messages through `on_message`), pings, and closes it when
 /// asked, when it is idle, or when its rights end (the mailbox's
 /// [`valid_until_ms`](Mailbox::valid_until_ms): its token's `exp`, moved by a refresh or a
 /// re-authorization's deadline).
@@ -68,7 +74,7 @@ pub(crate) fn drive<'a>(
     mailbox: &'a Mailbox,
     hub: &'a Hub,
     timing: Timing,
-    on_text: &'a mut (dyn FnMut(&str) -> Handled + Send),
+    on_message: &'a mut (dyn FnMut(Incoming<'_>) -> Handled + Send),
 ) -> impl Future<Output = ()> + Send + 'a {
     // Built before the future: an `async fn` would keep its arguments' slots beside the
     // connection they were moved into, in every connection's task.
@@ -81,13 +87,15 @@ pub(crate) fn drive<'a>(
         reading: Reading::Frames,
         mailbox,
         hub,
-        on_text,
+        on_message,
         pending: None,
         last_seen: now_ms(),
         next_ping: Instant::now() + timing.heartbeat,
         valid_until_ms: mailbox.valid_until_ms(),
         timing,
         deferred: false,
+        shut_down: false,
+        failure: None,
         rounds_written: 0,
     };
     async move {
@@ -150,8 +158,8 @@ struct Connection<'a> {
     reading: Reading,
     mailbox: &'a Mailbox,
     hub: &'a Hub,
-    /// Answers a client's text message (the session's protocol).
-    on_text: &'a mut (dyn FnMut(&str) -> Handled + Send),
+    /// Answers a client's data message (the session's protocol).
+    on_message: &'a mut (dyn FnMut(Incoming<'_>) -> Handled + Send),
     /// A message whose handling waits on the broker (a `subscribe` that resumes from the shared
     /// history): the client's next messages are read once it is done, so they are handled in
     /// order. Events and pings keep flowing meanwhile.
@@ -165,6 +173,10 @@ struct Connection<'a> {
     timing: Timing,
     /// Whether this wake's write was put off once already (see [`Connection::poll_write`]).
     deferred: bool,
+    /// Whether the server's side of TCP is closed (after a failure's close frame).
+    shut_down: bool,
+    /// The client broke the protocol: the close to send once what was queued before is out.
+    failure: Option<Failure>,
     /// The hub's delivery rounds at the last write.
     rounds_written: u64,
 }
@@ -203,8 +215,25 @@ impl Connection<'_> {
                     return Poll::Ready(());
                 }
                 Poll::Ready(Ok(())) => {
-                    if let (Phase::Closing, Reading::Done) = (&self.phase, &self.reading) {
-                        return Poll::Ready(());
+                    match (&self.phase, &self.reading) {
+                        (Phase::Closing, Reading::Done) => return Poll::Ready(()),
+                        // The connection failed (RFC 6455, 7.1.7) and its close frame is out:
+                        // the server closes its side of TCP now, and reads on until the peer
+                        // closes its own (closing with unread data would reset the connection,
+                        // which can lose the close frame before the peer reads it).
+                        (Phase::Open, _)
+                            if self.failure.as_ref().is_some_and(|f| f.frames_left == 0) =>
+                        {
+                            let reason = self.failure.take().expect("checked").reason;
+                            self.mailbox.close(reason);
+                            continue;
+                        }
+                        (Phase::Closing, Reading::Discarding) if !self.shut_down => {
+                            self.shut_down = true;
+                            // Pending or failed: the grace period ends it either way.
+                            let _ = Pin::new(&mut self.socket).poll_shutdown(cx);
+                        }
+                        _ => {}
                     }
                     // Everything queued is written: a close asked for after the drain begins.
                     if let Phase::Open = self.phase
@@ -219,6 +248,12 @@ impl Connection<'_> {
                 Poll::Pending => {}
             }
             if read {
+                if self.failure.is_some() {
+                    // Reading failed just now (or the peer's end came after): a client that
+                    // does not read what is queued is closed at the grace's end. Discarded
+                    // bytes are no progress, so a client cannot put this off by sending.
+                    timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                }
                 // What was read may have asked for the close or ended the reading.
                 continue;
             }
@@ -247,7 +282,9 @@ impl Connection<'_> {
 
     /// Timer time: close a connection whose rights ended or that is idle, or ping it when due.
     fn tick(&mut self, now: Instant) {
-        if now_ms() >= self.valid_until_ms {
+        if let Some(failure) = self.failure.take() {
+            self.mailbox.close(failure.reason);
+        } else if now_ms() >= self.valid_until_ms {
             self.mailbox.close(close::TOKEN_EXPIRED);
         } else if now >= self.next_ping {
             self.next_ping = now + self.timing.heartbeat;
@@ -342,10 +379,16 @@ impl Connection<'_> {
                         ) => return Err(Gone),
                         Err(err) => {
                             tracing::debug!(%err, "read failed");
-                            self.mailbox.close(match err {
+                            let reason = match err {
                                 WsError::Capacity(_) => close::MESSAGE_TOO_BIG,
                                 WsError::Utf8(_) => close::INVALID_PAYLOAD,
                                 _ => close::PROTOCOL_ERROR,
+                            };
+                            // What is queued already (answers to the messages before the bad
+                            // one among them) goes out first, then the close: nothing after.
+                            self.failure = Some(Failure {
+                                reason,
+                                frames_left: self.mailbox.len(),
                             });
                             self.reading = Reading::Discarding;
                             return Ok(true);
@@ -357,23 +400,21 @@ impl Connection<'_> {
     }
 
     fn on_message(&mut self, message: Message) {
-        let reply = match message {
-            Message::Text(text) => match (self.on_text)(&text) {
-                Handled::Reply(reply) => reply,
-                Handled::Later(pending) => {
-                    self.pending = Some(pending);
-                    None
-                }
-            },
-            Message::Binary(_) => Some(ControlMessage::error(
-                crate::protocol::error_code::BINARY_NOT_SUPPORTED,
-                "binary frames are not supported; send JSON text",
-            )),
+        let handled = match &message {
+            Message::Text(text) => (self.on_message)(Incoming::Text(text)),
+            Message::Binary(bytes) => (self.on_message)(Incoming::Binary(bytes)),
             Message::Close(_) => {
                 self.mailbox.close(close::NORMAL);
+                return;
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return,
+        };
+        let reply = match handled {
+            Handled::Reply(reply) => reply,
+            Handled::Later(pending) => {
+                self.pending = Some(pending);
                 None
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
         };
         // Replies queue behind the events already queued, like any frame.
         if let Some(reply) = reply
@@ -425,7 +466,15 @@ impl Connection<'_> {
             if let Phase::Open = self.phase
                 && self.mailbox.close_reason().is_none()
             {
-                count += self.mailbox.pop_into(&mut batch[count..]);
+                let room = match &self.failure {
+                    Some(failure) => failure.frames_left.min(BATCH - count),
+                    None => BATCH - count,
+                };
+                let popped = self.mailbox.pop_into(&mut batch[count..count + room]);
+                if let Some(failure) = &mut self.failure {
+                    failure.frames_left -= popped;
+                }
+                count += popped;
             }
             if count == 0 {
                 return Poll::Ready(Ok(()));
@@ -447,6 +496,13 @@ impl Connection<'_> {
 
 /// The peer is gone without a close handshake.
 struct Gone;
+
+/// A connection failed by its client (a protocol error, a message too big, text that is not
+/// UTF-8): its close, and how many queued frames go out before it.
+struct Failure {
+    reason: CloseReason,
+    frames_left: usize,
+}
 
 /// One vectored write of `frames`, in order. Returns how many were written whole; a partly
 /// written one is advanced past what was written.

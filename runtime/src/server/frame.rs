@@ -8,6 +8,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// FIN set, opcode 1 (text).
 const TEXT: u8 = 0x81;
+/// FIN set, opcode 2 (binary): only the conformance echo sends these.
+#[cfg(feature = "harness")]
+const BINARY: u8 = 0x82;
 /// FIN set, opcode 9 (ping), no payload.
 const PING: [u8; 2] = [0x89, 0x00];
 
@@ -18,10 +21,20 @@ pub struct Frame(Bytes);
 impl Frame {
     /// Encodes `text` as a single text frame.
     pub fn text(text: &str) -> Frame {
-        let len = text.len();
+        Frame::encode(TEXT, text.as_bytes())
+    }
+
+    /// Encodes `bytes` as a single binary frame (the conformance echo's; events are text).
+    #[cfg(feature = "harness")]
+    pub(crate) fn binary(bytes: &[u8]) -> Frame {
+        Frame::encode(BINARY, bytes)
+    }
+
+    fn encode(opcode: u8, payload: &[u8]) -> Frame {
+        let len = payload.len();
         // The longest header is 10 bytes; the frame is built once per event, not per recipient.
         let mut frame = BytesMut::with_capacity(10 + len);
-        frame.put_u8(TEXT);
+        frame.put_u8(opcode);
         match len {
             0..=125 => frame.put_u8(len as u8),
             126..=0xFFFF => {
@@ -33,18 +46,18 @@ impl Frame {
                 frame.put_u64(len as u64);
             }
         }
-        frame.put_slice(text.as_bytes());
+        frame.put_slice(payload);
         Frame(frame.freeze())
     }
 
-    /// The frame's text (its payload).
+    /// The frame's text (its payload; empty for a binary frame that is not UTF-8).
     pub fn payload(&self) -> &str {
         let header = match self.0[1] {
             126 => 4,
             127 => 10,
             _ => 2,
         };
-        std::str::from_utf8(&self.0[header..]).expect("built from a str")
+        std::str::from_utf8(&self.0[header..]).unwrap_or_default()
     }
 
     /// The frame as it goes on the wire.

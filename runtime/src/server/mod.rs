@@ -10,6 +10,9 @@ mod connection;
 mod error;
 pub mod explain;
 mod frame;
+#[cfg(feature = "harness")]
+#[doc(hidden)]
+pub mod harness;
 mod http;
 mod hub;
 mod limits;

@@ -16,7 +16,7 @@ use crate::role::RoleMask;
 use crate::server::auth::{AuthError, Identity};
 use crate::server::broker::BoxFuture;
 use crate::server::broker::{PresenceChange, ResumeRequest, Resumed};
-use crate::server::connection::{self, Handled, Socket, Timing};
+use crate::server::connection::{self, Handled, Incoming, Socket, Timing};
 use crate::server::error::PublishError;
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo, RefreshRefused};
@@ -132,8 +132,22 @@ pub(crate) async fn run(
         max_replies: state.config.max_message_bytes,
     };
     let mut budget = Budget::full(state.config.subscribe_rate);
-    let mut on_text = |text: &str| handle(&state, id, &mailbox, &mut budget, text);
-    connection::drive(socket, config, &mailbox, &state.hub, timing, &mut on_text).await;
+    let mut on_message = |message: Incoming<'_>| match message {
+        Incoming::Text(text) => handle(&state, id, &mailbox, &mut budget, text),
+        Incoming::Binary(_) => Handled::Reply(Some(ControlMessage::error(
+            error_code::BINARY_NOT_SUPPORTED,
+            "binary frames are not supported; send JSON text",
+        ))),
+    };
+    connection::drive(
+        socket,
+        config,
+        &mailbox,
+        &state.hub,
+        timing,
+        &mut on_message,
+    )
+    .await;
     let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
     state.hub.metrics().closed(reason);
     state.hub.revocations().untrack(&session_id);

@@ -257,7 +257,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Parses and decodes a request body into ready events; `true` when it was a batch.
-fn prepare(catalog: &'static Catalog, body: &[u8]) -> Result<(Vec<OutgoingEvent>, bool), ApiError> {
+pub(crate) fn prepare(
+    catalog: &'static Catalog,
+    body: &[u8],
+) -> Result<(Vec<OutgoingEvent>, bool), ApiError> {
     let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let requests: Vec<PublishRequest> = if batch {
         serde_json::from_slice(body)

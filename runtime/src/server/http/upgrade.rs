@@ -175,13 +175,7 @@ fn handshake(
     let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
         return Err(upgrade_required());
     };
-    let limit = state.config.max_message_bytes;
-    // Clients send little: a small read buffer (tungstenite preallocates 128 KiB by default)
-    // keeps idle connections cheap.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+    let config = socket_config(state.config.max_message_bytes);
     let state = Arc::clone(state);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -195,13 +189,28 @@ fn handshake(
             Err(err) => tracing::debug!(%err, "upgrade failed"),
         }
     });
+    Ok(switching_protocols(accept))
+}
+
+/// How a connection's frames are read: messages up to `limit` bytes.
+pub(crate) fn socket_config(limit: usize) -> WebSocketConfig {
+    // Clients send little: a small read buffer (tungstenite preallocates 128 KiB by default)
+    // keeps idle connections cheap.
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// The 101 answer to a handshake whose key answers to `accept`.
+pub(crate) fn switching_protocols(accept: HeaderValue) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    Ok(response)
+    response
 }
 
 /// The refusal of a connection the node, or its source address, has no room for.
@@ -243,7 +252,7 @@ fn over_user_limits(state: &AppState, user_id: &str) -> Option<ApiError> {
 }
 
 /// Not a WebSocket (version 13) upgrade (RFC 6455, 4.2.2): 426 with the version expected.
-fn upgrade_required() -> ApiError {
+pub(crate) fn upgrade_required() -> ApiError {
     let message = "this endpoint takes WebSocket (version 13) upgrades over HTTP/1.1";
     ApiError::new(StatusCode::UPGRADE_REQUIRED, "not_websocket", message)
         .with_header(header::UPGRADE, HeaderValue::from_static("websocket"))
@@ -254,7 +263,7 @@ fn upgrade_required() -> ApiError {
 }
 
 /// Checks the handshake's headers and answers its key.
-fn accept_key(parts: &Parts) -> Result<HeaderValue, ApiError> {
+pub(crate) fn accept_key(parts: &Parts) -> Result<HeaderValue, ApiError> {
     let lists = |name| {
         parts
             .headers
