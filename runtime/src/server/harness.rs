@@ -117,6 +117,8 @@ impl Harness {
             self.request_timeout,
             stop_rx,
         );
+        let tasks = || self.runtime.metrics().num_alive_tasks();
+        let before = tasks();
         self.runtime.block_on(async {
             tokio::spawn(task);
             let exchange = async {
@@ -131,9 +133,18 @@ impl Harness {
                 let (_, _) = tokio::join!(write, read);
                 output
             };
-            tokio::time::timeout(HANG, exchange)
+            let output = tokio::time::timeout(HANG, exchange)
                 .await
-                .expect("the server neither answered nor closed within 10 s")
+                .expect("the server neither answered nor closed within 10 s");
+            drop(client);
+            // Every task the connection started (its HTTP task, its session) ends with it.
+            let ended = tokio::time::timeout(HANG, async {
+                while tasks() > before {
+                    tokio::time::sleep(SETTLE).await;
+                }
+            });
+            ended.await.expect("a task of the connection outlived it by 10 s");
+            output
         })
     }
 
@@ -302,7 +313,7 @@ pub mod targets {
     pub fn http(harness: &Harness, data: &[u8]) {
         let output = harness.http(data);
         assert!(
-            output.is_empty() || output.starts_with(b"HTTP/1.1 "),
+            output.is_empty() || output.starts_with(b"HTTP/1."),
             "not an HTTP answer: {:?}",
             String::from_utf8_lossy(&output[..output.len().min(64)])
         );
