@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         vec!["example-api-key-0123456789".into()],
     );
     let server = Server::new(&CATALOG, config)?;
-    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 8090)), 1024)?;
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 8090)), 1024, None)?;
     let url = format!("ws://{}/ws", listener.local_addr()?);
     let token = mint_hs256(secret.as_bytes(), "staff-1", "staff", 3600);
     println!("{url}?token={token}");

@@ -12,6 +12,7 @@ mod publish;
 mod report;
 mod run;
 mod scenarios;
+mod soak;
 mod target;
 
 use std::ffi::OsString;
@@ -38,6 +39,15 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == SERVE) {
         args.splice(0..2, ["omnicast".into(), "serve".into()]);
         return omnicast_cli::run(args);
+    }
+    if args.get(1).is_some_and(|a| a == "soak") {
+        return match soak::main(args.split_off(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if args.get(1).is_some_and(|a| a == "positions") {
         positions::run();

@@ -428,7 +428,7 @@ impl Drop for Target {
 }
 
 /// A loopback port free now (the kernel's pick), for a server about to bind it.
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -447,7 +447,7 @@ fn pinned(core: Option<usize>) -> Command {
     }
 }
 
-fn wait_listening(addr: SocketAddr, name: &str) -> Result<(), String> {
+pub(crate) fn wait_listening(addr: SocketAddr, name: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
@@ -459,7 +459,7 @@ fn wait_listening(addr: SocketAddr, name: &str) -> Result<(), String> {
 }
 
 /// Whether the omnicast node at `addr` answers `GET /readyz` with 200.
-fn ready(addr: SocketAddr) -> bool {
+pub(crate) fn ready(addr: SocketAddr) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = TcpStream::connect(addr) else {
         return false;

@@ -83,6 +83,11 @@ pub struct ServeArgs {
     /// Listen backlog for connection bursts [default: 4096].
     #[arg(long, env = "OMNICAST_BACKLOG")]
     pub backlog: Option<u32>,
+    /// Kernel send buffer per connection, in bytes: with the queue, what a client that stops
+    /// reading can hold on the server before it is closed (4008) [default: the kernel's
+    /// autotuning, up to `net.ipv4.tcp_wmem`'s maximum].
+    #[arg(long, env = "OMNICAST_SEND_BUFFER_BYTES")]
+    pub send_buffer_bytes: Option<u32>,
     /// Accepted token audiences, comma-separated; a token must name one in `aud` [default: not checked].
     #[arg(long, env = "OMNICAST_JWT_AUDIENCE", value_delimiter = ',')]
     pub jwt_audience: Option<Vec<String>>,
@@ -165,6 +170,7 @@ pub struct FileConfig {
     idle_timeout_secs: Option<u64>,
     allowed_origins: Option<Vec<String>>,
     backlog: Option<u32>,
+    send_buffer_bytes: Option<u32>,
     jwt_audience: Option<Vec<String>>,
     jwt_issuer: Option<Vec<String>>,
     jwt_leeway_secs: Option<u64>,
@@ -240,6 +246,8 @@ pub struct Resolved {
     pub bind: SocketAddr,
     /// The listen backlog.
     pub backlog: u32,
+    /// Every connection's kernel send buffer; `None`: the kernel's autotuning.
+    pub send_buffer_bytes: Option<u32>,
     /// The server's settings.
     pub server: ServerConfig,
     /// The HS256 secret, when one is used (to print how to mint tokens).
@@ -413,6 +421,7 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
             .or(file.bind)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
         backlog: args.backlog.or(file.backlog).unwrap_or(4096),
+        send_buffer_bytes: args.send_buffer_bytes.or(file.send_buffer_bytes),
         server,
         jwt_secret,
         generated_secret,

@@ -237,7 +237,7 @@ fn serve(args: config::ServeArgs) -> ExitCode {
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     runtime.block_on(async move {
-        let listener = match bind(resolved.bind, resolved.backlog) {
+        let listener = match bind(resolved.bind, resolved.backlog, resolved.send_buffer_bytes) {
             Ok(listener) => listener,
             Err(err) => {
                 eprintln!("error: cannot listen on {}: {err}", resolved.bind);

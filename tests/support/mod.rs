@@ -108,7 +108,8 @@ impl TestServer {
     }
 
     fn serving(server: Server) -> Self {
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1024).expect("bind loopback");
+        let listener =
+            bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1024, None).expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.clone().serve(listener, async {

@@ -143,7 +143,9 @@ impl Harness {
                     tokio::time::sleep(SETTLE).await;
                 }
             });
-            ended.await.expect("a task of the connection outlived it by 10 s");
+            ended
+                .await
+                .expect("a task of the connection outlived it by 10 s");
             output
         })
     }

@@ -231,8 +231,16 @@ impl Server {
     }
 }
 
-/// A listener with a deep accept backlog, so bursts of connections are not refused.
-pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+/// A listener with a deep accept backlog, so bursts of connections are not refused. With
+/// `send_buffer`, every connection it accepts has that kernel send buffer (Linux hands the
+/// listener's to the connections it accepts) instead of the kernel's autotuned one, which on
+/// loopback grows to megabytes: memory a client that stops reading holds before its queue
+/// fills and it is closed as a slow consumer.
+pub fn bind(
+    addr: SocketAddr,
+    backlog: u32,
+    send_buffer: Option<u32>,
+) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -240,6 +248,9 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
+    if let Some(bytes) = send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
     socket.bind(addr)?;
     socket.listen(backlog)
 }

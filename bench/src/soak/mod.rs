@@ -1,0 +1,457 @@
+//! `omnicast-bench soak`: three nodes on one `redis-server`, thousands of clients of the four
+//! roles (a tenth of them stalling readers, a hundredth reconnecting every second with resume),
+//! publishers at a fixed rate through every node with `Idempotency-Key`s, and faults on a
+//! schedule: Redis paused for 5 s, Redis killed and restarted from its AOF, a node killed with
+//! SIGKILL and restarted, Redis killed and restarted without its data. Then the checker
+//! (`check.rs`) goes through everything every client was told.
+//!
+//!   omnicast-bench soak --short             # about a minute, 300 clients (CI)
+//!   omnicast-bench soak --seconds 600       # the long run, 10,000 clients
+//!
+//! Exits 1 on any finding. Latencies are reported, never asserted.
+
+mod check;
+mod clients;
+mod cluster;
+mod publishers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use omnicast::runtime::server::PositionKey;
+use tokio::sync::watch;
+
+use crate::target::SECRET;
+use clients::{Shared, Spec};
+use cluster::{Cluster, NodeSettings};
+use publishers::Ledger;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "omnicast-bench soak",
+    about = "A soak with faults, and a loss checker"
+)]
+pub struct SoakArgs {
+    /// How long the publishers run, faults included.
+    #[arg(long, default_value_t = 600)]
+    seconds: u64,
+    /// Clients, a quarter of each role.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Events published per second, over every node.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Percent of clients that stop reading for 12 s every 20 s.
+    #[arg(long, default_value_t = 10)]
+    slow_percent: usize,
+    /// Percent of clients that close and resume every second.
+    #[arg(long, default_value_t = 1)]
+    reconnect_percent: usize,
+    /// The CI shape: 60 s, 300 clients, 40 events/s.
+    #[arg(long)]
+    short: bool,
+    /// Frames a node queues per connection before closing it (4008).
+    #[arg(long, default_value_t = 256)]
+    queue_capacity: usize,
+}
+
+/// The nodes of the soak.
+const NODES: usize = 3;
+/// The node the soak kills.
+const KILLED: usize = 1;
+
+pub fn main(args: Vec<std::ffi::OsString>) -> Result<(), String> {
+    let mut args = SoakArgs::parse_from(args);
+    if args.short {
+        args.seconds = 60;
+        args.connections = 300;
+        args.rate = 40.0;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(soak(args))
+}
+
+/// A fault and how long it takes.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    PauseRedis,
+    RestartRedisFromAof,
+    KillNode,
+    RestartRedisWithoutData,
+}
+
+const FAULTS: [Fault; 4] = [
+    Fault::PauseRedis,
+    Fault::RestartRedisFromAof,
+    Fault::KillNode,
+    Fault::RestartRedisWithoutData,
+];
+
+async fn soak(args: SoakArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let settings = NodeSettings {
+        queue_capacity: args.queue_capacity,
+        max_recovery: 1_000_000,
+        send_buffer_bytes: 32 * 1024,
+    };
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(NODES, settings))
+        .await
+        .map_err(|e| e.to_string())??;
+    let cluster = Arc::new(std::sync::Mutex::new(cluster));
+    let nodes = cluster.lock().expect("cluster").nodes.clone();
+    let specs = specs(&args);
+    let customers: Vec<String> = specs
+        .iter()
+        .filter(|s| s.role == "customer")
+        .map(|s| s.user.clone())
+        .collect();
+    eprintln!(
+        "soak: {} clients on {NODES} nodes and one redis-server, {} events/s for {} s",
+        specs.len(),
+        args.rate,
+        args.seconds
+    );
+
+    // A first wave connects and leaves, and every namespace's history is filled, so that the
+    // baseline has every pool warmed and every history as full as it gets.
+    warm_up(&specs, &nodes).await;
+    let (node, owners) = (nodes[0], customers.clone());
+    tokio::task::spawn_blocking(move || publishers::fill_histories(node, &owners))
+        .await
+        .map_err(|e| e.to_string())??;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let baseline = cluster.lock().expect("cluster").rss();
+
+    let capacity = (args.rate * (args.seconds as f64 + 120.0)) as usize + 16;
+    let ledger = Ledger::new(capacity);
+    let shared = Arc::new(Shared {
+        nodes: nodes.clone(),
+        key: PositionKey::derive(SECRET.as_bytes()),
+        ledger: ledger.clone(),
+        received: AtomicU64::new(0),
+        finishing: AtomicBool::new(false),
+    });
+    let (stop_clients, stop_rx) = watch::channel(false);
+    let tasks: Vec<_> = specs
+        .iter()
+        .cloned()
+        .map(|spec| tokio::spawn(clients::run(spec, shared.clone(), stop_rx.clone())))
+        .collect();
+    // Every client connected (its first `ready` read) before publishing starts.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while shared.received.load(Ordering::Relaxed) < specs.len() as u64 && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peak_before = cluster.lock().expect("cluster").rss();
+    eprintln!(
+        "soak: clients connected after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let stop_publishing = Arc::new(AtomicBool::new(false));
+    let publishing = publishers::start(
+        &nodes,
+        args.rate,
+        2,
+        Arc::new(customers),
+        ledger.clone(),
+        stop_publishing.clone(),
+        20,
+    );
+    let run_started = Instant::now();
+    let faults = schedule(&args);
+    let mut done = Vec::new();
+    for (at, fault) in faults {
+        tokio::time::sleep_until((run_started + at).into()).await;
+        let cluster = cluster.clone();
+        let began = run_started.elapsed();
+        tokio::task::spawn_blocking(move || do_fault(&cluster, fault))
+            .await
+            .map_err(|e| e.to_string())??;
+        eprintln!("soak: {:>5.1} s {fault:?}", began.as_secs_f64());
+        done.push((began, fault));
+    }
+    tokio::time::sleep_until((run_started + Duration::from_secs(args.seconds)).into()).await;
+    stop_publishing.store(true, Ordering::Relaxed);
+    for thread in publishing {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    let peak = cluster.lock().expect("cluster").rss();
+    // Slow readers catch up; then wait until nothing has arrived for 3 s.
+    shared.finishing.store(true, Ordering::Relaxed);
+    let mut last = shared.received.load(Ordering::Relaxed);
+    let mut quiet = 0;
+    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    while quiet < 6 && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = shared.received.load(Ordering::Relaxed);
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+    }
+    let _ = stop_clients.send(true);
+    let mut logs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        logs.push(task.await.map_err(|e| e.to_string())?);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let end = cluster.lock().expect("cluster").rss();
+
+    let records = std::mem::take(&mut *ledger.records.lock().expect("ledger"));
+    let verdict = check::check(&specs, &logs, &records, &shared.key);
+    let report = Report {
+        args: &args,
+        specs: &specs,
+        logs: &logs,
+        verdict: &verdict,
+        published: ledger.published(),
+        faults: &done,
+        rss: [&baseline, &peak_before, &peak, &end],
+        elapsed: started.elapsed(),
+    };
+    let leaks = report.print();
+    drop(cluster);
+    if verdict.violations.is_empty() && leaks.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} findings{}",
+            verdict.violations.len(),
+            if leaks.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", leaks.join("; "))
+            }
+        ))
+    }
+}
+
+/// The clients: roles in turn; a tenth slow (by default), a hundredth reconnecting.
+fn specs(args: &SoakArgs) -> Vec<Spec> {
+    const ROLES: [&str; 4] = ["admin", "manager", "staff", "customer"];
+    let every = |percent: usize| 100usize.checked_div(percent).unwrap_or(usize::MAX);
+    let (slow_every, reconnect_every) = (every(args.slow_percent), every(args.reconnect_percent));
+    (0..args.connections)
+        .map(|i| Spec {
+            index: i,
+            role: ROLES[i % 4],
+            user: format!("u{i}"),
+            // Alike for every role (client i is the (i / 4)-th of its role), never both.
+            slow: args.slow_percent > 0 && (i / 4) % slow_every == i % 4,
+            reconnecting: args.reconnect_percent > 0
+                && (i / 4) % reconnect_every == (reconnect_every / 2 + 5 + i % 4) % reconnect_every
+                && (i / 4) % slow_every != i % 4,
+        })
+        .collect()
+}
+
+async fn warm_up(specs: &[Spec], nodes: &[std::net::SocketAddr]) {
+    use futures_util::StreamExt;
+    let gate = Arc::new(tokio::sync::Semaphore::new(256));
+    let tasks: Vec<_> = specs
+        .iter()
+        .map(|spec| {
+            let (gate, node) = (gate.clone(), nodes[spec.index % nodes.len()]);
+            let token =
+                omnicast::runtime::mint_hs256(SECRET.as_bytes(), &spec.user, spec.role, 600);
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await;
+                let url = format!("ws://{node}/ws?token={token}");
+                if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await {
+                    let _ = ws.next().await;
+                    let _ = ws.close(None).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// When each fault happens, from the start of publishing: the four in turn, once per 150 s of
+/// run (at least once), evenly spaced.
+fn schedule(args: &SoakArgs) -> Vec<(Duration, Fault)> {
+    let cycles = (args.seconds / 150).max(1) as usize;
+    let slots = FAULTS.len() * cycles;
+    let step = Duration::from_secs(args.seconds) / (slots as u32 + 1);
+    (0..slots)
+        .map(|k| (step * (k as u32 + 1) - step / 2, FAULTS[k % FAULTS.len()]))
+        .collect()
+}
+
+fn do_fault(cluster: &std::sync::Mutex<Cluster>, fault: Fault) -> Result<(), String> {
+    match fault {
+        Fault::PauseRedis => {
+            cluster
+                .lock()
+                .expect("cluster")
+                .pause_redis(Duration::from_secs(5));
+            Ok(())
+        }
+        Fault::RestartRedisFromAof => cluster
+            .lock()
+            .expect("cluster")
+            .restart_redis(Duration::from_secs(1), true),
+        Fault::KillNode => cluster
+            .lock()
+            .expect("cluster")
+            .kill_node(KILLED, Duration::from_secs(2)),
+        Fault::RestartRedisWithoutData => cluster
+            .lock()
+            .expect("cluster")
+            .restart_redis(Duration::from_secs(1), false),
+    }
+}
+
+struct Report<'a> {
+    args: &'a SoakArgs,
+    specs: &'a [Spec],
+    logs: &'a [clients::Log],
+    verdict: &'a check::Verdict,
+    published: u64,
+    faults: &'a [(Duration, Fault)],
+    /// Per node: after the warm-up wave left, with every client connected, at the end of
+    /// publishing, after every client left.
+    rss: [&'a Vec<u64>; 4],
+    elapsed: Duration,
+}
+
+impl Report<'_> {
+    /// Prints the report; returns the memory findings (a node not back within 10% of its
+    /// baseline once every client left).
+    fn print(&self) -> Vec<String> {
+        let v = self.verdict;
+        let closes = |slow: bool, code: u16| -> usize {
+            self.specs
+                .iter()
+                .zip(self.logs)
+                .filter(|(s, _)| s.slow == slow)
+                .map(|(_, l)| l.closes.iter().filter(|c| **c == code).count())
+                .sum()
+        };
+        let mut fast: Vec<u32> = self
+            .specs
+            .iter()
+            .zip(self.logs)
+            .filter(|(s, _)| !s.slow)
+            .flat_map(|(_, l)| l.latencies_us.iter().copied())
+            .collect();
+        fast.sort_unstable();
+        let pct = |p: f64| {
+            fast.get(((fast.len() as f64 * p) as usize).min(fast.len().saturating_sub(1)))
+                .map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        let connections: u32 = self.logs.iter().map(|l| l.connections).sum();
+        let refused: u32 = self.logs.iter().map(|l| l.refused).sum();
+        println!(
+            "## Soak: {} s, {} clients, {} events/s, 3 nodes on one redis-server",
+            self.args.seconds,
+            self.specs.len(),
+            self.args.rate
+        );
+        println!();
+        println!(
+            "- ran {:.0} s in all; faults (seconds after publishing began):",
+            self.elapsed.as_secs_f64()
+        );
+        for (at, fault) in self.faults {
+            println!("  - {:>5.1} s: {fault:?}", at.as_secs_f64());
+        }
+        println!(
+            "- publishes: {} ({} accepted, {} refused to the end, {} of unknown outcome, {} of them stored); {} needed retries; {} deliberate repeats answered the same id, {} another epoch's (after Redis lost its data)",
+            self.published,
+            v.accepted,
+            v.refused,
+            v.unknown,
+            v.unknown_stored,
+            v.retried,
+            v.repeats_same_id,
+            v.repeats_after_data_loss
+        );
+        println!(
+            "- deliveries checked: {} received of {} owed (exactly once, in order, each allowed)",
+            v.deliveries, v.expected
+        );
+        println!(
+            "- connections: {connections} opened, {refused} handshakes refused or failed (retried); `recovered: false`: {} from a new epoch, {} from being behind the history",
+            v.unrecovered_new_epoch, v.unrecovered_behind
+        );
+        println!(
+            "- stored events owed to no client: {} lost with Redis's data (restarted without persistence), {} early in a new epoch, before where clients told `recovered: false` rejoined",
+            v.lost_with_redis_data, v.before_rejoin
+        );
+        println!(
+            "- closes: slow readers {} × 4008 of {} slow; fast readers {} × 4008, {} × 4010 (resume required), {} without a close frame (node killed)",
+            closes(true, 4008),
+            self.specs.iter().filter(|s| s.slow).count(),
+            closes(false, 4008),
+            closes(false, 4010) + closes(true, 4010),
+            closes(false, 0) + closes(true, 0)
+        );
+        println!(
+            "- latency, fast readers (publish sent to event read, faults included): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} deliveries",
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            fast.len()
+        );
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let mut leaks = Vec::new();
+        for k in 0..self.rss[0].len() {
+            let [base, connected, peak, end] = self.rss.map(|r| r[k]);
+            let note = if k == KILLED {
+                " (killed and restarted: not compared)"
+            } else {
+                ""
+            };
+            println!(
+                "- node {k} RSS: {:.1} MiB after the warm-up, {:.1} with every client, {:.1} at the end of publishing, {:.1} after every client left{note}",
+                mib(base),
+                mib(connected),
+                mib(peak),
+                mib(end)
+            );
+            if k != KILLED && end as f64 > base as f64 * 1.10 {
+                leaks.push(format!("node {k} RSS {:.1} MiB after every client left, over 110% of its {:.1} MiB baseline", mib(end), mib(base)));
+            }
+        }
+        if closes(false, 4008) > 0 {
+            leaks.push(format!(
+                "{} closes of fast readers as slow consumers",
+                closes(false, 4008)
+            ));
+        }
+        if slow_readers_closed(self) == 0 && self.specs.iter().any(|s| s.slow) {
+            leaks.push("no slow reader was closed with 4008".to_owned());
+        }
+        println!();
+        if v.violations.is_empty() {
+            println!("checker: nothing lost, repeated, reordered or wrongly delivered");
+        } else {
+            println!("checker: {} findings; the first:", v.violations.len());
+            for violation in v.violations.iter().take(30) {
+                println!("  - {violation}");
+            }
+        }
+        for leak in &leaks {
+            println!("finding: {leak}");
+        }
+        leaks
+    }
+}
+
+fn slow_readers_closed(report: &Report<'_>) -> usize {
+    report
+        .specs
+        .iter()
+        .zip(report.logs)
+        .filter(|(s, _)| s.slow)
+        .map(|(_, l)| l.closes.iter().filter(|c| **c == 4008).count())
+        .sum()
+}
