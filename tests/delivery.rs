@@ -470,3 +470,47 @@ async fn presence_events_follow_a_customers_first_and_last_connection() {
     marker(&server, "end").await;
     assert!(admin.events_until("end").await.is_empty());
 }
+
+/// A connection asked to close once drained (its namespace's stream changed epoch on this
+/// node, or the node is shutting down) writes what was queued and takes nothing more: an event
+/// after the request would move its client's position past events it never got, and its resume
+/// would claim them recovered. Found by the soak (`omnicast-bench soak`): after Redis lost its
+/// data, events of the new epoch reached connections still draining the old one.
+#[test]
+fn a_draining_connection_is_given_nothing_more() {
+    use omnicast::runtime::NamespaceSet;
+    use omnicast::runtime::server::{ConnectionInfo, Hub, Publication};
+
+    let hub = Hub::new(&omnicast::CATALOG, 1024);
+    let payments = omnicast::CATALOG.namespace_index("payments").unwrap();
+    let system = omnicast::CATALOG.namespace_index("system").unwrap();
+    let register = |session: &str| {
+        hub.register(ConnectionInfo {
+            session_id: session.into(),
+            user_id: session.into(),
+            role: omnicast::CATALOG.role_index("admin").unwrap(),
+            namespaces: NamespaceSet::single(payments).union(NamespaceSet::single(system)),
+        })
+        .unwrap()
+    };
+    let (draining, other) = (register("draining"), register("other"));
+    let event = |n: u64| {
+        let data = serde_json::value::to_raw_value(&payment("c")).unwrap();
+        let event = omnicast::CATALOG
+            .decode("payment:received", &data, Default::default())
+            .unwrap();
+        Publication::new(event, format!("payments.e.{n}"), 0)
+    };
+    assert_eq!(hub.deliver(&event(1)), 2);
+    assert_eq!(draining.mailbox.len(), 1);
+    draining
+        .mailbox
+        .close_when_drained(omnicast::runtime::protocol::close::RESUME_REQUIRED);
+    assert_eq!(hub.deliver(&event(2)), 1, "only the other connection");
+    assert_eq!(
+        draining.mailbox.len(),
+        1,
+        "what was queued stays; nothing joins it"
+    );
+    assert_eq!(other.mailbox.len(), 2);
+}

@@ -24,6 +24,8 @@ pub struct Verdict {
     pub unknown: u64,
     /// Unknown outcomes that turned out stored (some client received them).
     pub unknown_stored: u64,
+    /// Accepted publishes also stored by an earlier attempt in an epoch Redis then lost.
+    pub stored_before_data_loss: u64,
     /// Publishes that needed more than one attempt.
     pub retried: u64,
     /// Deliberate repeats under the same key that answered the first id.
@@ -113,7 +115,19 @@ pub fn check(
                 if stored.get(&stream).and_then(|s| s.get(&offset)).is_some() {
                     continue;
                 }
-                match records.get(seq as usize).and_then(Option::as_ref).map(|r| &r.outcome) {
+                let record = records.get(seq as usize).and_then(Option::as_ref);
+                match record.map(|r| &r.outcome) {
+                    // An attempt stored it, its answer was lost, Redis then lost its data with
+                    // the key's record, and a retry stored it again in the new epoch.
+                    Some(Outcome::Accepted(ids))
+                        if record.is_some_and(|r| r.attempts > 1)
+                            && ids.iter().filter_map(|id| key.open(id).ok()).all(|p| {
+                                p.namespace == segment.namespace && p.epoch != segment.epoch
+                            }) =>
+                    {
+                        verdict.stored_before_data_loss += 1;
+                        stored.entry(stream.clone()).or_default().insert(offset, seq);
+                    }
                     Some(Outcome::Unknown) => {
                         verdict.unknown_stored += 1;
                         stored.entry(stream.clone()).or_default().insert(offset, seq);
@@ -242,6 +256,26 @@ pub fn check(
                     "#{seq} at {stream:?}/{offset} stored, owed to no client"
                 ));
             }
+        }
+    }
+    if std::env::var_os("OMNICAST_SOAK_DEBUG").is_some() {
+        // Every epoch clients saw per namespace: clients, lowest start, highest offset.
+        let mut epochs: BTreeMap<Stream, (usize, u64, u64)> = BTreeMap::new();
+        for log in logs {
+            for segment in &log.segments {
+                let entry = epochs
+                    .entry((segment.namespace.clone(), segment.epoch.clone()))
+                    .or_insert((0, u64::MAX, 0));
+                entry.0 += 1;
+                entry.1 = entry.1.min(segment.from);
+                entry.2 = entry.2.max(segment.events.last().map_or(0, |e| e.0));
+            }
+        }
+        for (stream, (clients, from, to)) in &epochs {
+            let accepted = stored.get(stream).map_or(0, BTreeMap::len);
+            eprintln!(
+                "epoch {stream:?}: {clients} segments, from {from} to {to}; {accepted} stored"
+            );
         }
     }
     verdict

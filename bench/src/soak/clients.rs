@@ -75,8 +75,12 @@ pub struct Log {
     pub refused: u32,
     /// `recovered: false` answers.
     pub unrecovered: Vec<Unrecovered>,
-    /// Delivery latencies (publish sent to event read), in microseconds.
+    /// Delivery latencies (publish sent to event read), in microseconds: in steady state (no
+    /// fault in the last [`RECOVERY`]), and while the deployment recovers from one.
     pub latencies_us: Vec<u32>,
+    pub latencies_recovering_us: Vec<u32>,
+    /// Close codes received in steady state (the others came while recovering from a fault).
+    pub steady_closes: Vec<u16>,
     /// Whether it was connected when the run ended.
     pub connected_at_end: bool,
     /// What broke the protocol as the client sees it.
@@ -92,6 +96,20 @@ pub struct Shared {
     pub received: AtomicU64,
     /// The run is ending: slow readers read at full speed from now on.
     pub finishing: AtomicBool,
+    /// When the last fault ended (ms since the Unix epoch; 0 before the first).
+    pub last_fault_ms: AtomicU64,
+}
+
+/// How long after a fault the deployment counts as recovering from it: reconnect storms,
+/// resumes, the presence events of thousands of reconnecting customers.
+pub const RECOVERY: Duration = Duration::from_secs(15);
+
+impl Shared {
+    /// Whether no fault ended within [`RECOVERY`].
+    pub fn steady(&self) -> bool {
+        let last = self.last_fault_ms.load(Ordering::Relaxed);
+        now_us() / 1000 > last + RECOVERY.as_millis() as u64
+    }
 }
 
 #[derive(Deserialize)]
@@ -187,6 +205,9 @@ pub async fn run(spec: Spec, shared: Arc<Shared>, mut stop: watch::Receiver<bool
             }
         };
         log.closes.push(ended);
+        if shared.steady() {
+            log.steady_closes.push(ended);
+        }
         // A connection that broke without a close (a node killed) goes to the next node.
         if ended == 0 {
             failures += 1;
@@ -220,6 +241,21 @@ async fn open(url: &str, node: SocketAddr, slow: bool) -> Result<Socket, String>
     Ok(ws)
 }
 
+/// An event's id and timestamp, read off the end of its envelope.
+fn quick_event(text: &str) -> Option<Incoming> {
+    let id_at = text.rfind(r#","id":""#)? + r#","id":""#.len();
+    let id = &text[id_at..id_at + text[id_at..].find('"')?];
+    let at = text.rfind(r#","timestamp":"#)? + r#","timestamp":"#.len();
+    let digits = text[at..].find(|c: char| !c.is_ascii_digit())?;
+    Some(Incoming {
+        kind: String::new(),
+        id: Some(id.to_owned()),
+        timestamp: text[at..at + digits].parse().ok(),
+        recovered: BTreeMap::new(),
+        positions: BTreeMap::new(),
+    })
+}
+
 /// Where the client is in each namespace.
 #[derive(Default)]
 struct State {
@@ -233,6 +269,16 @@ struct State {
 
 impl State {
     fn read(&mut self, text: &str, spec: &Spec, shared: &Shared, log: &mut Log) {
+        // Events (nearly every frame) without parsing their payloads: the envelope ends with
+        // `"timestamp":…,"id":"…"}` (an id that does not open is reported, so a change of the
+        // envelope cannot pass unnoticed).
+        if !text.starts_with(r#"{"type":"ready""#)
+            && !text.starts_with(r#"{"type":"error""#)
+            && !text.starts_with(r#"{"type":"pong""#)
+            && let Some(event) = quick_event(text)
+        {
+            return self.event(&event, spec, shared, log);
+        }
         let message: Incoming = match serde_json::from_str(text) {
             Ok(message) => message,
             Err(err) => {
@@ -316,10 +362,12 @@ impl State {
         };
         let segment = &mut log.segments[k];
         if segment.epoch != position.epoch {
+            // Not recorded, nor resumed from: the client goes on from what it had.
             log.anomalies.push(format!(
                 "`{}` moved from epoch {} to {} without a new connection",
                 position.namespace, segment.epoch, position.epoch
             ));
+            return;
         }
         let seq = event.timestamp.filter(|t| *t < SEQ_LIMIT).unwrap_or(0);
         segment.events.push((position.offset, seq));
@@ -333,8 +381,12 @@ impl State {
                 .get(seq as usize)
                 .map_or(0, |s| s.load(Ordering::Relaxed));
             if sent > 0 {
-                log.latencies_us
-                    .push(now_us().saturating_sub(sent).min(u32::MAX as u64) as u32);
+                let latency = now_us().saturating_sub(sent).min(u32::MAX as u64) as u32;
+                if shared.steady() {
+                    log.latencies_us.push(latency);
+                } else {
+                    log.latencies_recovering_us.push(latency);
+                }
             }
         }
     }

@@ -160,6 +160,21 @@ impl Cluster {
         self.wait_ready(k)
     }
 
+    /// Each node's resident memory once glibc has handed back the free pages it keeps (gdb
+    /// calls `malloc_trim(0)` in the node): what it holds, not what its allocator retains after
+    /// a peak. Plain RSS where gdb is not at hand.
+    pub fn trimmed_rss(&self) -> Vec<u64> {
+        for child in self.children.iter().flatten() {
+            let _ = Command::new("gdb")
+                .args(["-p", &child.id().to_string(), "-batch", "-nx"])
+                .args(["-ex", "call (int) malloc_trim(0)"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        self.rss()
+    }
+
     /// Each node's resident memory, in bytes (0 for a node not running).
     pub fn rss(&self) -> Vec<u64> {
         self.children

@@ -49,11 +49,12 @@ pub struct SoakArgs {
     /// Percent of clients that close and resume every second.
     #[arg(long, default_value_t = 1)]
     reconnect_percent: usize,
-    /// The CI shape: 60 s, 300 clients, 40 events/s.
+    /// The CI shape: 60 s, 300 clients, 40 events/s, queues of 256 frames (so that stalled
+    /// readers fill theirs within the minute).
     #[arg(long)]
     short: bool,
-    /// Frames a node queues per connection before closing it (4008).
-    #[arg(long, default_value_t = 256)]
+    /// Frames a node queues per connection before closing it (4008): the product's default.
+    #[arg(long, default_value_t = 1024)]
     queue_capacity: usize,
 }
 
@@ -68,6 +69,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> Result<(), String> {
         args.seconds = 60;
         args.connections = 300;
         args.rate = 40.0;
+        args.queue_capacity = 256;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,7 +127,7 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())??;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let baseline = cluster.lock().expect("cluster").rss();
+    let baseline = cluster.lock().expect("cluster").trimmed_rss();
 
     let capacity = (args.rate * (args.seconds as f64 + 120.0)) as usize + 16;
     let ledger = Ledger::new(capacity);
@@ -135,6 +137,7 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         ledger: ledger.clone(),
         received: AtomicU64::new(0),
         finishing: AtomicBool::new(false),
+        last_fault_ms: AtomicU64::new(0),
     });
     let (stop_clients, stop_rx) = watch::channel(false);
     let tasks: Vec<_> = specs
@@ -171,9 +174,15 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         tokio::time::sleep_until((run_started + at).into()).await;
         let cluster = cluster.clone();
         let began = run_started.elapsed();
+        shared
+            .last_fault_ms
+            .store(crate::publish::now_us() / 1000, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || do_fault(&cluster, fault))
             .await
             .map_err(|e| e.to_string())??;
+        shared
+            .last_fault_ms
+            .store(crate::publish::now_us() / 1000, Ordering::Relaxed);
         eprintln!("soak: {:>5.1} s {fault:?}", began.as_secs_f64());
         done.push((began, fault));
     }
@@ -200,7 +209,8 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         logs.push(task.await.map_err(|e| e.to_string())?);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let end = cluster.lock().expect("cluster").rss();
+    let untrimmed = cluster.lock().expect("cluster").rss();
+    let end = cluster.lock().expect("cluster").trimmed_rss();
 
     let records = std::mem::take(&mut *ledger.records.lock().expect("ledger"));
     let verdict = check::check(&specs, &logs, &records, &shared.key);
@@ -211,7 +221,7 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         verdict: &verdict,
         published: ledger.published(),
         faults: &done,
-        rss: [&baseline, &peak_before, &peak, &end],
+        rss: [&baseline, &peak_before, &peak, &untrimmed, &end],
         elapsed: started.elapsed(),
     };
     let leaks = report.print();
@@ -316,9 +326,9 @@ struct Report<'a> {
     verdict: &'a check::Verdict,
     published: u64,
     faults: &'a [(Duration, Fault)],
-    /// Per node: after the warm-up wave left, with every client connected, at the end of
-    /// publishing, after every client left.
-    rss: [&'a Vec<u64>; 4],
+    /// Per node: after the warm-up wave left (trimmed), with every client connected, at the end
+    /// of publishing, after every client left, and then trimmed.
+    rss: [&'a Vec<u64>; 5],
     elapsed: Duration,
 }
 
@@ -335,17 +345,30 @@ impl Report<'_> {
                 .map(|(_, l)| l.closes.iter().filter(|c| **c == code).count())
                 .sum()
         };
-        let mut fast: Vec<u32> = self
-            .specs
-            .iter()
-            .zip(self.logs)
-            .filter(|(s, _)| !s.slow)
-            .flat_map(|(_, l)| l.latencies_us.iter().copied())
-            .collect();
-        fast.sort_unstable();
-        let pct = |p: f64| {
-            fast.get(((fast.len() as f64 * p) as usize).min(fast.len().saturating_sub(1)))
+        let latencies = |pick: fn(&clients::Log) -> &Vec<u32>| {
+            let mut all: Vec<u32> = self
+                .specs
+                .iter()
+                .zip(self.logs)
+                .filter(|(s, _)| !s.slow)
+                .flat_map(|(_, l)| pick(l).iter().copied())
+                .collect();
+            all.sort_unstable();
+            all
+        };
+        let steady = latencies(|l| &l.latencies_us);
+        let recovering = latencies(|l| &l.latencies_recovering_us);
+        let pct = |all: &[u32], p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
                 .map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        let steady_closes = |slow: bool, code: u16| -> usize {
+            self.specs
+                .iter()
+                .zip(self.logs)
+                .filter(|(s, _)| s.slow == slow)
+                .map(|(_, l)| l.steady_closes.iter().filter(|c| **c == code).count())
+                .sum()
         };
         let connections: u32 = self.logs.iter().map(|l| l.connections).sum();
         let refused: u32 = self.logs.iter().map(|l| l.refused).sum();
@@ -364,13 +387,14 @@ impl Report<'_> {
             println!("  - {:>5.1} s: {fault:?}", at.as_secs_f64());
         }
         println!(
-            "- publishes: {} ({} accepted, {} refused to the end, {} of unknown outcome, {} of them stored); {} needed retries; {} deliberate repeats answered the same id, {} another epoch's (after Redis lost its data)",
+            "- publishes: {} ({} accepted, {} refused to the end, {} of unknown outcome, {} of them stored); {} needed retries ({} also stored by an attempt whose answer was lost, in an epoch Redis then lost); {} deliberate repeats answered the same id, {} another epoch's (after Redis lost its data)",
             self.published,
             v.accepted,
             v.refused,
             v.unknown,
             v.unknown_stored,
             v.retried,
+            v.stored_before_data_loss,
             v.repeats_same_id,
             v.repeats_after_data_loss
         );
@@ -395,36 +419,46 @@ impl Report<'_> {
             closes(false, 0) + closes(true, 0)
         );
         println!(
-            "- latency, fast readers (publish sent to event read, faults included): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} deliveries",
-            pct(0.5),
-            pct(0.99),
-            pct(1.0),
-            fast.len()
+            "- latency, fast readers (publish sent to event read): steady p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} deliveries; within {} s of a fault p50 {:.1} ms, p99 {:.1} ms over {}",
+            pct(&steady, 0.5),
+            pct(&steady, 0.99),
+            pct(&steady, 1.0),
+            steady.len(),
+            clients::RECOVERY.as_secs(),
+            pct(&recovering, 0.5),
+            pct(&recovering, 0.99),
+            recovering.len()
+        );
+        println!(
+            "- in steady state: slow readers {} × 4008, fast readers {} × 4008",
+            steady_closes(true, 4008),
+            steady_closes(false, 4008)
         );
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mut leaks = Vec::new();
         for k in 0..self.rss[0].len() {
-            let [base, connected, peak, end] = self.rss.map(|r| r[k]);
+            let [base, connected, peak, untrimmed, end] = self.rss.map(|r| r[k]);
             let note = if k == KILLED {
                 " (killed and restarted: not compared)"
             } else {
                 ""
             };
             println!(
-                "- node {k} RSS: {:.1} MiB after the warm-up, {:.1} with every client, {:.1} at the end of publishing, {:.1} after every client left{note}",
+                "- node {k} RSS: {:.1} MiB after the warm-up (allocator trimmed), {:.1} with every client, {:.1} at the end of publishing, {:.1} after every client left, {:.1} trimmed{note}",
                 mib(base),
                 mib(connected),
                 mib(peak),
+                mib(untrimmed),
                 mib(end)
             );
             if k != KILLED && end as f64 > base as f64 * 1.10 {
                 leaks.push(format!("node {k} RSS {:.1} MiB after every client left, over 110% of its {:.1} MiB baseline", mib(end), mib(base)));
             }
         }
-        if closes(false, 4008) > 0 {
+        if steady_closes(false, 4008) > 0 {
             leaks.push(format!(
-                "{} closes of fast readers as slow consumers",
-                closes(false, 4008)
+                "{} closes of fast readers as slow consumers in steady state",
+                steady_closes(false, 4008)
             ));
         }
         if slow_readers_closed(self) == 0 && self.specs.iter().any(|s| s.slow) {
@@ -434,9 +468,27 @@ impl Report<'_> {
         if v.violations.is_empty() {
             println!("checker: nothing lost, repeated, reordered or wrongly delivered");
         } else {
-            println!("checker: {} findings; the first:", v.violations.len());
-            for violation in v.violations.iter().take(30) {
-                println!("  - {violation}");
+            // By kind (the message without its numbers and names), each with its first example.
+            let mut kinds: std::collections::BTreeMap<String, (usize, &String)> =
+                Default::default();
+            for violation in &v.violations {
+                let kind: String = violation
+                    .split_once(": ")
+                    .filter(|(who, _)| who.starts_with("client "))
+                    .map_or(violation.as_str(), |(_, what)| what)
+                    .chars()
+                    .filter(|c| !c.is_ascii_digit())
+                    .collect();
+                let kind = kind
+                    .split(['(', '"', '`'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                kinds.entry(kind).or_insert((0, violation)).0 += 1;
+            }
+            println!("checker: {} findings, by kind:", v.violations.len());
+            for (kind, (count, example)) in &kinds {
+                println!("  - {count} × {kind}… e.g. {example}");
             }
         }
         for leak in &leaks {

@@ -175,8 +175,9 @@ struct Connection<'a> {
     deferred: bool,
     /// Whether the server's side of TCP is closed (after a failure's close frame).
     shut_down: bool,
-    /// The client broke the protocol: the close to send once what was queued before is out.
-    failure: Option<Failure>,
+    /// The client broke the protocol: its close goes out once what was queued before is
+    /// written (a drained close), or at the close grace's end if the client does not read.
+    failure: Option<CloseReason>,
     /// The hub's delivery rounds at the last write.
     rounds_written: u64,
 }
@@ -221,13 +222,6 @@ impl Connection<'_> {
                         // the server closes its side of TCP now, and reads on until the peer
                         // closes its own (closing with unread data would reset the connection,
                         // which can lose the close frame before the peer reads it).
-                        (Phase::Open, _)
-                            if self.failure.as_ref().is_some_and(|f| f.frames_left == 0) =>
-                        {
-                            let reason = self.failure.take().expect("checked").reason;
-                            self.mailbox.close(reason);
-                            continue;
-                        }
                         (Phase::Closing, Reading::Discarding) if !self.shut_down => {
                             self.shut_down = true;
                             // Pending or failed: the grace period ends it either way.
@@ -235,13 +229,13 @@ impl Connection<'_> {
                         }
                         _ => {}
                     }
-                    // Everything queued is written: a close asked for after the drain begins.
+                    // Everything queued is written: a close asked for after the drain begins
+                    // (as a close of the mailbox, so that it is the reason counted).
                     if let Phase::Open = self.phase
                         && let Some(reason) = self.mailbox.drained_close_reason()
                         && self.mailbox.is_empty()
                     {
-                        self.begin_close(cx, reason);
-                        timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                        self.mailbox.close(reason);
                         continue;
                     }
                 }
@@ -282,8 +276,8 @@ impl Connection<'_> {
 
     /// Timer time: close a connection whose rights ended or that is idle, or ping it when due.
     fn tick(&mut self, now: Instant) {
-        if let Some(failure) = self.failure.take() {
-            self.mailbox.close(failure.reason);
+        if let Some(reason) = self.failure.take() {
+            self.mailbox.close(reason);
         } else if now_ms() >= self.valid_until_ms {
             self.mailbox.close(close::TOKEN_EXPIRED);
         } else if now >= self.next_ping {
@@ -385,11 +379,10 @@ impl Connection<'_> {
                                 _ => close::PROTOCOL_ERROR,
                             };
                             // What is queued already (answers to the messages before the bad
-                            // one among them) goes out first, then the close: nothing after.
-                            self.failure = Some(Failure {
-                                reason,
-                                frames_left: self.mailbox.len(),
-                            });
+                            // one among them) goes out first, then the close; the hub queues
+                            // nothing more (see `Hub::fan_out`).
+                            self.mailbox.close_when_drained(reason);
+                            self.failure = Some(reason);
                             self.reading = Reading::Discarding;
                             return Ok(true);
                         }
@@ -466,15 +459,7 @@ impl Connection<'_> {
             if let Phase::Open = self.phase
                 && self.mailbox.close_reason().is_none()
             {
-                let room = match &self.failure {
-                    Some(failure) => failure.frames_left.min(BATCH - count),
-                    None => BATCH - count,
-                };
-                let popped = self.mailbox.pop_into(&mut batch[count..count + room]);
-                if let Some(failure) = &mut self.failure {
-                    failure.frames_left -= popped;
-                }
-                count += popped;
+                count += self.mailbox.pop_into(&mut batch[count..]);
             }
             if count == 0 {
                 return Poll::Ready(Ok(()));
@@ -496,13 +481,6 @@ impl Connection<'_> {
 
 /// The peer is gone without a close handshake.
 struct Gone;
-
-/// A connection failed by its client (a protocol error, a message too big, text that is not
-/// UTF-8): its close, and how many queued frames go out before it.
-struct Failure {
-    reason: CloseReason,
-    frames_left: usize,
-}
 
 /// One vectored write of `frames`, in order. Returns how many were written whole; a partly
 /// written one is advanced past what was written.

@@ -266,8 +266,9 @@ impl Mailbox {
         first
     }
 
-    /// Asks the connection to close once it has written everything queued for it so far (and
-    /// whatever is queued until then); returns false if such a close was already asked for.
+    /// Asks the connection to close once it has written everything queued for it so far (the
+    /// hub queues it no more events from then on); returns false if such a close was already
+    /// asked for.
     pub fn close_when_drained(&self, reason: CloseReason) -> bool {
         let first = self.close_when_drained.set(reason).is_ok();
         if first {

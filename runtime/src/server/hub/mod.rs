@@ -482,7 +482,11 @@ impl Hub {
                 }
             }
             *offered += 1;
-            if conn.close_reason().is_some() {
+            // A connection asked to close once drained takes nothing more: after an epoch
+            // change, an event of the new epoch ahead of the close would move its client's
+            // position past events this node never delivered, and its resume would say
+            // `recovered: true` without them. It resumes from what it has instead.
+            if conn.close_reason().is_some() || conn.drained_close_reason().is_some() {
                 return;
             }
             match conn.push(publication.frame.clone()) {
@@ -577,7 +581,7 @@ impl Hub {
     }
 
     /// Asks every connection to close once it has written what is queued for it (server
-    /// shutdown: events accepted before are delivered, then the close).
+    /// shutdown: events accepted before are delivered, then the close); none is given more.
     pub fn close_all_when_drained(&self, reason: CloseReason) {
         let registry = self.registry.read().expect("hub lock");
         for entry in registry.conns.values() {
@@ -586,7 +590,7 @@ impl Hub {
     }
 
     /// Asks every connection subscribed to `namespace` to close once it has written what is
-    /// queued for it; returns how many.
+    /// queued for it, and gives them nothing more; returns how many.
     pub fn close_subscribers_when_drained(&self, namespace: usize, reason: CloseReason) -> usize {
         let registry = self.registry.read().expect("hub lock");
         let mut closed = 0;
