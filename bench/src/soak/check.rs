@@ -50,6 +50,10 @@ pub struct Verdict {
 
 type Stream = (String, String);
 
+/// How long before Redis lost its data an accepted event may have been lost with it,
+/// undelivered: publishes retried through the outage wait at most this long.
+const LOSS_WINDOW_US: u64 = 5_000_000;
+
 impl Verdict {
     fn violation(&mut self, message: String) {
         // Enough to diagnose; the count says the rest.
@@ -59,12 +63,15 @@ impl Verdict {
     }
 }
 
-/// Checks `logs` (client `i`'s is `logs[i]`, of `specs[i]`) against `records` (indexed by
-/// sequence number).
+/// Checks `logs` (client `i`'s is `logs[i]`, of `specs[i]`) against `records` and `sent_us`
+/// (when each was first sent; both indexed by sequence number); `data_losses_us` are when Redis
+/// was restarted without its data.
 pub fn check(
     specs: &[Spec],
     logs: &[Log],
     records: &[Option<Record>],
+    sent_us: &[u64],
+    data_losses_us: &[u64],
     key: &PositionKey,
 ) -> Verdict {
     let mut verdict = Verdict::default();
@@ -247,7 +254,13 @@ pub fn check(
             if !anyone_may_see {
                 continue;
             }
-            if replaced_epochs.contains(stream) {
+            // Only what was published just before a data loss may have been lost with it;
+            // anything older was there to be delivered.
+            let sent = sent_us.get(seq as usize).copied().unwrap_or(0);
+            let just_before_loss = data_losses_us
+                .iter()
+                .any(|&loss| sent <= loss && loss - sent < LOSS_WINDOW_US);
+            if replaced_epochs.contains(stream) && just_before_loss {
                 verdict.lost_with_redis_data += 1;
             } else if rejoined.get(stream).is_some_and(|joined| offset <= *joined) {
                 verdict.before_rejoin += 1;

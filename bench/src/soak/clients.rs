@@ -83,6 +83,8 @@ pub struct Log {
     pub steady_closes: Vec<u16>,
     /// Whether it was connected when the run ended.
     pub connected_at_end: bool,
+    /// When its first `ready` arrived (µs since the Unix epoch).
+    pub first_ready_us: u64,
     /// What broke the protocol as the client sees it.
     pub anomalies: Vec<String>,
 }
@@ -94,6 +96,8 @@ pub struct Shared {
     pub ledger: Arc<Ledger>,
     /// Frames received by every client, for the end's quiescence.
     pub received: AtomicU64,
+    /// Clients that have had their first `ready`.
+    pub ready: AtomicU64,
     /// The run is ending: slow readers read at full speed from now on.
     pub finishing: AtomicBool,
     /// When the last fault ended (ms since the Unix epoch; 0 before the first).
@@ -295,6 +299,10 @@ impl State {
     }
 
     fn ready(&mut self, ready: &Incoming, shared: &Shared, log: &mut Log) {
+        if log.first_ready_us == 0 {
+            log.first_ready_us = now_us();
+            shared.ready.fetch_add(1, Ordering::Relaxed);
+        }
         for (namespace, id) in &ready.positions {
             let Ok(top) = shared.key.open(id) else {
                 log.anomalies

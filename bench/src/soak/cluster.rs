@@ -97,9 +97,12 @@ impl Cluster {
                 "OMNICAST_SEND_BUFFER_BYTES",
                 self.settings.send_buffer_bytes.to_string(),
             )
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("OMNICAST_SOAK_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("OMNICAST_CONFIG")
-            .stdout(Stdio::null())
+            .stdout(node_log(k))
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot start node {k}: {e}"))?;
@@ -199,6 +202,20 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.redis_dir);
     }
+}
+
+/// Where node `k` logs: `$OMNICAST_SOAK_LOGS/node-<k>.log` (appended to across restarts) when
+/// that is set, else nowhere.
+fn node_log(k: usize) -> Stdio {
+    let Some(dir) = std::env::var_os("OMNICAST_SOAK_LOGS") else {
+        return Stdio::null();
+    };
+    let path = std::path::Path::new(&dir).join(format!("node-{k}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
 fn signal(pid: u32, name: &str) {

@@ -119,9 +119,23 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         args.seconds
     );
 
-    // A first wave connects and leaves, and every namespace's history is filled, so that the
-    // baseline has every pool warmed and every history as full as it gets.
-    warm_up(&specs, &nodes).await;
+    // The warm-up: every client through a shorter run of the same load without faults, then
+    // gone, and every history filled. What the allocator keeps of that is in the baseline.
+    let warm_seconds = (args.seconds / 4).clamp(20, 90);
+    let warm = wave(
+        &args,
+        &specs,
+        &cluster,
+        &customers,
+        warm_seconds,
+        Vec::new(),
+    )
+    .await?;
+    eprintln!(
+        "soak: warm-up done after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(warm);
     let (node, owners) = (nodes[0], customers.clone());
     tokio::task::spawn_blocking(move || publishers::fill_histories(node, &owners))
         .await
@@ -129,91 +143,51 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let baseline = cluster.lock().expect("cluster").trimmed_rss();
 
-    let capacity = (args.rate * (args.seconds as f64 + 120.0)) as usize + 16;
-    let ledger = Ledger::new(capacity);
-    let shared = Arc::new(Shared {
-        nodes: nodes.clone(),
-        key: PositionKey::derive(SECRET.as_bytes()),
-        ledger: ledger.clone(),
-        received: AtomicU64::new(0),
-        finishing: AtomicBool::new(false),
-        last_fault_ms: AtomicU64::new(0),
-    });
-    let (stop_clients, stop_rx) = watch::channel(false);
-    let tasks: Vec<_> = specs
-        .iter()
-        .cloned()
-        .map(|spec| tokio::spawn(clients::run(spec, shared.clone(), stop_rx.clone())))
-        .collect();
-    // Every client connected (its first `ready` read) before publishing starts.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while shared.received.load(Ordering::Relaxed) < specs.len() as u64 && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let peak_before = cluster.lock().expect("cluster").rss();
-    eprintln!(
-        "soak: clients connected after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-
-    let stop_publishing = Arc::new(AtomicBool::new(false));
-    let publishing = publishers::start(
-        &nodes,
-        args.rate,
-        2,
-        Arc::new(customers),
-        ledger.clone(),
-        stop_publishing.clone(),
-        20,
-    );
-    let run_started = Instant::now();
-    let faults = schedule(&args);
-    let mut done = Vec::new();
-    for (at, fault) in faults {
-        tokio::time::sleep_until((run_started + at).into()).await;
-        let cluster = cluster.clone();
-        let began = run_started.elapsed();
-        shared
-            .last_fault_ms
-            .store(crate::publish::now_us() / 1000, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || do_fault(&cluster, fault))
-            .await
-            .map_err(|e| e.to_string())??;
-        shared
-            .last_fault_ms
-            .store(crate::publish::now_us() / 1000, Ordering::Relaxed);
-        eprintln!("soak: {:>5.1} s {fault:?}", began.as_secs_f64());
-        done.push((began, fault));
-    }
-    tokio::time::sleep_until((run_started + Duration::from_secs(args.seconds)).into()).await;
-    stop_publishing.store(true, Ordering::Relaxed);
-    for thread in publishing {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
-    let peak = cluster.lock().expect("cluster").rss();
-    // Slow readers catch up; then wait until nothing has arrived for 3 s.
-    shared.finishing.store(true, Ordering::Relaxed);
-    let mut last = shared.received.load(Ordering::Relaxed);
-    let mut quiet = 0;
-    let drain_deadline = Instant::now() + Duration::from_secs(120);
-    while quiet < 6 && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = shared.received.load(Ordering::Relaxed);
-        quiet = if now == last { quiet + 1 } else { 0 };
-        last = now;
-    }
-    let _ = stop_clients.send(true);
-    let mut logs = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        logs.push(task.await.map_err(|e| e.to_string())?);
-    }
+    let run = wave(
+        &args,
+        &specs,
+        &cluster,
+        &customers,
+        args.seconds,
+        schedule(&args),
+    )
+    .await?;
+    let Wave {
+        logs,
+        ledger,
+        key: shared_key,
+        faults: done,
+        connected_rss: peak_before,
+        published_rss: peak,
+        began_us: run_began_us,
+    } = run;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let untrimmed = cluster.lock().expect("cluster").rss();
     let end = cluster.lock().expect("cluster").trimmed_rss();
 
     let records = std::mem::take(&mut *ledger.records.lock().expect("ledger"));
-    let verdict = check::check(&specs, &logs, &records, &shared.key);
+    let sent: Vec<u64> = ledger
+        .sent_us
+        .iter()
+        .map(|s| s.load(Ordering::Relaxed))
+        .collect();
+    let losses: Vec<u64> = done
+        .iter()
+        .filter(|(_, fault)| matches!(fault, Fault::RestartRedisWithoutData))
+        .map(|(at, _)| run_began_us + at.as_micros() as u64)
+        .collect();
+    let verdict = check::check(&specs, &logs, &records, &sent, &losses, &shared_key);
+    if std::env::var_os("OMNICAST_SOAK_DEBUG").is_some() {
+        let firsts: Vec<i64> = logs
+            .iter()
+            .map(|l| l.first_ready_us as i64 - run_began_us as i64)
+            .collect();
+        eprintln!(
+            "first readies relative to publishing: {:?} .. {:?} ms",
+            firsts.iter().min().map(|us| us / 1000),
+            firsts.iter().max().map(|us| us / 1000)
+        );
+    }
     let report = Report {
         args: &args,
         specs: &specs,
@@ -241,6 +215,118 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
     }
 }
 
+/// What one wave of the clients left: their logs, the publishes, and the nodes' memory with
+/// every client connected and at the end of publishing.
+struct Wave {
+    logs: Vec<clients::Log>,
+    ledger: Arc<Ledger>,
+    key: PositionKey,
+    faults: Vec<(Duration, Fault)>,
+    connected_rss: Vec<u64>,
+    published_rss: Vec<u64>,
+    /// When publishing began (µs since the Unix epoch): what the faults' times count from.
+    began_us: u64,
+}
+
+/// Every client connects and stays (reconnecting, resuming) while the publishers run for
+/// `seconds` and `faults` happen, then catches up and leaves.
+async fn wave(
+    args: &SoakArgs,
+    specs: &[Spec],
+    cluster: &Arc<std::sync::Mutex<Cluster>>,
+    customers: &[String],
+    seconds: u64,
+    faults: Vec<(Duration, Fault)>,
+) -> Result<Wave, String> {
+    let started = Instant::now();
+    let nodes = cluster.lock().expect("cluster").nodes.clone();
+    let capacity = (args.rate * (seconds as f64 + 120.0)) as usize + 16;
+    let ledger = Ledger::new(capacity);
+    let shared = Arc::new(Shared {
+        nodes: nodes.clone(),
+        key: PositionKey::derive(SECRET.as_bytes()),
+        ledger: ledger.clone(),
+        received: AtomicU64::new(0),
+        ready: AtomicU64::new(0),
+        finishing: AtomicBool::new(false),
+        last_fault_ms: AtomicU64::new(0),
+    });
+    let (stop_clients, stop_rx) = watch::channel(false);
+    let tasks: Vec<_> = specs
+        .iter()
+        .cloned()
+        .map(|spec| tokio::spawn(clients::run(spec, shared.clone(), stop_rx.clone())))
+        .collect();
+    // Every client connected (its first `ready` read) before publishing starts.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while shared.ready.load(Ordering::Relaxed) < specs.len() as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connected_rss = cluster.lock().expect("cluster").rss();
+    eprintln!(
+        "soak: clients connected after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let stop_publishing = Arc::new(AtomicBool::new(false));
+    let publishing = publishers::start(
+        &nodes,
+        args.rate,
+        2,
+        Arc::new(customers.to_vec()),
+        ledger.clone(),
+        stop_publishing.clone(),
+        20,
+    );
+    let run_started = Instant::now();
+    let began_us = crate::publish::now_us();
+    let mut done = Vec::new();
+    for (at, fault) in faults {
+        tokio::time::sleep_until((run_started + at).into()).await;
+        let cluster = cluster.clone();
+        let began = run_started.elapsed();
+        let now_ms = || crate::publish::now_us() / 1000;
+        shared.last_fault_ms.store(now_ms(), Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || do_fault(&cluster, fault))
+            .await
+            .map_err(|e| e.to_string())??;
+        shared.last_fault_ms.store(now_ms(), Ordering::Relaxed);
+        eprintln!("soak: {:>5.1} s {fault:?}", began.as_secs_f64());
+        done.push((began, fault));
+    }
+    tokio::time::sleep_until((run_started + Duration::from_secs(seconds)).into()).await;
+    stop_publishing.store(true, Ordering::Relaxed);
+    for thread in publishing {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    let published_rss = cluster.lock().expect("cluster").rss();
+    // Slow readers catch up; then wait until nothing has arrived for 3 s.
+    shared.finishing.store(true, Ordering::Relaxed);
+    let mut last = shared.received.load(Ordering::Relaxed);
+    let mut quiet = 0;
+    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    while quiet < 6 && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = shared.received.load(Ordering::Relaxed);
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+    }
+    let _ = stop_clients.send(true);
+    let mut logs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        logs.push(task.await.map_err(|e| e.to_string())?);
+    }
+    Ok(Wave {
+        logs,
+        ledger,
+        key: PositionKey::derive(SECRET.as_bytes()),
+        faults: done,
+        connected_rss,
+        published_rss,
+        began_us,
+    })
+}
+
 /// The clients: roles in turn; a tenth slow (by default), a hundredth reconnecting.
 fn specs(args: &SoakArgs) -> Vec<Spec> {
     const ROLES: [&str; 4] = ["admin", "manager", "staff", "customer"];
@@ -258,30 +344,6 @@ fn specs(args: &SoakArgs) -> Vec<Spec> {
                 && (i / 4) % slow_every != i % 4,
         })
         .collect()
-}
-
-async fn warm_up(specs: &[Spec], nodes: &[std::net::SocketAddr]) {
-    use futures_util::StreamExt;
-    let gate = Arc::new(tokio::sync::Semaphore::new(256));
-    let tasks: Vec<_> = specs
-        .iter()
-        .map(|spec| {
-            let (gate, node) = (gate.clone(), nodes[spec.index % nodes.len()]);
-            let token =
-                omnicast::runtime::mint_hs256(SECRET.as_bytes(), &spec.user, spec.role, 600);
-            tokio::spawn(async move {
-                let _permit = gate.acquire().await;
-                let url = format!("ws://{node}/ws?token={token}");
-                if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await {
-                    let _ = ws.next().await;
-                    let _ = ws.close(None).await;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
 }
 
 /// When each fault happens, from the start of publishing: the four in turn, once per 150 s of

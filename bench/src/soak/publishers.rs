@@ -43,6 +43,9 @@ pub struct Ledger {
     pub records: Mutex<Vec<Option<Record>>>,
     pub sent_us: Vec<AtomicU64>,
     next: AtomicU64,
+    /// What this ledger's `Idempotency-Key`s start with: its own, so that a later wave's
+    /// publish is never taken for a retry of an earlier wave's of the same number.
+    key_prefix: String,
 }
 
 impl Ledger {
@@ -51,6 +54,7 @@ impl Ledger {
             records: Mutex::new((0..capacity).map(|_| None).collect()),
             sent_us: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             next: AtomicU64::new(1),
+            key_prefix: format!("soak-{}-{}", std::process::id(), now_us()),
         })
     }
 
@@ -198,7 +202,7 @@ fn publish_one(
     repeat_every: u64,
 ) {
     let (body, event) = body(seq, customers);
-    let key = format!("soak-{seq}-{}", std::process::id());
+    let key = format!("{}-{seq}", ledger.key_prefix);
     ledger.sent_us[seq as usize].store(now_us(), Ordering::Relaxed);
     let mut outcome = Outcome::Unknown;
     let mut attempts = 0;
