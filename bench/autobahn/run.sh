@@ -20,8 +20,7 @@ profile=release
 while (($#)); do
   case "$1" in
     --cases) cases="$2"; shift 2 ;;
-    # The debug build `cargo test` already made: no release build, for the sections that do
-    # not measure speed.
+    # A debug build (quicker to make), for the sections that do not measure speed.
     --debug) profile=debug; shift ;;
     *) echo "usage: $0 [--debug] [--cases '1.*,2.*']" >&2; exit 2 ;;
   esac
@@ -47,9 +46,9 @@ if [[ ! -d $site/autobahntestsuite ]]; then
 fi
 
 if [[ $profile == release ]]; then
-  cargo build --quiet --release -p omnicast-bench --bin omnicast-echo
+  cargo build --quiet --release -p omnicast-bench --features conformance --bin omnicast-echo
 else
-  cargo build --quiet -p omnicast-bench --bin omnicast-echo
+  cargo build --quiet -p omnicast-bench --features conformance --bin omnicast-echo
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "target/$profile/omnicast-echo" --listen "127.0.0.1:$port" > "$work/echo.log" 2>&1 &
