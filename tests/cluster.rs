@@ -169,6 +169,49 @@ async fn a_node_started_later_recovers_from_the_shared_history() {
 }
 
 #[tokio::test]
+async fn a_resume_the_history_cannot_answer_is_refused_not_told_lost() {
+    let redis = Redis::start();
+    let first = TestServer::node(config(), &redis.url()).await;
+    let mut since = None;
+    for n in 1..=4 {
+        let id = first
+            .publish("payment:received", payment(n, "c-1"), Value::Null)
+            .await;
+        since.get_or_insert(id);
+    }
+    let since = since.unwrap();
+    // This node saw none of them: resuming needs Redis' history, and Redis does not answer.
+    let late = TestServer::node(config(), &redis.url()).await;
+    let (mut subscriber, _) = late.open("admin-1", "admin", "namespaces=system").await;
+    redis.pause();
+    let url = late.ws_url(&format!(
+        "token={}&namespaces=payments&since={since}",
+        late.token("admin-1", "admin")
+    ));
+    let mut refused = Client::open(&url, &[]).await.expect("upgraded");
+    assert_eq!(refused.ended().await, Ended::Closed(1013));
+    // The same for a subscribe that resumes.
+    subscriber
+        .send_json(json!({"type": "subscribe", "namespaces": ["payments"], "since": [since]}))
+        .await;
+    assert_eq!(subscriber.ended().await, Ended::Closed(1013));
+
+    // Once Redis answers, the same resume replays everything.
+    redis.resume();
+    late.wait_ready().await;
+    let (mut client, ready) = late
+        .open(
+            "admin-1",
+            "admin",
+            &format!("namespaces=payments,system&since={since}"),
+        )
+        .await;
+    assert_eq!(ready["recovered"], json!({"payments": true}), "{ready}");
+    support::marker(&late, "end").await;
+    assert_eq!(amounts_until(&mut client, "end").await, [2, 3, 4]);
+}
+
+#[tokio::test]
 async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_duplicate() {
     const EVENTS: usize = 400;
     let redis = Redis::start();

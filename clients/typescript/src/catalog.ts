@@ -516,6 +516,8 @@ export const CloseCode = {
   SLOW_CONSUMER: 4008,
   /** reconnect and resume. */
   RESUME_REQUIRED: 4010,
+  /** history unavailable: resume again later. */
+  TRY_AGAIN_LATER: 1013,
   /** too many connections for this user. */
   TOO_MANY_CONNECTIONS: 4029,
 } as const;

@@ -82,6 +82,13 @@ pub mod close {
         code: 4003,
         reason: "revoked",
     };
+    /// The node could not read the shared history to resume from `since` (Redis did not answer):
+    /// whether the missed events can be replayed is unknown, so the client is not told either
+    /// way; reconnect after a backoff and resume with the same `since`.
+    pub const TRY_AGAIN_LATER: CloseReason = CloseReason {
+        code: 1013,
+        reason: "history unavailable: resume again later",
+    };
     /// The connection's outbound queue filled up: it did not read fast enough.
     pub const SLOW_CONSUMER: CloseReason = CloseReason {
         code: 4008,
@@ -89,7 +96,7 @@ pub mod close {
     };
 
     /// Every close code above, by constant name (the generated TypeScript's `CloseCode`).
-    pub const ALL: [(&str, CloseReason); 11] = [
+    pub const ALL: [(&str, CloseReason); 12] = [
         ("NORMAL", NORMAL),
         ("GOING_AWAY", GOING_AWAY),
         ("PROTOCOL_ERROR", PROTOCOL_ERROR),
@@ -100,6 +107,7 @@ pub mod close {
         ("IDLE_TIMEOUT", IDLE_TIMEOUT),
         ("SLOW_CONSUMER", SLOW_CONSUMER),
         ("RESUME_REQUIRED", RESUME_REQUIRED),
+        ("TRY_AGAIN_LATER", TRY_AGAIN_LATER),
         ("TOO_MANY_CONNECTIONS", TOO_MANY_CONNECTIONS),
     ];
 }

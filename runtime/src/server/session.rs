@@ -46,7 +46,7 @@ pub(crate) async fn run(
     let mut registered = None;
     // The connection is registered inside the broker's attachment: its queue starts with
     // `ready`, then the replay, and every live event after them comes after the replay.
-    state
+    let resumed = state
         .publisher
         .broker()
         .resume(
@@ -85,7 +85,15 @@ pub(crate) async fn run(
             },
         )
         .await;
-    let registration = match registered.expect("the broker attaches every connection") {
+    if let Err(err) = resumed {
+        // The broker could not tell what can be replayed: the client resumes again shortly
+        // rather than being told its events are lost.
+        tracing::debug!(user = %identity.user_id, %err, "resume refused: try again later");
+        state.hub.metrics().closed(close::TRY_AGAIN_LATER);
+        Box::pin(connection::refuse(socket, config, close::TRY_AGAIN_LATER)).await;
+        return;
+    }
+    let registration = match registered.expect("the broker attaches every connection it resumes") {
         Ok(registration) => registration,
         Err(err) => {
             // Another handshake of this user got in between the upgrade's check and now.
@@ -428,9 +436,12 @@ fn subscribe(
             mailbox.push_replay(std::iter::once(Frame::text(&reply.to_json())).chain(replay));
         };
         let broker = state.publisher.broker();
-        broker
-            .resume(&requests, state.config.max_recovery, &mut attach)
-            .await;
+        let resumed = broker.resume(&requests, state.config.max_recovery, &mut attach);
+        if resumed.await.is_err() {
+            // As on connect: neither `recovered` answer would be certain. The client reconnects
+            // and resumes every namespace, these included, from its positions.
+            mailbox.close(close::TRY_AGAIN_LATER);
+        }
     }))
 }
 

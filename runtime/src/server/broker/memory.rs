@@ -111,7 +111,7 @@ impl Broker for InMemoryBroker {
         requests: &'a [ResumeRequest],
         max_behind: u64,
         attach: &'a mut (dyn FnMut(&[Resumed]) + Send),
-    ) -> BoxFuture<'a, ()> {
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         let mut locked = self.streams.lock_all(requests);
         let now = now_ms();
         let resumed: Vec<Resumed> = requests
@@ -128,7 +128,7 @@ impl Broker for InMemoryBroker {
             .collect();
         attach(&resumed);
         drop(locked);
-        Box::pin(std::future::ready(()))
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn presence(&self, _change: PresenceChange<'_>) -> BoxFuture<'_, bool> {

@@ -46,13 +46,16 @@ pub trait Broker: Send + Sync + 'static {
     /// `since`, whether everything after it can be replayed, and calls `attach` with the
     /// outcome while no live event of those namespaces reaches this node's hub. What `attach`
     /// does there (register or subscribe the connection, queue its replay) therefore meets the
-    /// live stream with no gap and no duplicate. `attach` is called exactly once.
+    /// live stream with no gap and no duplicate. `attach` is called exactly once, unless the
+    /// broker could not tell what can be replayed (the shared history did not answer): then
+    /// it is not called and the error says why, so that the client is told to try again
+    /// rather than told, wrongly, that its events are lost.
     fn resume<'a>(
         &'a self,
         requests: &'a [ResumeRequest],
         max_behind: u64,
         attach: &'a mut (dyn FnMut(&[Resumed]) + Send),
-    ) -> BoxFuture<'a, ()>;
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Each of `namespaces`' current position, where every node numbers its events (Redis' top,
     /// not this node's view of it): every event published and answered before the call is at

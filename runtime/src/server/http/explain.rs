@@ -202,11 +202,17 @@ async fn published(state: &AppState, id: &str) -> Result<OutgoingEvent, ApiError
             .find(|p| p.id == id)
             .map(|p| p.event.clone());
     };
-    state
-        .publisher
-        .broker()
+    let broker = state.publisher.broker();
+    broker
         .resume(&requests, u64::MAX, &mut attach)
-        .await;
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!("the history could not be read: {err}"),
+            )
+        })?;
     found.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

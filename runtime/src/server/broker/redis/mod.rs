@@ -205,7 +205,7 @@ impl Broker for RedisBroker {
         requests: &'a [ResumeRequest],
         max_behind: u64,
         attach: &'a mut (dyn FnMut(&[Resumed]) + Send),
-    ) -> BoxFuture<'a, ()> {
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(self.inner.resume(requests, max_behind, attach))
     }
 

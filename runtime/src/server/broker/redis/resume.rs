@@ -39,25 +39,26 @@ impl Inner {
     }
 
     /// Every event of `namespace` after `since`, from the shared history, when it still holds
-    /// all of them (and no more than `max_behind`); `None` otherwise.
+    /// all of them (and no more than `max_behind`); `Ok(None)` otherwise. An error when the
+    /// history did not answer: then nobody knows whether the events can be replayed.
     pub(super) async fn fetch(
         &self,
         namespace: usize,
         since: u64,
         max_behind: u64,
-    ) -> Option<Remote> {
+    ) -> Result<Option<Remote>, BrokerError> {
         let _turn = self
             .history_reads
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let read = match self.read(namespace, since, max_behind).await {
-            Ok(read) => read,
-            Err(err) => {
-                tracing::warn!(redis = %self.address, %err, "history unreadable: not recovered");
-                return None;
-            }
-        };
+        let read = self.read(namespace, since, max_behind).await?;
+        Ok(self.recoverable(namespace, since, read))
+    }
+
+    /// What of `read` (the history after `since`) a client at `since` can be given: all of it,
+    /// or `None` when the history no longer reaches back to `since` in events or age.
+    fn recoverable(&self, namespace: usize, since: u64, read: Read) -> Option<Remote> {
         let (size, ttl_ms) = self.catalog.namespaces[namespace]
             .history
             .map_or((0, 0), |h| {
@@ -98,13 +99,14 @@ impl Inner {
         requests: &[ResumeRequest],
         max_behind: u64,
         attach: &mut (dyn FnMut(&[Resumed]) + Send),
-    ) {
+    ) -> Result<(), BrokerError> {
         // What the shared history said, per request, once read (`Some(None)`: not recoverable).
         let mut remote: Vec<Option<Option<Remote>>> = requests.iter().map(|_| None).collect();
-        for attempt in 0..3 {
-            let pending = self.try_attach(requests, max_behind, &remote, attempt == 2, attach);
+        for attempt in 1.. {
+            let last = attempt == 3;
+            let pending = self.try_attach(requests, max_behind, &remote, last, attach);
             if pending.is_empty() {
-                return;
+                return Ok(());
             }
             for (i, local) in pending {
                 let request = &requests[i];
@@ -119,14 +121,16 @@ impl Inner {
                             .await;
                     }
                     _ => {
-                        remote[i] = Some(
-                            self.fetch(request.namespace, since.offset, max_behind)
-                                .await,
-                        );
+                        let read = self.fetch(request.namespace, since.offset, max_behind);
+                        remote[i] = Some(read.await.inspect_err(|err| {
+                            let redis = &self.address;
+                            tracing::warn!(%redis, %err, "history unreadable: resume refused");
+                        })?);
                     }
                 }
             }
         }
+        unreachable!("the third attempt decides every request")
     }
 
     /// Attaches when every request is decided (or `last`, deciding the rest as not recovered);
