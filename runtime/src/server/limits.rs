@@ -2,6 +2,7 @@
 //! cannot flood every staff connection with presence events or the hub with churn; and how many
 //! connections the node, and one source address, may hold (`Admissions`).
 
+use crate::server::shrink::Shrink;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -72,6 +73,7 @@ impl ConnectLimiter {
         if buckets.since_prune >= PRUNE_EVERY && buckets.by_user.len() >= PRUNE_EVERY {
             buckets.since_prune = 0;
             buckets.by_user.retain(|_, bucket| refill(bucket) < burst);
+            buckets.by_user.shrink_when_sparse();
             buckets.by_user.shrink_to_fit();
         }
         let bucket = buckets.by_user.entry(user_id.into()).or_insert(Bucket {
@@ -229,6 +231,7 @@ impl Drop for Admission {
             *held -= 1;
             if *held == 0 {
                 counts.by_ip.remove(&ip);
+                counts.by_ip.shrink_when_sparse();
             }
         }
     }

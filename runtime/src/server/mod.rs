@@ -23,6 +23,7 @@ mod publication;
 mod publisher;
 pub mod revocation;
 mod session;
+mod shrink;
 mod sink;
 mod state;
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::server::auth::Identity;
 use crate::server::publication::now_ms;
+use crate::server::shrink::Shrink;
 
 /// What one revocation names. At least one of `user_id`, `login_session`, `token_id`; when
 /// several are given, a token must match all of them.
@@ -188,6 +189,7 @@ impl Revocations {
     pub fn untrack(&self, session_id: &str) {
         let mut live = self.live.lock().expect("revocations lock");
         live.remove(session_id);
+        live.shrink_when_sparse();
     }
 }
 

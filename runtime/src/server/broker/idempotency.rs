@@ -9,6 +9,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::event::OutgoingEvent;
+use crate::server::shrink::Shrink;
 
 /// How long a key's result is remembered.
 pub const WINDOW: Duration = Duration::from_secs(300);
@@ -120,6 +121,7 @@ impl Keys {
         {
             let (_, key) = self.expiry.pop_front().expect("front exists");
             self.results.remove(&key);
+            self.results.shrink_when_sparse();
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::server::metrics::{Gauge, Metrics};
 use crate::server::positions::PositionKey;
 use crate::server::publication::Publication;
 use crate::server::revocation::Revocations;
+use crate::server::shrink::Shrink;
 
 mod rights;
 pub use rights::{RefreshRefused, Refreshed};
@@ -373,9 +374,11 @@ impl Hub {
         let mut registry = self.registry.write().expect("hub lock");
         let entry = registry.conns.remove(&id)?;
         let conn = entry.conn;
+        registry.conns.shrink_when_sparse();
         for ns in entry.namespaces.indexes() {
-            let bucket = self.bucket(ns, conn.role());
-            registry.buckets[bucket].swap_remove(&id);
+            let bucket = &mut registry.buckets[self.bucket(ns, conn.role())];
+            bucket.swap_remove(&id);
+            bucket.shrink_when_sparse();
         }
         let mut last_of_user = true;
         if let Some(user) = registry.users.get_mut(&conn.user_id) {
@@ -390,6 +393,7 @@ impl Hub {
                     .user_slot = entry.user_slot;
             } else if user.conns.is_empty() {
                 registry.users.remove(&conn.user_id);
+                registry.users.shrink_when_sparse();
             }
         }
         if registry.conns.is_empty() {
@@ -410,7 +414,9 @@ impl Hub {
         let entry = registry.conns.get_mut(&id)?;
         let (old, role) = (entry.namespaces, entry.conn.role());
         for ns in old.difference(namespaces).indexes() {
-            registry.buckets[ns * self.roles + role as usize].swap_remove(&id);
+            let bucket = &mut registry.buckets[ns * self.roles + role as usize];
+            bucket.swap_remove(&id);
+            bucket.shrink_when_sparse();
         }
         for ns in namespaces.difference(old).indexes() {
             registry.buckets[ns * self.roles + role as usize].insert(id, entry.conn.clone());

@@ -62,3 +62,52 @@ fn a_user_with_many_connections_is_tracked_per_role() {
     assert_eq!(hub.user_connections("many"), 0);
     assert!(hub.unregister(ids[0]).is_none());
 }
+
+/// A burst of connections that leaves gives the registry's tables back: a node that took its
+/// neighbours' clients for a while does not keep tables sized for them.
+#[test]
+fn the_registry_shrinks_after_a_burst_leaves() {
+    use super::{ConnectionInfo, Hub, NamespaceSet};
+    static CATALOG: crate::Catalog = crate::Catalog {
+        version: "test",
+        roles: &[crate::RoleDescriptor {
+            name: "a",
+            description: "",
+            own_events_only: false,
+        }],
+        namespaces: &[crate::NamespaceDescriptor {
+            name: "n",
+            description: "",
+            history: None,
+        }],
+        events: &[],
+        presence: &[],
+    };
+    let hub = Hub::new(&CATALOG, 4);
+    let info = |i: u32| ConnectionInfo {
+        session_id: format!("s{i}"),
+        user_id: format!("u{i}"),
+        role: 0,
+        namespaces: NamespaceSet::single(0),
+    };
+    let rooms = |hub: &Hub| {
+        let registry = hub.registry.read().unwrap();
+        let buckets: usize = registry.buckets.iter().map(|b| b.capacity()).sum();
+        [registry.conns.capacity(), registry.users.capacity(), buckets]
+    };
+    let steady: Vec<_> = (0..100).map(|i| hub.register(info(i)).unwrap().id).collect();
+    let burst: Vec<_> = (100..20_000)
+        .map(|i| hub.register(info(i)).unwrap().id)
+        .collect();
+    let peak = rooms(&hub);
+    assert!(peak.iter().all(|&room| room >= 20_000), "{peak:?}");
+    for id in burst {
+        hub.unregister(id).unwrap();
+    }
+    let after = rooms(&hub);
+    assert!(after.iter().all(|&room| room <= 512), "{after:?} after {peak:?}");
+    for id in steady {
+        hub.unregister(id).unwrap();
+    }
+    assert!(rooms(&hub).iter().all(|&room| room <= 64), "{:?}", rooms(&hub));
+}
