@@ -163,19 +163,47 @@ impl Cluster {
         self.wait_ready(k)
     }
 
-    /// Each node's resident memory once glibc has handed back the free pages it keeps (gdb
-    /// calls `malloc_trim(0)` in the node): what it holds, not what its allocator retains after
-    /// a peak. Plain RSS where gdb is not at hand.
-    pub fn trimmed_rss(&self) -> Vec<u64> {
-        for child in self.children.iter().flatten() {
-            let _ = Command::new("gdb")
-                .args(["-p", &child.id().to_string(), "-batch", "-nx"])
-                .args(["-ex", "call (int) malloc_trim(0)"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        self.rss()
+    /// Each node's memory with the allocator trimmed: gdb calls glibc's `malloc_trim(0)` in the
+    /// node (what it holds, not the free pages it keeps after a peak), then `malloc_stats()`
+    /// with the node's stderr sent to a file for the moment, for the bytes in live allocations.
+    /// The live heap is what a leak grows; the trimmed RSS also counts pages a few live
+    /// allocations keep resident (fragmentation). Plain RSS, and no heap, where gdb is not at hand.
+    pub fn memory(&self) -> Vec<Memory> {
+        self.children
+            .iter()
+            .enumerate()
+            .map(|(k, child)| {
+                let Some(child) = child else {
+                    return Memory::default();
+                };
+                let stats = self.redis_dir.join(format!("malloc-stats-{k}.txt"));
+                let _ = std::fs::remove_file(&stats);
+                let open = format!("set $fd = (int) open(\"{}\", 577, 384)", stats.display());
+                let _ = Command::new("gdb")
+                    .args(["-p", &child.id().to_string(), "-batch", "-nx"])
+                    .args(["-ex", "call (int) malloc_trim(0)"])
+                    .args(["-ex", &open, "-ex", "set $err = (int) dup(2)"])
+                    .args(["-ex", "call (int) dup2($fd, 2)"])
+                    .args(["-ex", "call (void) malloc_stats()"])
+                    .args(["-ex", "call (int) dup2($err, 2)"])
+                    .args([
+                        "-ex",
+                        "call (int) close($err)",
+                        "-ex",
+                        "call (int) close($fd)",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let heap = std::fs::read_to_string(&stats)
+                    .ok()
+                    .and_then(|text| heap_in_use(&text));
+                Memory {
+                    rss: rss_of(child.id()),
+                    heap,
+                }
+            })
+            .collect()
     }
 
     /// Each node's resident memory, in bytes (0 for a node not running).
@@ -223,6 +251,23 @@ fn signal(pid: u32, name: &str) {
         .arg(format!("-{name}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// A node's memory, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss: u64,
+    /// In live allocations, by glibc's own count; `None` when it could not be read.
+    pub heap: Option<u64>,
+}
+
+/// The total "in use bytes" of `malloc_stats()`'s report (every arena and mmapped chunks).
+fn heap_in_use(report: &str) -> Option<u64> {
+    let (_, total) = report.split_once("Total (incl. mmap):")?;
+    total
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("in use bytes"))
+        .and_then(|v| v.trim().trim_start_matches('=').trim().parse().ok())
 }
 
 fn rss_of(pid: u32) -> u64 {

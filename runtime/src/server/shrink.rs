@@ -72,7 +72,11 @@ mod tests {
                 i + 1
             );
         }
-        assert!(map.capacity() <= 4 * map.len(), "{} of {peak}", map.capacity());
+        assert!(
+            map.capacity() <= 4 * map.len(),
+            "{} of {peak}",
+            map.capacity()
+        );
         assert_eq!(map.len(), 1_000);
     }
 

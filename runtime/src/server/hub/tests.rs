@@ -93,9 +93,15 @@ fn the_registry_shrinks_after_a_burst_leaves() {
     let rooms = |hub: &Hub| {
         let registry = hub.registry.read().unwrap();
         let buckets: usize = registry.buckets.iter().map(|b| b.capacity()).sum();
-        [registry.conns.capacity(), registry.users.capacity(), buckets]
+        [
+            registry.conns.capacity(),
+            registry.users.capacity(),
+            buckets,
+        ]
     };
-    let steady: Vec<_> = (0..100).map(|i| hub.register(info(i)).unwrap().id).collect();
+    let steady: Vec<_> = (0..100)
+        .map(|i| hub.register(info(i)).unwrap().id)
+        .collect();
     let burst: Vec<_> = (100..20_000)
         .map(|i| hub.register(info(i)).unwrap().id)
         .collect();
@@ -105,9 +111,16 @@ fn the_registry_shrinks_after_a_burst_leaves() {
         hub.unregister(id).unwrap();
     }
     let after = rooms(&hub);
-    assert!(after.iter().all(|&room| room <= 512), "{after:?} after {peak:?}");
+    assert!(
+        after.iter().all(|&room| room <= 512),
+        "{after:?} after {peak:?}"
+    );
     for id in steady {
         hub.unregister(id).unwrap();
     }
-    assert!(rooms(&hub).iter().all(|&room| room <= 64), "{:?}", rooms(&hub));
+    assert!(
+        rooms(&hub).iter().all(|&room| room <= 64),
+        "{:?}",
+        rooms(&hub)
+    );
 }
