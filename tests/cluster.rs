@@ -304,6 +304,36 @@ async fn presence_is_announced_once_across_nodes() {
     assert!(staff.events_until("end").await.is_empty());
 }
 
+/// A customer whose node closed their connection and who comes back on another node within
+/// the presence grace stays online for staff on every node: no offline, no second online.
+#[tokio::test]
+async fn a_customer_back_on_another_node_within_the_grace_stays_online() {
+    let redis = Redis::start();
+    let mut config = config();
+    config.presence_grace = Duration::from_secs(2);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(TestServer::node(config.clone(), &redis.url()).await);
+    }
+    let (mut staff, _) = nodes[0]
+        .open("staff-1", "staff", "namespaces=customers,system")
+        .await;
+    let (customer, _) = nodes[1].open("c-1", "customer", "namespaces=orders").await;
+    assert_eq!(staff.next_json().await["type"], "customer:online");
+    drop(customer);
+    support::wait_until(|| nodes[1].server.hub().stats().connections == 0).await;
+    let (customer, _) = nodes[2].open("c-1", "customer", "namespaces=orders").await;
+    // Past the grace of the first node's departure: it finds the customer on another node.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    support::marker(&nodes[0], "back").await;
+    assert!(staff.events_until("back").await.is_empty());
+    drop(customer);
+    let event = staff.next_json().await;
+    assert_eq!(event["type"], "customer:offline", "{event}");
+    support::marker(&nodes[0], "end").await;
+    assert!(staff.events_until("end").await.is_empty());
+}
+
 #[tokio::test]
 async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_to_resume() {
     let mut redis = Redis::start();

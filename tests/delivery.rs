@@ -471,6 +471,34 @@ async fn presence_events_follow_a_customers_first_and_last_connection() {
     assert!(admin.events_until("end").await.is_empty());
 }
 
+/// With a grace period, a customer who reconnects within it never went offline for staff: one
+/// online event per visit, and the offline one once they stayed away for the grace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_back_within_the_presence_grace_is_not_announced_again() {
+    let mut config = support::config();
+    config.presence_grace = std::time::Duration::from_secs(2);
+    let server = TestServer::with(config).await;
+    let mut admin = server.connect("a", "admin", &["customers", "system"]).await;
+    let connections = || server.server.hub().stats().connections;
+    let mut customer = server.connect("cust-7", "customer", &[]).await;
+    assert_eq!(admin.next_json().await["type"], "customer:online");
+    for _ in 0..3 {
+        // Their only connection closes, and they are back at once.
+        drop(customer);
+        support::wait_until(|| connections() == 1).await;
+        customer = server.connect("cust-7", "customer", &[]).await;
+    }
+    drop(customer);
+    support::wait_until(|| connections() == 1).await;
+    let left = std::time::Instant::now();
+    let offline = admin.next_json().await;
+    assert_eq!(offline["type"], "customer:offline", "{offline}");
+    assert_eq!(offline["data"]["customerId"], "cust-7");
+    assert!(left.elapsed() >= std::time::Duration::from_millis(1500));
+    marker(&server, "end").await;
+    assert!(admin.events_until("end").await.is_empty());
+}
+
 /// A connection asked to close once drained (its namespace's stream changed epoch on this
 /// node, or the node is shutting down) writes what was queued and takes nothing more: an event
 /// after the request would move its client's position past events it never got, and its resume

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Seconds without any frame from a client before it is closed [default: 75].
     #[arg(long, env = "OMNICAST_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Seconds a user whose last connection closed may take to come back before the offline
+    /// presence event; 0: at once [default: 5].
+    #[arg(long, env = "OMNICAST_PRESENCE_GRACE_SECS")]
+    pub presence_grace_secs: Option<u64>,
     /// Browser origins allowed to connect, comma-separated [default: any].
     #[arg(long, env = "OMNICAST_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
@@ -168,6 +172,7 @@ pub struct FileConfig {
     max_recovery: Option<u64>,
     max_token_lifetime_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    presence_grace_secs: Option<u64>,
     allowed_origins: Option<Vec<String>>,
     backlog: Option<u32>,
     send_buffer_bytes: Option<u32>,
@@ -375,6 +380,9 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
     }
     if let Some(secs) = args.idle_timeout_secs.or(file.idle_timeout_secs) {
         server.idle_timeout = Duration::from_secs(secs.max(1));
+    }
+    if let Some(secs) = args.presence_grace_secs.or(file.presence_grace_secs) {
+        server.presence_grace = Duration::from_secs(secs);
     }
     if let Some(origins) = args.allowed_origins.or(file.allowed_origins) {
         server.allowed_origins = origins;

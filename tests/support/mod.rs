@@ -67,11 +67,15 @@ pub const API_KEY: &str = "test-api-key-0123456789";
 /// Another publisher's key.
 pub const OTHER_API_KEY: &str = "second-key-0123456789";
 
+/// The defaults, but presence events at once (no grace), so that a test sees a customer's
+/// offline event as their last connection closes.
 pub fn config() -> ServerConfig {
-    ServerConfig::new(
+    let mut config = ServerConfig::new(
         JwtConfig::hs256(SECRET),
         vec![API_KEY.to_owned(), OTHER_API_KEY.to_owned()],
-    )
+    );
+    config.presence_grace = Duration::ZERO;
+    config
 }
 
 pub struct TestServer {

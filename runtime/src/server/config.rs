@@ -54,6 +54,10 @@ pub struct ServerConfig {
     /// `too_many_connections_from_address`); `None`: no limit (behind a proxy every client
     /// shares its address).
     pub max_connections_per_ip: Option<usize>,
+    /// How long a user whose last connection closed may take to come back (to any node) before
+    /// the catalog's offline event is emitted; zero: at once. A reconnect within it emits
+    /// neither offline nor online.
+    pub presence_grace: Duration,
     /// What the key sealing event ids is derived from (`server::positions`); every node of a
     /// deployment must have the same. `None`: the HS256 token secret.
     pub position_secret: Option<String>,
@@ -64,7 +68,8 @@ impl ServerConfig {
     /// 30 s heartbeats, 75 s idle timeout, any origin, 10 s for shutdown, 64 connections per
     /// user, 30 connects at once then 5 per second per user, 10 s to send a request, recovery of
     /// at most 1000 missed events per namespace, revocations kept 24 h, event ids sealed with a
-    /// key derived from the HS256 secret, 100,000 connections per node, none per address.
+    /// key derived from the HS256 secret, 100,000 connections per node, none per address, offline
+    /// events 5 s after a user's last connection closed.
     pub fn new(jwt: JwtConfig, api_keys: Vec<String>) -> Self {
         ServerConfig {
             jwt,
@@ -89,6 +94,7 @@ impl ServerConfig {
             },
             max_connections: 100_000,
             max_connections_per_ip: None,
+            presence_grace: Duration::from_secs(5),
         }
     }
 }
@@ -116,6 +122,7 @@ impl std::fmt::Debug for ServerConfig {
             max_connections_per_ip,
             publish_rate,
             subscribe_rate,
+            presence_grace,
         } = self;
         f.debug_struct("ServerConfig")
             .field("jwt", jwt)
@@ -131,6 +138,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("connect_rate", connect_rate)
             .field("request_timeout", request_timeout)
             .field("max_recovery", max_recovery)
+            .field("presence_grace", presence_grace)
             .field("max_token_lifetime", max_token_lifetime)
             .field(
                 "position_secret",

@@ -19,6 +19,7 @@ mod limits;
 mod mailbox;
 mod metrics;
 mod positions;
+mod presence;
 mod publication;
 mod publisher;
 pub mod revocation;
@@ -148,6 +149,7 @@ impl Server {
                 hub,
                 auth,
                 sessions: IdGenerator::new("ses"),
+                departures: Default::default(),
             }),
         })
     }

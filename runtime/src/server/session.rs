@@ -7,23 +7,21 @@ use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::catalog::{Catalog, PresenceRule, PresenceTrigger};
+use crate::catalog::Catalog;
 use crate::delivery::Audience;
 use crate::namespaces::NamespaceSet;
 use crate::position::Position;
 use crate::protocol::{ClientMessage, ControlMessage, close, error_code};
-use crate::role::RoleMask;
 use crate::server::auth::{AuthError, Identity};
 use crate::server::broker::BoxFuture;
-use crate::server::broker::{PresenceChange, ResumeRequest, Resumed};
+use crate::server::broker::{ResumeRequest, Resumed};
 use crate::server::connection::{self, Handled, Incoming, Socket, Timing};
-use crate::server::error::PublishError;
 use crate::server::frame::Frame;
 use crate::server::hub::{ConnId, ConnectionInfo, RefreshRefused};
 use crate::server::limits::{Admission, Budget};
 use crate::server::mailbox::Mailbox;
 use crate::server::positions::PositionKey;
-use crate::server::publication::now_ms;
+use crate::server::presence;
 use crate::server::revocation::Credentials;
 use crate::server::state::AppState;
 
@@ -124,13 +122,7 @@ pub(crate) async fn run(
     }
     state.hub.reauthorize_new(&mailbox, identity.issued_at);
     if registration.first_of_user {
-        presence(
-            &state,
-            PresenceTrigger::FirstConnect,
-            &identity.user_id,
-            identity.role,
-        )
-        .await;
+        presence::joined(&state, &identity.user_id, identity.role).await;
     }
     tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
 
@@ -165,50 +157,9 @@ pub(crate) async fn run(
     if let Some(gone) = state.hub.unregister(id)
         && gone.last_of_user
     {
-        presence(
-            &state,
-            PresenceTrigger::LastDisconnect,
-            &gone.user_id,
-            gone.role,
-        )
-        .await;
+        presence::left(&state, &gone.user_id, gone.role).await;
     }
     tracing::debug!(session = %session_id, reason = ?mailbox.close_reason(), "disconnected");
-}
-
-/// Emits the catalog's presence events for this trigger and role, when the broker says this
-/// was the user's first (or last) connection on every node.
-async fn presence(state: &AppState, trigger: PresenceTrigger, user_id: &str, role: u32) {
-    let applies =
-        |rule: &&PresenceRule| rule.on == trigger && rule.roles.contains(RoleMask::single(role));
-    if !state
-        .hub
-        .catalog()
-        .presence
-        .iter()
-        .any(|rule| applies(&rule))
-    {
-        return;
-    }
-    let change = PresenceChange {
-        user_id,
-        role,
-        joined: trigger == PresenceTrigger::FirstConnect,
-    };
-    if !state.publisher.broker().presence(change).await {
-        return;
-    }
-    for rule in state.hub.catalog().presence.iter().filter(applies) {
-        let published = match (rule.build)(user_id, now_ms()) {
-            Ok(event) => state.publisher.publish(event).await,
-            Err(err) => Err(PublishError::from(err)),
-        };
-        match published {
-            // Closes caused by the shutdown itself announce nothing: everyone is leaving.
-            Ok(_) | Err(PublishError::ShuttingDown) => {}
-            Err(err) => tracing::warn!(event = rule.event, %err, "presence event not published"),
-        }
-    }
 }
 
 fn names(state: &AppState, mask: NamespaceSet) -> Vec<String> {
@@ -354,10 +305,10 @@ fn refresh(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, token: &st
         }
         let user = &mailbox.user_id;
         if let Some(old) = refreshed.left {
-            presence(&state, PresenceTrigger::LastDisconnect, user, old).await;
+            presence::left(&state, user, old).await;
         }
         if refreshed.joined {
-            presence(&state, PresenceTrigger::FirstConnect, user, identity.role).await;
+            presence::joined(&state, user, identity.role).await;
         }
     }))
 }

@@ -7,6 +7,7 @@ use crate::server::auth::Authenticator;
 use crate::server::config::ServerConfig;
 use crate::server::hub::Hub;
 use crate::server::limits::{Admissions, ConnectLimiter};
+use crate::server::presence::Departures;
 use crate::server::publication::IdGenerator;
 use crate::server::publisher::Publisher;
 
@@ -21,6 +22,8 @@ pub(crate) struct AppState {
     pub(crate) admissions: Arc<Admissions>,
     /// Publish requests per API key, when limited.
     pub(crate) publishes: Option<ConnectLimiter>,
+    /// Users whose last connection closed, not yet announced offline (`presence.rs`).
+    pub(crate) departures: Departures,
 }
 
 impl AppState {
