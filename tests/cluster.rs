@@ -1,16 +1,30 @@
-//! Several nodes on one real `redis-server` (started here on a free port): delivery across
-//! nodes, recovery on another node, presence across nodes, and Redis failing under them.
+//! Several nodes on one real `redis-server` (started here on a free port), and most of the same
+//! tests again on a real Redis Cluster of three shards: delivery across nodes, recovery on
+//! another node, presence across nodes, and Redis failing under them.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::redis::Redis;
+use support::redis::{Backend, Redis, RedisCluster};
 use support::{API_KEY, Client, Ended, TestServer, amount, config, payment};
 
-/// Three nodes on one Redis.
-async fn cluster(redis: &Redis) -> Vec<TestServer> {
+on_one_redis_and_a_cluster!(
+    an_event_published_on_any_node_reaches_every_allowed_connection_once,
+    a_client_resumes_on_another_node_with_no_gap,
+    a_node_started_later_recovers_from_the_shared_history,
+    resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_duplicate,
+    presence_is_announced_once_across_nodes,
+    a_customer_back_on_another_node_within_the_grace_stays_online,
+    a_node_that_lost_its_subscription_delivers_what_it_missed,
+    a_retried_publish_with_the_same_idempotency_key_publishes_once,
+    a_service_emits_straight_into_redis_without_a_node,
+    a_service_emits_through_a_nodes_publish_api,
+);
+
+/// Three nodes on one Redis (or cluster).
+async fn cluster(redis: &impl Backend) -> Vec<TestServer> {
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(TestServer::node(config(), &redis.url()).await);
@@ -29,10 +43,10 @@ async fn amounts_until(client: &mut Client, marker: &str) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_event_published_on_any_node_reaches_every_allowed_connection_once() {
-    let redis = Redis::start();
-    let nodes = cluster(&redis).await;
+async fn an_event_published_on_any_node_reaches_every_allowed_connection_once(
+    redis: &mut impl Backend,
+) {
+    let nodes = cluster(redis).await;
     let query = "namespaces=payments,system";
     let (mut admin, _) = nodes[0].open("admin-1", "admin", query).await;
     let (mut c1, _) = nodes[1].open("c-1", "customer", query).await;
@@ -83,10 +97,8 @@ async fn an_event_published_on_any_node_reaches_every_allowed_connection_once() 
     assert_eq!(offsets, [1, 2, 3], "{ids:?}");
 }
 
-#[tokio::test]
-async fn a_client_resumes_on_another_node_with_no_gap() {
-    let redis = Redis::start();
-    let nodes = cluster(&redis).await;
+async fn a_client_resumes_on_another_node_with_no_gap(redis: &mut impl Backend) {
+    let nodes = cluster(redis).await;
     let (mut client, _) = nodes[0]
         .open("admin-1", "admin", "namespaces=payments")
         .await;
@@ -126,9 +138,7 @@ async fn a_client_resumes_on_another_node_with_no_gap() {
     );
 }
 
-#[tokio::test]
-async fn a_node_started_later_recovers_from_the_shared_history() {
-    let redis = Redis::start();
+async fn a_node_started_later_recovers_from_the_shared_history(redis: &mut impl Backend) {
     let first = TestServer::node(config(), &redis.url()).await;
     let (mut client, _) = first.open("admin-1", "admin", "namespaces=payments").await;
     first
@@ -211,10 +221,10 @@ async fn a_resume_the_history_cannot_answer_is_refused_not_told_lost() {
     assert_eq!(amounts_until(&mut client, "end").await, [2, 3, 4]);
 }
 
-#[tokio::test]
-async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_duplicate() {
+async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_duplicate(
+    redis: &mut impl Backend,
+) {
     const EVENTS: usize = 400;
-    let redis = Redis::start();
     let mut config = config();
     config.connect_rate = omnicast::runtime::ConnectRate {
         burst: 1_000,
@@ -279,10 +289,8 @@ async fn resuming_across_nodes_under_a_full_speed_publisher_has_no_gap_and_no_du
     assert_eq!(seen, (1..=EVENTS as u64).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn presence_is_announced_once_across_nodes() {
-    let redis = Redis::start();
-    let nodes = cluster(&redis).await;
+async fn presence_is_announced_once_across_nodes(redis: &mut impl Backend) {
+    let nodes = cluster(redis).await;
     let (mut staff, _) = nodes[0]
         .open("staff-1", "staff", "namespaces=customers,system")
         .await;
@@ -306,9 +314,7 @@ async fn presence_is_announced_once_across_nodes() {
 
 /// A customer whose node closed their connection and who comes back on another node within
 /// the presence grace stays online for staff on every node: no offline, no second online.
-#[tokio::test]
-async fn a_customer_back_on_another_node_within_the_grace_stays_online() {
-    let redis = Redis::start();
+async fn a_customer_back_on_another_node_within_the_grace_stays_online(redis: &mut impl Backend) {
     let mut config = config();
     config.presence_grace = Duration::from_secs(2);
     let mut nodes = Vec::new();
@@ -410,10 +416,8 @@ async fn redis_down_answers_503_keeps_connections_and_a_new_epoch_asks_clients_t
     );
 }
 
-#[tokio::test]
-async fn a_node_that_lost_its_subscription_delivers_what_it_missed() {
-    let redis = Redis::start();
-    let nodes = cluster(&redis).await;
+async fn a_node_that_lost_its_subscription_delivers_what_it_missed(redis: &mut impl Backend) {
+    let nodes = cluster(redis).await;
     let (mut client, _) = nodes[0]
         .open("admin-1", "admin", "namespaces=payments")
         .await;
@@ -422,11 +426,7 @@ async fn a_node_that_lost_its_subscription_delivers_what_it_missed() {
         .await;
     assert_eq!(amount(&client.next_json().await), 1);
     // Every node's subscription is cut; publishes go on meanwhile.
-    assert!(
-        redis
-            .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
-            .is_some()
-    );
+    assert!(redis.on_every_server(&["CLIENT", "KILL", "TYPE", "pubsub"]));
     for n in 2..=6 {
         nodes[1]
             .publish("payment:received", payment(n, "c-1"), Value::Null)
@@ -444,10 +444,8 @@ async fn a_node_that_lost_its_subscription_delivers_what_it_missed() {
     assert_eq!(got, [2, 3, 4, 5, 6, 7]);
 }
 
-#[tokio::test]
-async fn a_retried_publish_with_the_same_idempotency_key_publishes_once() {
-    let redis = Redis::start();
-    let nodes = cluster(&redis).await;
+async fn a_retried_publish_with_the_same_idempotency_key_publishes_once(redis: &mut impl Backend) {
+    let nodes = cluster(redis).await;
     let (mut client, _) = nodes[0]
         .open("admin-1", "admin", "namespaces=payments,system")
         .await;
@@ -500,11 +498,9 @@ fn typed_payment(n: usize, customer: &str) -> omnicast::PaymentReceivedPayload {
     }
 }
 
-#[tokio::test]
-async fn a_service_emits_straight_into_redis_without_a_node() {
+async fn a_service_emits_straight_into_redis_without_a_node(redis: &mut impl Backend) {
     use omnicast::runtime::{PublishError, RedisConfig, RedisSink};
-    let mut redis = Redis::start();
-    let nodes = cluster(&redis).await;
+    let nodes = cluster(redis).await;
     let (mut c1, _) = nodes[0]
         .open("c-1", "customer", "namespaces=payments,system")
         .await;
@@ -543,11 +539,9 @@ async fn a_service_emits_straight_into_redis_without_a_node() {
     assert!(matches!(failed, Err(PublishError::Broker(_))), "{failed:?}");
 }
 
-#[tokio::test]
-async fn a_service_emits_through_a_nodes_publish_api() {
+async fn a_service_emits_through_a_nodes_publish_api(redis: &mut impl Backend) {
     use omnicast::runtime::{HttpSink, PublishError};
-    let redis = Redis::start();
-    let nodes = cluster(&redis).await;
+    let nodes = cluster(redis).await;
     let (mut c1, _) = nodes[2]
         .open("c-1", "customer", "namespaces=payments,system")
         .await;
@@ -616,11 +610,7 @@ async fn a_redis_that_went_back_in_time_starts_a_new_epoch() {
         redis.command(&["HSET", meta, "top", "3"]).as_deref(),
         Some(":0")
     );
-    assert!(
-        redis
-            .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
-            .is_some()
-    );
+    assert!(redis.on_every_server(&["CLIENT", "KILL", "TYPE", "pubsub"]));
     // The nodes notice when they catch up, start a new epoch, and ask their clients to resume.
     assert_eq!(client.ended().await, Ended::Closed(4010));
     for node in &nodes {
@@ -642,6 +632,111 @@ async fn a_redis_that_went_back_in_time_starts_a_new_epoch() {
         last.rsplit_once('.').unwrap().0,
         "a new epoch: {next} after {last}"
     );
+}
+
+/// An `order:created` of `total`, for customer `c-1`.
+fn order(total: usize) -> Value {
+    json!({"orderId": format!("ORD-{total}"), "customerId": "c-1", "customerName": "C",
+           "total": total, "status": "pending", "channel": "online"})
+}
+
+/// Publishes `payment:received` until a node answers 503 (a call already on its way when the
+/// shard went may answer 504 first); never 202.
+async fn refused_until_503(node: &TestServer, n: usize) {
+    let body = json!({"type": "payment:received", "data": payment(n, "c-1")}).to_string();
+    let mut answers = Vec::new();
+    loop {
+        let (status, reply) = node.post(Some(API_KEY), body.clone()).await;
+        answers.push((status, reply.to_string()));
+        match status {
+            503 => return,
+            504 => assert!(answers.len() < 5, "{answers:?}"),
+            _ => panic!("a payment while its shard is down: {answers:?}"),
+        }
+    }
+}
+
+/// A cluster without replicas that loses a shard: the namespaces on it are refused (503), the
+/// others are published and delivered as before, on every node.
+#[tokio::test]
+async fn a_cluster_shard_down_stops_only_its_own_namespaces() {
+    let mut redis = RedisCluster::start(3, 0);
+    let nodes = cluster(&redis).await;
+    let (mut admin, _) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments,orders")
+        .await;
+    let shard = redis.primary_of("omnicast:{payments}:meta").port;
+    assert_ne!(redis.primary_of("omnicast:{orders}:meta").port, shard);
+    nodes[1]
+        .publish("payment:received", payment(1, "c-1"), Value::Null)
+        .await;
+    assert_eq!(amount(&admin.next_json().await), 1);
+
+    redis.primary_of("omnicast:{payments}:meta").kill();
+    for node in &nodes {
+        refused_until_503(node, 2).await;
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        let id = node.publish("order:created", order(n), Value::Null).await;
+        let got = admin.next_json().await;
+        assert_eq!(
+            (got["type"].as_str(), got["id"].as_str()),
+            (Some("order:created"), Some(id.as_str()))
+        );
+    }
+    let (status, _) = get(&nodes[2], "/readyz").await;
+    assert_eq!(status, 200, "the node still serves the other namespaces");
+}
+
+/// A cluster with a replica per shard whose primary is killed: the replica takes over, the
+/// namespace's publishes are accepted again, and every event accepted before and after reaches
+/// its clients, on every node, in order.
+#[tokio::test]
+async fn a_cluster_shard_fails_over_and_nothing_accepted_is_lost() {
+    let mut redis = RedisCluster::start(3, 1);
+    let nodes = cluster(&redis).await;
+    let (mut admin, _) = nodes[0]
+        .open("admin-1", "admin", "namespaces=payments")
+        .await;
+    let mut accepted = Vec::new();
+    for n in 1..=3 {
+        nodes[n % 3]
+            .publish("payment:received", payment(n, "c-1"), Value::Null)
+            .await;
+        accepted.push(n as u64);
+    }
+    // The replica has what its primary acknowledged (WAIT), then the primary dies.
+    let primary = redis.primary_of("omnicast:{payments}:meta");
+    assert!(primary.command(&["WAIT", "1", "2000"]).is_some());
+    primary.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 4;
+    while accepted.len() < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failover: {accepted:?}"
+        );
+        let body = json!({"type": "payment:received", "data": payment(n, "c-1")}).to_string();
+        let (status, reply) = nodes[n % 3].post(Some(API_KEY), body).await;
+        match status {
+            202 => accepted.push(n as u64),
+            503 | 504 => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => panic!("{status} {reply}"),
+        }
+        n += 1;
+    }
+    // Every accepted payment, in order, once: live or caught up from the promoted replica (a
+    // publish answered 504 may be there too, or not).
+    let mut got: Vec<u64> = Vec::new();
+    while !accepted.iter().all(|a| got.contains(a)) {
+        got.push(amount(&admin.next_json().await));
+    }
+    let delivered: Vec<u64> = got
+        .iter()
+        .copied()
+        .filter(|a| accepted.contains(a))
+        .collect();
+    assert_eq!(delivered, accepted, "got {got:?}");
 }
 
 #[tokio::test]

@@ -139,8 +139,9 @@ pub struct ServeArgs {
     /// Seconds shutdown may take to deliver what is queued and close connections [default: 10].
     #[arg(long, env = "OMNICAST_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: Option<u64>,
-    /// `memory` (one node) or `redis://host:port[/db]` (several nodes sharing one Redis)
-    /// [default: memory].
+    /// `memory` (one node), `redis://host:port[/db]` (several nodes sharing one Redis) or
+    /// `redis-cluster://host:port[,host:port…]` (several nodes on a Redis Cluster, given its
+    /// seed nodes) [default: memory].
     #[arg(long, env = "OMNICAST_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
 }
@@ -417,9 +418,15 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved, String> {
         .map(str::trim)
     {
         None | Some("memory") => BrokerChoice::Memory,
-        Some(url) if url.starts_with("redis://") => BrokerChoice::Redis(url.to_owned()),
+        Some(url) if url.starts_with("redis://") || url.starts_with("redis-cluster://") => {
+            BrokerChoice::Redis(url.to_owned())
+        }
         Some(_) => {
-            return Err("the broker is `memory` or a Redis URL, `redis://host:port[/db]`".into());
+            return Err(
+                "the broker is `memory`, a Redis URL (`redis://host:port[/db]`) or a \
+                        Redis Cluster's seed nodes (`redis-cluster://host:port[,host:port…]`)"
+                    .into(),
+            );
         }
     };
     Ok(Resolved {

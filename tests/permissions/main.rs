@@ -252,15 +252,29 @@ fn a_real_server_delivers_exactly_what_the_rules_allow() {
 #[test]
 fn three_nodes_on_redis_deliver_exactly_what_the_rules_allow() {
     let redis = support::redis::Redis::start();
+    let (runtime, nodes) = three_nodes(&redis.url());
+    through_nodes(&runtime, &nodes, 20);
+}
+
+/// The same on a Redis Cluster of three shards: the namespaces spread over them.
+#[test]
+fn three_nodes_on_a_redis_cluster_deliver_exactly_what_the_rules_allow() {
+    let cluster = support::redis::RedisCluster::start(3, 0);
+    let (runtime, nodes) = three_nodes(&cluster.url());
+    through_nodes(&runtime, &nodes, 20);
+}
+
+/// Three nodes on the broker at `url`, and the runtime they run on.
+fn three_nodes(url: &str) -> (tokio::runtime::Runtime, Vec<support::TestServer>) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let nodes: Vec<support::TestServer> = runtime.block_on(async {
+    let nodes = runtime.block_on(async {
         let mut nodes = Vec::new();
         for _ in 0..3 {
-            nodes.push(support::TestServer::node(unlimited_config(), &redis.url()).await);
+            nodes.push(support::TestServer::node(unlimited_config(), url).await);
         }
         nodes
     });
-    through_nodes(&runtime, &nodes, 20);
+    (runtime, nodes)
 }
 
 /// Waits until every hub has delivered `n` publications; names each hub's count if one does not.
@@ -591,16 +605,20 @@ fn through_nodes(runtime: &tokio::runtime::Runtime, nodes: &[support::TestServer
 /// order; a customer never gets another customer's event back.
 #[test]
 fn replays_on_any_node_deliver_exactly_what_the_rules_allow() {
-    use std::collections::{BTreeMap, HashSet};
     let redis = support::redis::Redis::start();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let nodes: Vec<support::TestServer> = runtime.block_on(async {
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            nodes.push(support::TestServer::node(unlimited_config(), &redis.url()).await);
-        }
-        nodes
-    });
+    replays_on_any_node(&redis.url());
+}
+
+/// The same on a Redis Cluster of three shards.
+#[test]
+fn replays_on_any_node_of_a_redis_cluster_deliver_exactly_what_the_rules_allow() {
+    let cluster = support::redis::RedisCluster::start(3, 0);
+    replays_on_any_node(&cluster.url());
+}
+
+fn replays_on_any_node(url: &str) {
+    use std::collections::{BTreeMap, HashSet};
+    let (runtime, nodes) = three_nodes(url);
     let system = MODEL
         .namespaces
         .iter()

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
-use redis::Value;
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
+use redis::{FromRedisValue, PushInfo, PushKind, Value};
 use tokio::time::{Instant, timeout};
 
-use super::writer::backoff;
+use super::writer::{Target, backoff};
 use super::{Inner, record};
 use crate::protocol::close;
 use crate::server::broker::streams::Stream;
@@ -35,15 +37,9 @@ impl Inner {
         }
     }
 
-    /// One subscription, until it fails; the reason.
-    pub(super) async fn follow_once(&self, failures: &mut u32) -> Unfollowed {
+    /// Subscribes to every namespace's channel and the announcements.
+    async fn subscribe(&self) -> Result<Subscription, Unfollowed> {
         let limit = self.config.response_timeout;
-        let pubsub = match timeout(limit, self.writer.link.client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(err)) => return Unfollowed::Connect(err),
-            Err(_) => return Unfollowed::TimedOut("connecting"),
-        };
-        let (mut sink, mut messages) = pubsub.split();
         let revocations = self.revocations_channel();
         let channels: Vec<&str> = self
             .writer
@@ -52,20 +48,76 @@ impl Inner {
             .map(|k| k.channel.as_str())
             .chain([revocations.as_str()])
             .collect();
-        match timeout(limit, sink.subscribe(&channels)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return Unfollowed::Subscribe(err),
-            Err(_) => return Unfollowed::TimedOut("subscribing"),
+        match &self.writer.link.target {
+            Target::Single(client) => {
+                let pubsub = match timeout(limit, client.get_async_pubsub()).await {
+                    Ok(Ok(pubsub)) => pubsub,
+                    Ok(Err(err)) => return Err(Unfollowed::Connect(err)),
+                    Err(_) => return Err(Unfollowed::TimedOut("connecting")),
+                };
+                let (mut sink, messages) = pubsub.split();
+                match timeout(limit, sink.subscribe(&channels)).await {
+                    Ok(Ok(())) => Ok(Subscription::Single { sink, messages }),
+                    Ok(Err(err)) => Err(Unfollowed::Subscribe(err)),
+                    Err(_) => Err(Unfollowed::TimedOut("subscribing")),
+                }
+            }
+            Target::Cluster(seeds) => {
+                let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
+                let client = Target::cluster_client(seeds, limit, Some(push))
+                    .map_err(Unfollowed::Connect)?;
+                let mut connection = match timeout(limit, client.get_async_connection()).await {
+                    Ok(Ok(connection)) => connection,
+                    Ok(Err(err)) => return Err(Unfollowed::Connect(err)),
+                    Err(_) => return Err(Unfollowed::TimedOut("connecting")),
+                };
+                // Channel by channel: a shard that does not answer leaves its namespaces to
+                // the probe (caught up from the history, subscribed again), not the others.
+                for channel in &channels {
+                    match timeout(limit, connection.ssubscribe(channel)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) if *channel == revocations => {
+                            return Err(Unfollowed::Subscribe(err));
+                        }
+                        Err(_) if *channel == revocations => {
+                            return Err(Unfollowed::TimedOut("subscribing"));
+                        }
+                        Ok(Err(err)) => {
+                            tracing::warn!(channel, %err, "not subscribed: its shard is retried")
+                        }
+                        Err(_) => tracing::warn!(channel, "not subscribed in time: retried"),
+                    }
+                }
+                Ok(Subscription::Cluster { connection, pushes })
+            }
         }
+    }
+
+    /// One subscription, until it fails; the reason.
+    pub(super) async fn follow_once(&self, failures: &mut u32) -> Unfollowed {
+        let limit = self.config.response_timeout;
+        let revocations = self.revocations_channel();
+        let mut subscription = match self.subscribe().await {
+            Ok(subscription) => subscription,
+            Err(unfollowed) => return unfollowed,
+        };
         // Subscribed first, then caught up: what is published meanwhile waits in the
         // subscription and is recognized by its offset. Revocations the same way: announced
         // ones wait, recorded ones are read.
         if let Err(err) = self.load_rights_changes().await {
             return Unfollowed::Broker(err);
         }
+        let cluster = matches!(subscription, Subscription::Cluster { .. });
         for namespace in 0..self.writer.keys.len() {
-            if let Err(err) = self.resync(namespace).await {
-                return err;
+            match self.resync(namespace).await {
+                Ok(()) => {}
+                // On a cluster, a namespace whose shard is down waits for the probe; the
+                // others are followed meanwhile.
+                Err(Unfollowed::Broker(err)) if cluster => {
+                    let name = self.catalog.namespaces[namespace].name;
+                    tracing::warn!(namespace = name, %err, "not caught up: its shard is retried");
+                }
+                Err(err) => return err,
             }
         }
         self.following.store(true, Ordering::Release);
@@ -81,23 +133,24 @@ impl Inner {
         let mut batch: Vec<(usize, String)> = Vec::new();
         loop {
             tokio::select! {
-                message = messages.next() => {
-                    let Some(message) = message else {
-                        return Unfollowed::Closed;
+                message = subscription.next() => {
+                    let (channel, payload) = match message {
+                        Next::Message(channel, payload) => (channel, payload),
+                        Next::Other => continue,
+                        Next::Closed => return Unfollowed::Closed,
                     };
-                    if message.get_channel_name() == revocations {
-                        self.on_rights_change(&String::from_utf8_lossy(message.get_payload_bytes()));
+                    if channel == revocations {
+                        self.on_rights_change(&payload);
                         continue;
                     }
                     let Some(namespace) = self
                         .writer
                         .keys
                         .iter()
-                        .position(|k| k.channel == message.get_channel_name())
+                        .position(|k| k.channel == channel)
                     else {
                         continue;
                     };
-                    let payload = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
                     let complete = batch_place(&payload).is_none_or(|(index, count)| index >= count);
                     batch.push((namespace, payload));
                     if complete {
@@ -109,14 +162,54 @@ impl Inner {
                     }
                 }
                 _ = probe.tick() => {
-                    match timeout(limit, sink.ping::<Value>()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(err)) => return Unfollowed::Probe(err),
-                        Err(_) => return Unfollowed::TimedOut("answering a ping"),
+                    match &mut subscription {
+                        Subscription::Single { sink, .. } => {
+                            match timeout(limit, sink.ping::<Value>()).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(err)) => return Unfollowed::Probe(err),
+                                Err(_) => return Unfollowed::TimedOut("answering a ping"),
+                            }
+                        }
+                        // A shard's subscription is not one connection to ping: every stream
+                        // is compared with its shard instead, which finds what a failover lost
+                        // as well as a silent subscription.
+                        Subscription::Cluster { connection, .. } => {
+                            for (namespace, keys) in self.writer.keys.iter().enumerate() {
+                                match self.resync_if_behind(namespace).await {
+                                    Ok(false) => {}
+                                    // It missed events: its shard's subscription may be what
+                                    // a failover lost (subscribing again is harmless).
+                                    Ok(true) => {
+                                        let again = connection.ssubscribe(&keys.channel);
+                                        if let Ok(Err(err)) = timeout(limit, again).await {
+                                            tracing::debug!(%err, "not subscribed again");
+                                        }
+                                    }
+                                    Err(Unfollowed::Broker(err)) => {
+                                        tracing::debug!(namespace, %err, "shard not answering");
+                                    }
+                                    Err(err) => return err,
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Catches `namespace` up when Redis' top is past this node's (a cluster's probe); whether
+    /// it was behind.
+    async fn resync_if_behind(&self, namespace: usize) -> Result<bool, Unfollowed> {
+        let read = self.read(namespace, 0, 0).await?;
+        let behind = {
+            let stream = self.streams.lock(namespace);
+            read.epoch != stream.epoch || read.top != stream.top
+        };
+        if behind {
+            self.resync(namespace).await?;
+        }
+        Ok(behind)
     }
 
     /// One event from a channel: `epoch offset index count record`.
@@ -286,6 +379,58 @@ pub(super) enum Unfollowed {
         /// Redis' top.
         to: u64,
     },
+}
+
+/// A node's subscription to every channel it follows.
+enum Subscription {
+    /// One Redis: a pub/sub connection, probed with PING when idle.
+    Single {
+        sink: PubSubSink,
+        messages: PubSubStream,
+    },
+    /// A cluster: a sharded subscription on each shard, kept (and renewed after a failover) by
+    /// the cluster client, whose messages arrive as pushes; probed by comparing every stream
+    /// with its shard, so that one shard down stops only its own namespaces.
+    Cluster {
+        connection: ClusterConnection,
+        pushes: tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
+    },
+}
+
+/// What a subscription gave next.
+enum Next {
+    Message(String, String),
+    /// A confirmation, or a push of no interest.
+    Other,
+    Closed,
+}
+
+impl Subscription {
+    async fn next(&mut self) -> Next {
+        match self {
+            Subscription::Single { messages, .. } => match messages.next().await {
+                Some(message) => Next::Message(
+                    message.get_channel_name().to_owned(),
+                    String::from_utf8_lossy(message.get_payload_bytes()).into_owned(),
+                ),
+                None => Next::Closed,
+            },
+            Subscription::Cluster { pushes, .. } => match pushes.recv().await {
+                Some(PushInfo {
+                    kind: PushKind::SMessage,
+                    data,
+                }) => match <(String, String)>::from_redis_value(Value::Array(data)) {
+                    Ok((channel, payload)) => Next::Message(channel, payload),
+                    Err(_) => Next::Other,
+                },
+                None => Next::Closed,
+                // Confirmations, and a shard's connection dropping: the cluster client
+                // subscribes again where the slots are now, and the probe catches up what the
+                // shard carried meanwhile.
+                Some(_) => Next::Other,
+            },
+        }
+    }
 }
 
 /// A channel message's place in its publish: (index, count), from `epoch offset index count …`.

@@ -48,7 +48,8 @@ const HISTORY_READS: usize = 4;
 /// credentials.
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port[/db]` (`rediss://` is not supported).
+    /// `redis://host:port[/db]`, or `redis-cluster://host:port[,host:port…]` for a Redis
+    /// Cluster (the seed nodes; `rediss://` is not supported).
     pub url: String,
     /// Prepended to every key and channel, so several catalogs can share one Redis.
     pub prefix: String,
@@ -139,6 +140,7 @@ impl RedisBroker {
     pub fn start(hub: Arc<Hub>, config: RedisConfig) -> Result<Self, BrokerError> {
         let catalog = hub.catalog();
         let writer = Arc::new(Writer::new(catalog, &config, Some(hub.metrics().clone()))?);
+        let revoke = writer::script(&writer.link.target, scripts::REVOKE);
         let inner = Arc::new(Inner {
             catalog,
             // Unsynchronized until the first read tells each stream's epoch.
@@ -156,7 +158,7 @@ impl RedisBroker {
             leave: Script::new(scripts::LEAVE),
             heartbeat: Script::new(scripts::HEARTBEAT),
             reap: Script::new(scripts::REAP),
-            revoke: Script::new(scripts::REVOKE),
+            revoke,
         });
         let tasks = vec![
             tokio::spawn(inner.clone().follow()).abort_handle(),

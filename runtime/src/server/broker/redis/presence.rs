@@ -72,15 +72,18 @@ impl Inner {
         }
     }
 
+    // Every presence key shares the hash tag `{presence}`: on a cluster they live on one shard,
+    // where the join, leave and reap scripts find them all.
+
     pub(super) fn nodes_key(&self) -> String {
-        format!("{}:presence:nodes", self.config.prefix)
+        format!("{}:{{presence}}:nodes", self.config.prefix)
     }
 
     pub(super) fn node_users_key(&self, node: &str) -> String {
-        format!("{}:presence:node:{node}", self.config.prefix)
+        format!("{}:{{presence}}:node:{node}", self.config.prefix)
     }
 
     pub(super) fn user_nodes_key(&self, user: &str) -> String {
-        format!("{}:presence:user:{user}", self.config.prefix)
+        format!("{}:{{presence}}:user:{user}", self.config.prefix)
     }
 }

@@ -1,5 +1,5 @@
 //! Revocations and re-authorization requests across nodes: recorded in one Redis hash
-//! (`<prefix>:revocations`, the change as JSON → until when) and announced on a channel every
+//! (`<prefix>:{rights}:revocations`, the change as JSON → until when) and announced on a channel every
 //! node follows. A node applies each announcement
 //! as it arrives, and reads the whole hash whenever it (re)subscribes, so one that started, or
 //! lost Redis, meanwhile misses none; a revocation reaches every following node as fast as a
@@ -14,12 +14,15 @@ use crate::server::publication::now_ms;
 use crate::server::revocation::RightsChange;
 
 impl Inner {
+    // The hash and its channel share the hash tag `{rights}`: on a cluster both are on one
+    // shard, where the revoke script records and announces (`SPUBLISH`) together.
+
     pub(super) fn revocations_key(&self) -> String {
-        format!("{}:revocations", self.config.prefix)
+        format!("{}:{{rights}}:revocations", self.config.prefix)
     }
 
     pub(super) fn revocations_channel(&self) -> String {
-        format!("{}:revocations:announce", self.config.prefix)
+        format!("{}:{{rights}}:announce", self.config.prefix)
     }
 
     /// Records `change` for every node; answers once Redis holds it.

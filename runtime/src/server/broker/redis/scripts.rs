@@ -133,11 +133,11 @@ local dead = redis.call('zrangebyscore', KEYS[1], '-inf', ms, 'LIMIT', 0, 16)
 local gone = {}
 for _, node in ipairs(dead) do
   redis.call('zrem', KEYS[1], node)
-  local users_key = ARGV[1] .. ':presence:node:' .. node
+  local users_key = ARGV[1] .. ':{presence}:node:' .. node
   local users = redis.call('hgetall', users_key)
   redis.call('del', users_key)
   for i = 1, #users, 2 do
-    local nodes_key = ARGV[1] .. ':presence:user:' .. users[i]
+    local nodes_key = ARGV[1] .. ':{presence}:user:' .. users[i]
     if redis.call('hdel', nodes_key, node) == 1 and redis.call('hlen', nodes_key) == 0 then
       gone[#gone + 1] = users[i]
       gone[#gone + 1] = users[i + 1]

@@ -6,19 +6,28 @@
 //! connection, so they are pipelined, not queued. (Coalescing concurrent requests into one call
 //! was tried: fewer, larger rounds left connections fewer frames per write, and one-event
 //! requests cost about a quarter more CPU per delivery.)
+//!
+//! On a Redis Cluster (`redis-cluster://`) a script may only touch keys of one slot: a request
+//! is one call per namespace it publishes to (each namespace's keys share its hash tag, and so
+//! does its idempotency record there), and the events go out on sharded channels (`SPUBLISH`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, Script, ScriptInvocation};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation,
+    Value,
+};
 use tokio::time::{Instant, timeout};
 
 use super::{RedisConfig, record, scripts};
 use crate::catalog::Catalog;
 use crate::event::OutgoingEvent;
 use crate::position::Position;
-use crate::server::broker::{Batch, BrokerError, Idempotency, new_epoch};
+use crate::server::broker::{Batch, BrokerError, Failure, Idempotency, new_epoch};
 use crate::server::metrics::Metrics;
 use crate::server::publication::now_ms;
 
@@ -40,6 +49,80 @@ pub(crate) struct Writer {
     script: Script,
 }
 
+/// Where Redis is: one server, or the seed nodes of a cluster.
+#[derive(Clone)]
+pub(super) enum Target {
+    Single(redis::Client),
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    /// `redis://host:port[/db]`, or `redis-cluster://[user:password@]host:port[,host:port…]`
+    /// (each seed a node of the cluster; the credentials, if any, are every node's).
+    pub(super) fn parse(url: &str) -> Result<Self, BrokerError> {
+        let Some(rest) = url.strip_prefix("redis-cluster://") else {
+            let client = redis::Client::open(url)
+                .map_err(|err| BrokerError::new(format!("bad Redis URL: {err}")))?;
+            return Ok(Target::Single(client));
+        };
+        let (credentials, hosts) = match rest.rsplit_once('@') {
+            Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let seeds: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|host| format!("redis://{credentials}{host}"))
+            .collect();
+        if seeds.is_empty() {
+            return Err(BrokerError::new(
+                "bad Redis URL: `redis-cluster://` names no node (host:port[,host:port…])",
+            ));
+        }
+        // Checked here, so that a bad seed is a startup error rather than a reconnect loop.
+        ClusterClient::new(seeds.clone())
+            .map_err(|err| BrokerError::new(format!("bad Redis URL: {err}")))?;
+        Ok(Target::Cluster(seeds))
+    }
+
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Target::Cluster(_))
+    }
+
+    /// A cluster client (for the command link, or with `push` for a subscription).
+    pub(super) fn cluster_client(
+        seeds: &[String],
+        timeout: Duration,
+        push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> Result<ClusterClient, redis::RedisError> {
+        // No retries inside the client: a script call retried after its answer was lost could
+        // run twice, and a call to a shard that is down would wait out the whole timeout and
+        // be reported of unknown outcome. A MOVED or ASK (a failover, a slot migrating) is
+        // answered as not run (503); the client refreshes its slots meanwhile.
+        let mut builder = ClusterClient::builder(seeds.to_vec())
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(0);
+        if let Some(push) = push {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push);
+        }
+        builder.build()
+    }
+}
+
+/// The scripts as they run on `target`: on a cluster, events and announcements go out on
+/// sharded channels (each in its keys' slot).
+pub(super) fn script(target: &Target, source: &str) -> Script {
+    if target.is_cluster() {
+        Script::new(&source.replace("redis.call('publish',", "redis.call('spublish',"))
+    } else {
+        Script::new(source)
+    }
+}
+
 impl Writer {
     /// The writer for `catalog`'s streams; `metrics`, when given, count its round trips and
     /// reconnects (a node's; a sink has none).
@@ -48,8 +131,7 @@ impl Writer {
         config: &RedisConfig,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, BrokerError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|err| BrokerError::new(format!("bad Redis URL: {err}")))?;
+        let target = Target::parse(&config.url)?;
         let keys = catalog
             .namespaces
             .iter()
@@ -64,8 +146,9 @@ impl Writer {
             prefix: config.prefix.clone(),
             address: redact(&config.url),
             keys,
+            script: script(&target, scripts::PUBLISH),
             link: Link {
-                client,
+                target,
                 config: AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(config.response_timeout))
                     .set_response_timeout(Some(config.response_timeout)),
@@ -74,7 +157,6 @@ impl Writer {
                 connecting: tokio::sync::Mutex::new(Retry::default()),
                 metrics,
             },
-            script: Script::new(scripts::PUBLISH),
         })
     }
 
@@ -86,18 +168,68 @@ impl Writer {
         Ok(positions)
     }
 
-    /// One script call for `events` (with the idempotency key, if any).
+    /// One script call for `events` (with the idempotency key, if any); on a cluster, one per
+    /// namespace, in the order each first appears, and the positions put back in the batch's
+    /// order. A later call failing after an earlier one stored its events leaves the request
+    /// partly stored: its outcome is unknown, and a retry under the key completes it.
     async fn call(
         &self,
         events: &[OutgoingEvent],
         idempotency: Option<&Idempotency>,
     ) -> Result<Vec<Position>, BrokerError> {
+        if !self.link.target.is_cluster() {
+            return self.call_slot(events, idempotency, None).await;
+        }
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match groups.iter_mut().find(|(ns, _)| *ns == event.namespace()) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((event.namespace(), vec![i])),
+            }
+        }
+        if groups.len() == 1 {
+            let ns = groups[0].0;
+            return self.call_slot(events, idempotency, Some(ns)).await;
+        }
+        let mut positions: Vec<Option<Position>> = vec![None; events.len()];
+        for (done, (ns, members)) in groups.iter().enumerate() {
+            let part: Vec<&OutgoingEvent> = members.iter().map(|&i| &events[i]).collect();
+            let stored = match self.call_slot(part, idempotency, Some(ns)).await {
+                Ok(stored) => stored,
+                Err(err) if done > 0 && err.failure != Failure::KeyReused => {
+                    return Err(BrokerError::outcome_unknown(format!(
+                        "part of the batch was stored (the events of {done} of its {} \
+                         namespaces): {err}",
+                        groups.len()
+                    )));
+                }
+                Err(err) => return Err(err),
+            };
+            for (&i, position) in members.iter().zip(stored) {
+                positions[i] = Some(position);
+            }
+        }
+        Ok(positions
+            .into_iter()
+            .map(|p| p.expect("every event in one group"))
+            .collect())
+    }
+
+    /// One script call for `events`, all in one slot on a cluster (`slot`: their namespace,
+    /// whose hash tag the idempotency record then shares).
+    async fn call_slot<'e>(
+        &self,
+        events: impl IntoIterator<Item = &'e OutgoingEvent>,
+        idempotency: Option<&Idempotency>,
+        slot: Option<&str>,
+    ) -> Result<Vec<Position>, BrokerError> {
+        let events = events.into_iter();
         let now = now_ms();
         let mut call = self.script.prepare_invoke();
         let (window, fingerprint) =
             idempotency.map_or((0, ""), |i| (i.window.as_secs().max(1), &i.fingerprint));
         call.arg(window).arg(new_epoch()).arg(now).arg(fingerprint);
-        let mut namespaces = Vec::with_capacity(events.len());
+        let mut namespaces = Vec::with_capacity(events.size_hint().0);
         for event in events {
             let ns = self
                 .catalog
@@ -115,7 +247,10 @@ impl Writer {
             namespaces.push(self.catalog.namespaces[ns].name);
         }
         if let Some(idempotency) = idempotency {
-            call.key(format!("{}:idempotency:{}", self.prefix, idempotency.key));
+            call.key(match slot {
+                Some(ns) => format!("{}:{{{ns}}}:idempotency:{}", self.prefix, idempotency.key),
+                None => format!("{}:idempotency:{}", self.prefix, idempotency.key),
+            });
         }
         let (seen, stored): (i64, String) = self.link.invoke(&call).await?;
         if seen == 2 {
@@ -152,10 +287,10 @@ impl Writer {
 /// publishes are pipelined), reopened after a failure, with backoff and jitter between
 /// attempts; meanwhile calls fail at once with the time left.
 pub(super) struct Link {
-    pub(super) client: redis::Client,
+    pub(super) target: Target,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
-    current: Mutex<Option<MultiplexedConnection>>,
+    current: Mutex<Option<Connection>>,
     connecting: tokio::sync::Mutex<Retry>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -169,7 +304,7 @@ struct Retry {
 }
 
 impl Link {
-    pub(super) async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
+    pub(super) async fn connection(&self) -> Result<Connection, BrokerError> {
         if let Some(connection) = self.current.lock().expect("link lock").clone() {
             return Ok(connection);
         }
@@ -183,10 +318,7 @@ impl Link {
         {
             return Err(unreachable("Redis is unreachable", until - now));
         }
-        let attempt = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config);
-        let failure = match timeout(self.connect_timeout, attempt).await {
+        let failure = match timeout(self.connect_timeout, self.open()).await {
             Ok(Ok(connection)) => {
                 *self.current.lock().expect("link lock") = Some(connection.clone());
                 if retry.opened
@@ -207,6 +339,19 @@ impl Link {
         let delay = backoff(retry.failures);
         retry.until = Some(now + delay);
         Err(unreachable(failure, delay))
+    }
+
+    async fn open(&self) -> Result<Connection, redis::RedisError> {
+        match &self.target {
+            Target::Single(client) => client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+                .map(Connection::Single),
+            Target::Cluster(seeds) => {
+                let client = Target::cluster_client(seeds, self.connect_timeout, None)?;
+                client.get_async_connection().await.map(Connection::Cluster)
+            }
+        }
     }
 
     /// Runs a script; a connection that broke is dropped, so the next call reconnects.
@@ -244,7 +389,18 @@ impl Link {
             }
             let refused_before_running = matches!(
                 err.code(),
-                Some("LOADING" | "OOM" | "BUSY" | "READONLY" | "MASTERDOWN" | "NOSCRIPT")
+                Some(
+                    "LOADING"
+                        | "OOM"
+                        | "BUSY"
+                        | "READONLY"
+                        | "MASTERDOWN"
+                        | "NOSCRIPT"
+                        | "CLUSTERDOWN"
+                        | "TRYAGAIN"
+                        | "MOVED"
+                        | "ASK"
+                )
             ) || err.is_connection_refusal();
             let message = format!("Redis: {err}");
             if refused_before_running {
@@ -253,6 +409,42 @@ impl Link {
                 BrokerError::outcome_unknown(message)
             }
         })
+    }
+}
+
+/// The command connection to one Redis or to a cluster (which routes each command to the
+/// shard of its first key's slot, following MOVED and ASK, and reconnects by itself).
+#[derive(Clone)]
+pub(super) enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
     }
 }
 
