@@ -5,6 +5,9 @@
 //!
 //! `cargo bench -p omnicast-bench --bench admits` (about a minute).
 
+// `criterion_group!` defines an undocumented function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::client::{self, Check, Clients, Tally, start_draining};
 use crate::measure::{Meter, Metrics, Probes};
 use crate::publish::{
-    STAMP, maintenance, post_to, prepare, publish_all, publish_concurrently, publish_id,
+    self, STAMP, maintenance, post_to, prepare, publish_all, publish_concurrently, publish_id,
 };
 use crate::target::{self, Target};
 
@@ -150,25 +150,41 @@ pub async fn targeted(
     Ok(tallies)
 }
 
-/// No clients: `events` published one per request from `publishers` at once.
+/// No clients: `events` published one per request from `publishers` at once (over three
+/// namespaces when `spread`).
 pub async fn publish_only(
     run: &Run<'_>,
     events: usize,
     publishers: usize,
+    spread: bool,
     metrics: &mut Metrics,
 ) -> Result<Vec<Tally>, String> {
     let target = run.target;
-    let bodies = prepare(&vec![maintenance(); events], 1);
+    let kinds = if spread {
+        vec![maintenance(), publish::order(), publish::inventory()]
+    } else {
+        vec![maintenance()]
+    };
+    let all: Vec<Value> = kinds.iter().cycle().take(events).cloned().collect();
+    let bodies = prepare(&all, 1);
     let meter = Meter::start(target, run.probes);
     let redis_before = target.redis_cpu_seconds();
+    let servers_before = target.redis_cpu_per_server();
     let started = Instant::now();
     publish_concurrently(target, run.agent, bodies, publishers).await?;
     let elapsed = started.elapsed();
     let costs = meter.stop();
     metrics.events_per_s = events as f64 / elapsed.as_secs_f64();
     metrics.cpu_us_per_event = costs.server_cpu * 1e6 / events as f64;
-    metrics.redis_cpu_us_per_event =
-        (target.redis_cpu_seconds() - redis_before) * 1e6 / events as f64;
+    let redis = target.redis_cpu_seconds() - redis_before;
+    metrics.redis_cpu_us_per_event = redis * 1e6 / events as f64;
+    let busiest = target
+        .redis_cpu_per_server()
+        .iter()
+        .zip(&servers_before)
+        .map(|(after, before)| after - before)
+        .fold(0.0, f64::max);
+    metrics.redis_busiest_share = if redis > 0.0 { busiest / redis } else { 0.0 };
     Ok(Vec::new())
 }
 

@@ -33,10 +33,20 @@ pub async fn measure(
         agent: &agent,
     };
     let tallies = match scenario.load {
-        Load::Idle => {
+        Load::Idle { cpu_seconds } => {
             tokio::time::sleep(Duration::from_millis(500)).await;
             metrics.rss_per_conn =
                 target.rss().saturating_sub(rss_before) as f64 / connected.max(1) as f64;
+            // Then reading (answering the server's pings) for a while: what idleness costs.
+            let running =
+                client::start_draining(target.kind, clients.sockets, "\"scheduledAt\"", |_| None)
+                    .await;
+            let before = target.cpu_seconds();
+            tokio::time::sleep(Duration::from_secs(cpu_seconds)).await;
+            let spent = target.cpu_seconds() - before;
+            metrics.idle_cpu_us_per_conn_s =
+                spent * 1e6 / cpu_seconds.max(1) as f64 / connected.max(1) as f64;
+            running.finish().await;
             Vec::new()
         }
         Load::Fanout {
@@ -53,9 +63,13 @@ pub async fn measure(
             loads::targeted(&run, clients, scenario.clients, events, &mut metrics).await?
         }
         Load::Mixed { events } => loads::mixed(&run, clients, events, &mut metrics).await?,
-        Load::Publish { events, publishers } => {
+        Load::Publish {
+            events,
+            publishers,
+            spread,
+        } => {
             drop(clients);
-            loads::publish_only(&run, events, publishers, &mut metrics).await?
+            loads::publish_only(&run, events, publishers, spread, &mut metrics).await?
         }
         Load::Recover { missed, trials } => {
             drop(clients);
@@ -124,6 +138,8 @@ pub struct Metrics {
     pub lost: f64,
     pub wrong: f64,
     pub rss_per_conn: f64,
+    /// Idle: the server's CPU per connection per second of idleness, in µs.
+    pub idle_cpu_us_per_conn_s: f64,
     pub cpu_us_per_delivery: f64,
     /// The server core's busy time per delivery (NaN when the server is not pinned).
     pub core_us_per_delivery: f64,
@@ -135,6 +151,8 @@ pub struct Metrics {
     pub cpu_us_per_event: f64,
     /// Publish: Redis' CPU per event (0 without Redis).
     pub redis_cpu_us_per_event: f64,
+    /// Publish: the busiest Redis server's share of Redis' CPU (1 with one Redis).
+    pub redis_busiest_share: f64,
 }
 
 /// What the server and the load tool spent while one scenario's events were delivered.

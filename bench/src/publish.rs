@@ -26,6 +26,18 @@ pub fn maintenance() -> Value {
     json!({ "type": "system:maintenance", "data": { "message": "bench", "scheduledAt": STAMP.parse::<u64>().unwrap() } })
 }
 
+/// An `order:created` (the `orders` namespace).
+pub fn order() -> Value {
+    json!({ "type": "order:created", "data": { "orderId": "ORD-1", "customerId": "cust-0",
+        "customerName": "C", "total": 10, "status": "pending", "channel": "online" } })
+}
+
+/// An `inventory:updated` (the `inventory` namespace).
+pub fn inventory() -> Value {
+    json!({ "type": "inventory:updated", "data": { "productId": "PROD-1", "productName": "P",
+        "sku": "P-1", "oldStock": 5, "newStock": 4 } })
+}
+
 /// Request bodies of `size` events each, serialized ahead of time; a lone event (not an array)
 /// when `size` is 1.
 pub fn prepare(events: &[Value], size: usize) -> Vec<String> {

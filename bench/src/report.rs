@@ -44,18 +44,18 @@ pub fn report(
                 (lo, hi)
             };
             let (headline, (lo, hi)) = match scenario.load {
-                Load::Idle => (m(|x| x.rss_per_conn) / 1024.0, {
+                Load::Idle { .. } => (m(|x| x.rss_per_conn) / 1024.0, {
                     let (a, b) = spread(|x| x.rss_per_conn);
                     (a / 1024.0, b / 1024.0)
                 }),
                 _ => (m(|x| x.deliveries_per_s), spread(|x| x.deliveries_per_s)),
             };
-            let dps = if matches!(scenario.load, Load::Idle) {
+            let dps = if matches!(scenario.load, Load::Idle { .. }) {
                 "–".to_owned()
             } else {
                 format!("{headline:.0} [{lo:.0}–{hi:.0}]")
             };
-            let rss = if matches!(scenario.load, Load::Idle) {
+            let rss = if matches!(scenario.load, Load::Idle { .. }) {
                 format!("{headline:.1} [{lo:.1}–{hi:.1}]")
             } else {
                 "–".to_owned()
@@ -71,7 +71,7 @@ pub fn report(
             };
             let cpu = cost(|x| x.cpu_us_per_delivery, 2);
             let ms = |f: fn(&Metrics) -> f64| {
-                if matches!(scenario.load, Load::Idle) {
+                if matches!(scenario.load, Load::Idle { .. }) {
                     "–".to_owned()
                 } else {
                     format!("{:.2}", m(f) / 1000.0)
@@ -84,7 +84,7 @@ pub fn report(
                 m(|x| x.failed),
                 m(|x| x.connect_ms),
                 dps,
-                if matches!(scenario.load, Load::Idle) { "–".to_owned() } else { format!("{:.0}", m(|x| x.events_per_s)) },
+                if matches!(scenario.load, Load::Idle { .. }) { "–".to_owned() } else { format!("{:.0}", m(|x| x.events_per_s)) },
                 ms(|x| x.p50),
                 ms(|x| x.p99),
                 ms(|x| x.p999),
@@ -98,6 +98,23 @@ pub fn report(
                 cost(|x| x.tool_cpu_us_per_delivery, 2),
             ));
         }
+        if let Load::Idle { cpu_seconds } = scenario.load {
+            out.push_str(&format!(
+                "\nServer CPU while idle, per connection per second (over {cpu_seconds} s, the clients answering pings):"
+            ));
+            for (ti, kind) in targets.iter().enumerate() {
+                if let Some(runs) = results.get(&(si, ti)) {
+                    let idle = median(
+                        &mut runs
+                            .iter()
+                            .map(|x| x.idle_cpu_us_per_conn_s)
+                            .collect::<Vec<_>>(),
+                    );
+                    out.push_str(&format!(" {} {idle:.2} µs;", kind.name()));
+                }
+            }
+            out.push('\n');
+        }
     }
     out
 }
@@ -110,10 +127,15 @@ fn broker_report(
     results: &BTreeMap<(usize, usize), Vec<Metrics>>,
 ) -> String {
     let mut out = match scenario.load {
-        Load::Publish { events, publishers } => format!(
-            "\n### {} ({events} events, one per request, {publishers} publishers, no clients)\n\n\
-             | server | events/s [min–max] | nodes' CPU µs/event | Redis CPU µs/event |\n|---|---|---|---|\n",
-            scenario.name
+        Load::Publish {
+            events,
+            publishers,
+            spread,
+        } => format!(
+            "\n### {} ({events} events, one per request, {publishers} publishers, no clients{})\n\n\
+             | server | events/s [min–max] | nodes' CPU µs/event | Redis CPU µs/event | busiest Redis' share |\n|---|---|---|---|---|\n",
+            scenario.name,
+            if spread { ", over 3 namespaces" } else { "" }
         ),
         Load::Recover { missed, trials } => format!(
             "\n### {} ({missed} missed events, {trials} resumes; with Redis, replayed from Redis)\n\n\
@@ -133,11 +155,12 @@ fn broker_report(
                 let lo = rates.iter().copied().fold(f64::MAX, f64::min);
                 let hi = rates.iter().copied().fold(f64::MIN, f64::max);
                 out.push_str(&format!(
-                    "| {} | {:.0} [{lo:.0}–{hi:.0}] | {:.1} | {:.1} |\n",
+                    "| {} | {:.0} [{lo:.0}–{hi:.0}] | {:.1} | {:.1} | {:.0}% |\n",
                     kind.name(),
                     m(|x| x.events_per_s),
                     m(|x| x.cpu_us_per_event),
                     m(|x| x.redis_cpu_us_per_event),
+                    m(|x| x.redis_busiest_share) * 100.0,
                 ));
             }
             Load::Recover { missed, .. } => {

@@ -18,8 +18,9 @@ pub enum Load {
         seconds: usize,
         batch: usize,
     },
-    /// Connections that only sit there: memory per connection.
-    Idle,
+    /// Connections that only sit there (reading, so they answer pings): memory per connection,
+    /// then the server's CPU over `cpu_seconds` of that idleness (heartbeats, timers).
+    Idle { cpu_seconds: u64 },
     /// `events` payments, round robin over the customers: each receives only its own
     /// `payment:received`. Both sizes publish the same number, so their rates compare.
     Targeted { events: usize },
@@ -27,8 +28,14 @@ pub enum Load {
     Mixed { events: usize },
     /// No clients: `events` published one per request from `publishers` concurrent publishers,
     /// each answered 202 before its next: the publish path's own rate (through Redis, the
-    /// requests of one node are pipelined on its one connection).
-    Publish { events: usize, publishers: usize },
+    /// requests of one node are pipelined on its one connection). `spread`: round robin over
+    /// three namespaces (`system`, `orders`, `inventory`: a shard each on a three-shard Redis
+    /// Cluster) instead of `system` alone.
+    Publish {
+        events: usize,
+        publishers: usize,
+        spread: bool,
+    },
     /// A client that missed `missed` events resumes, `trials` times (on each node in turn):
     /// how long from the connect until the whole replay arrived. With Redis the nodes are
     /// restarted first, so the replay is read from Redis, not from a node's own recent stream.
@@ -42,7 +49,7 @@ pub struct Scenario {
     pub load: Load,
 }
 
-pub const SCENARIOS: [Scenario; 13] = [
+pub const SCENARIOS: [Scenario; 15] = [
     Scenario {
         name: "fanout-1k",
         clients: 1_000,
@@ -112,7 +119,12 @@ pub const SCENARIOS: [Scenario; 13] = [
     Scenario {
         name: "idle-10k",
         clients: 10_000,
-        load: Load::Idle,
+        load: Load::Idle { cpu_seconds: 60 },
+    },
+    Scenario {
+        name: "idle-50k",
+        clients: 50_000,
+        load: Load::Idle { cpu_seconds: 60 },
     },
     Scenario {
         name: "targeted-1k",
@@ -135,6 +147,17 @@ pub const SCENARIOS: [Scenario; 13] = [
         load: Load::Publish {
             events: 20_000,
             publishers: 16,
+            spread: false,
+        },
+    },
+    // The same over three namespaces: on a Redis Cluster, one per shard.
+    Scenario {
+        name: "publish-16-spread",
+        clients: 0,
+        load: Load::Publish {
+            events: 20_000,
+            publishers: 16,
+            spread: true,
         },
     },
     Scenario {
@@ -174,15 +197,20 @@ impl Scenario {
             Load::Targeted { events } => Load::Targeted {
                 events: (events / 10).max(1),
             },
-            Load::Publish { events, publishers } => Load::Publish {
+            Load::Publish {
+                events,
+                publishers,
+                spread,
+            } => Load::Publish {
                 events: (events / 10).max(1),
                 publishers,
+                spread,
             },
             Load::Recover { missed, trials } => Load::Recover {
                 missed,
                 trials: (trials / 10).max(2),
             },
-            other => other,
+            Load::Idle { .. } => Load::Idle { cpu_seconds: 5 },
         };
         self
     }

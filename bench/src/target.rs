@@ -29,6 +29,9 @@ pub enum Kind {
     OmnicastRedis2,
     /// Three omnicast nodes on one Redis, on the server core.
     OmnicastRedis3,
+    /// One omnicast node on a Redis Cluster of three shards (three `redis-server`s, no
+    /// replicas), all on the server core.
+    OmnicastRedisCluster,
     /// Another build of omnicast (`--baseline <omnicast binary>`), embedded broker: the same
     /// invocation measures a change against what came before it.
     Baseline,
@@ -45,6 +48,7 @@ impl Kind {
             Kind::OmnicastRedis => "omnicast+redis",
             Kind::OmnicastRedis2 => "omnicast+redis ×2",
             Kind::OmnicastRedis3 => "omnicast+redis ×3",
+            Kind::OmnicastRedisCluster => "omnicast+redis cluster (3 shards)",
             Kind::Baseline => "omnicast (baseline)",
         }
     }
@@ -57,7 +61,7 @@ impl Kind {
     /// How many omnicast nodes it runs (0 for the peers).
     pub fn nodes(self) -> usize {
         match self {
-            Kind::Omnicast | Kind::OmnicastRedis | Kind::Baseline => 1,
+            Kind::Omnicast | Kind::OmnicastRedis | Kind::OmnicastRedisCluster | Kind::Baseline => 1,
             Kind::OmnicastRedis2 => 2,
             Kind::OmnicastRedis3 => 3,
             _ => 0,
@@ -68,8 +72,20 @@ impl Kind {
     pub fn redis(self) -> bool {
         matches!(
             self,
-            Kind::OmnicastRedis | Kind::OmnicastRedis2 | Kind::OmnicastRedis3
+            Kind::OmnicastRedis
+                | Kind::OmnicastRedis2
+                | Kind::OmnicastRedis3
+                | Kind::OmnicastRedisCluster
         )
+    }
+
+    /// How many `redis-server`s it runs (a cluster's shards).
+    pub fn redis_servers(self) -> usize {
+        match self {
+            Kind::OmnicastRedisCluster => 3,
+            kind if kind.redis() => 1,
+            _ => 0,
+        }
     }
 
     /// Whether clients speak Socket.IO (Engine.IO v4 over the WebSocket).
@@ -91,8 +107,11 @@ pub struct Target {
     /// Every node's address.
     pub addrs: Vec<SocketAddr>,
     children: Vec<Child>,
-    redis: Option<Child>,
-    redis_port: u16,
+    /// The `redis-server`s (one, or a cluster's shards) and their ports.
+    redis: Vec<Child>,
+    redis_ports: Vec<u16>,
+    /// Where a cluster's nodes keep their `nodes.conf`.
+    redis_dir: Option<PathBuf>,
     core: Option<usize>,
     /// The executable of [`Kind::Baseline`].
     baseline: Option<PathBuf>,
@@ -117,27 +136,43 @@ impl Target {
             addr,
             addrs: Vec::new(),
             children: Vec::new(),
-            redis: None,
-            redis_port: 0,
+            redis: Vec::new(),
+            redis_ports: Vec::new(),
+            redis_dir: None,
             core,
             baseline: baseline.map(Path::to_path_buf),
         };
-        let mut redis_port = 0;
-        if kind.redis() {
-            redis_port = free_port()?;
-            let child = pinned(core)
-                .args(["redis-server", "--port", &redis_port.to_string()])
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let cluster = kind == Kind::OmnicastRedisCluster;
+        if cluster {
+            let dir = std::env::temp_dir().join(format!("omnicast-bench-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            target.redis_dir = Some(dir);
+        }
+        for k in 0..kind.redis_servers() {
+            let port = free_port()?;
+            let mut command = pinned(core);
+            command
+                .args(["redis-server", "--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+            if let Some(dir) = &target.redis_dir {
+                command
+                    .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                    .arg(format!("nodes-{k}.conf"))
+                    .arg("--dir")
+                    .arg(dir);
+            }
+            let child = command
                 .stdout(Stdio::null())
                 .spawn()
                 .map_err(|e| format!("cannot start redis-server: {e}"))?;
-            target.redis = Some(child);
-            wait_listening(
-                SocketAddr::from(([127, 0, 0, 1], redis_port)),
-                "redis-server",
-            )?;
+            target.redis.push(child);
+            target.redis_ports.push(port);
+            wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "redis-server")?;
         }
-        target.redis_port = redis_port;
+        if cluster {
+            create_cluster(&target.redis_ports)?;
+        }
         let nodes = kind.nodes().max(1);
         for k in 0..nodes {
             let addr = if k == 0 {
@@ -163,6 +198,7 @@ impl Target {
             | Kind::OmnicastRedis
             | Kind::OmnicastRedis2
             | Kind::OmnicastRedis3
+            | Kind::OmnicastRedisCluster
             | Kind::Baseline => {
                 match &self.baseline {
                     // `omnicast serve`, from another build.
@@ -180,8 +216,18 @@ impl Target {
                     .env("OMNICAST_QUEUE_CAPACITY", "8192")
                     .env("RUST_LOG", "warn")
                     .env_remove("OMNICAST_CONFIG");
-                if kind.redis() {
-                    let redis = self.redis_port;
+                if kind == Kind::OmnicastRedisCluster {
+                    let seeds: Vec<String> = self
+                        .redis_ports
+                        .iter()
+                        .map(|p| format!("127.0.0.1:{p}"))
+                        .collect();
+                    command.env(
+                        "OMNICAST_BROKER",
+                        format!("redis-cluster://{}", seeds.join(",")),
+                    );
+                } else if kind.redis() {
+                    let redis = self.redis_ports[0];
                     command.env("OMNICAST_BROKER", format!("redis://127.0.0.1:{redis}"));
                 } else {
                     command.env_remove("OMNICAST_BROKER");
@@ -260,11 +306,17 @@ impl Target {
         self.addrs[i % self.addrs.len()]
     }
 
-    /// CPU time the Redis server used so far, in seconds (0 without Redis).
+    /// CPU time the Redis servers used so far, in seconds (0 without Redis).
     pub fn redis_cpu_seconds(&self) -> f64 {
+        self.redis_cpu_per_server().iter().sum()
+    }
+
+    /// CPU time each Redis server used so far, in seconds.
+    pub fn redis_cpu_per_server(&self) -> Vec<f64> {
         self.redis
-            .as_ref()
-            .map_or(0.0, |r| cpu_seconds_of(&r.id().to_string()))
+            .iter()
+            .map(|r| cpu_seconds_of(&r.id().to_string()))
+            .collect()
     }
 
     /// The first node's process id.
@@ -420,10 +472,46 @@ fn cpu_seconds_of(pid: &str) -> f64 {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().chain(self.redis.as_mut()) {
+        for child in self.children.iter_mut().chain(self.redis.iter_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some(dir) = &self.redis_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Joins the `redis-server`s on `ports` into a cluster (`redis-cli --cluster create`, a
+/// primary each) and waits until every one reports it `ok`.
+fn create_cluster(ports: &[u16]) -> Result<(), String> {
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let status = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+    if !status.success() {
+        return Err("redis-cli --cluster create failed".into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = ports.iter().all(|port| {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+        });
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the Redis Cluster did not come up".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
