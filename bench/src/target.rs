@@ -484,7 +484,7 @@ impl Drop for Target {
 
 /// Joins the `redis-server`s on `ports` into a cluster (`redis-cli --cluster create`, a
 /// primary each) and waits until every one reports it `ok`.
-fn create_cluster(ports: &[u16]) -> Result<(), String> {
+pub(crate) fn create_cluster(ports: &[u16]) -> Result<(), String> {
     let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let status = Command::new("redis-cli")
         .args(["--cluster", "create"])

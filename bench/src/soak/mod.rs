@@ -56,6 +56,10 @@ pub struct SoakArgs {
     /// Frames a node queues per connection before closing it (4008): the product's default.
     #[arg(long, default_value_t = 1024)]
     queue_capacity: usize,
+    /// Run the nodes on a Redis Cluster of three shards (primaries with AOF, no replicas)
+    /// instead of one Redis; each Redis fault hits one shard, in turn.
+    #[arg(long)]
+    redis_cluster: bool,
 }
 
 /// The nodes of the soak.
@@ -101,7 +105,8 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         max_recovery: 1_000_000,
         send_buffer_bytes: 32 * 1024,
     };
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(NODES, settings))
+    let shards = if args.redis_cluster { 3 } else { 1 };
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(NODES, shards, settings))
         .await
         .map_err(|e| e.to_string())??;
     let cluster = Arc::new(std::sync::Mutex::new(cluster));
@@ -113,8 +118,9 @@ async fn soak(args: SoakArgs) -> Result<(), String> {
         .map(|s| s.user.clone())
         .collect();
     eprintln!(
-        "soak: {} clients on {NODES} nodes and one redis-server, {} events/s for {} s",
+        "soak: {} clients on {NODES} nodes and {}, {} events/s for {} s",
         specs.len(),
+        redis_name(&args),
         args.rate,
         args.seconds
     );
@@ -359,6 +365,15 @@ fn specs(args: &SoakArgs) -> Vec<Spec> {
         .collect()
 }
 
+/// What the nodes run on, as the report says it.
+fn redis_name(args: &SoakArgs) -> &'static str {
+    if args.redis_cluster {
+        "a Redis Cluster of three shards"
+    } else {
+        "one redis-server"
+    }
+}
+
 /// When each fault happens, from the start of publishing: the four in turn, once per 150 s of
 /// run (at least once), evenly spaced.
 fn schedule(args: &SoakArgs) -> Vec<(Duration, Fault)> {
@@ -454,10 +469,11 @@ impl Report<'_> {
         let connections: u32 = self.logs.iter().map(|l| l.connections).sum();
         let refused: u32 = self.logs.iter().map(|l| l.refused).sum();
         println!(
-            "## Soak: {} s, {} clients, {} events/s, 3 nodes on one redis-server",
+            "## Soak: {} s, {} clients, {} events/s, 3 nodes on {}",
             self.args.seconds,
             self.specs.len(),
-            self.args.rate
+            self.args.rate,
+            redis_name(self.args)
         );
         println!();
         println!(
