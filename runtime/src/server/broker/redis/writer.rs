@@ -483,6 +483,43 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_url_names_every_seed_with_the_credentials() {
+        let Ok(Target::Cluster(seeds)) =
+            Target::parse("redis-cluster://user:pw@10.0.0.1:7001, 10.0.0.2:7002")
+        else {
+            panic!("a cluster");
+        };
+        assert_eq!(
+            seeds,
+            [
+                "redis://user:pw@10.0.0.1:7001",
+                "redis://user:pw@10.0.0.2:7002"
+            ]
+        );
+        assert!(matches!(
+            Target::parse("redis://127.0.0.1:6379"),
+            Ok(Target::Single(_))
+        ));
+        let err = Target::parse("redis-cluster://").err().expect("no seed");
+        assert!(err.to_string().contains("names no node"), "{err}");
+        assert_eq!(redact("redis-cluster://u:s3cret@h1:1,h2:2"), "h1:1,h2:2");
+    }
+
+    #[test]
+    fn on_a_cluster_every_script_publishes_on_sharded_channels() {
+        let cluster = Target::Cluster(vec!["redis://127.0.0.1:7001".into()]);
+        for source in [scripts::PUBLISH, scripts::REVOKE] {
+            assert!(source.contains("redis.call('publish',"), "{source}");
+            let sharded = source.replace("redis.call('publish',", "redis.call('spublish',");
+            assert_eq!(
+                script(&cluster, source).get_hash(),
+                Script::new(&sharded).get_hash()
+            );
+            assert!(!sharded.contains("'publish'"));
+        }
+    }
+
+    #[test]
     fn backoff_is_bounded_and_jittered() {
         for failures in 0..40 {
             assert!(backoff(failures) <= Duration::from_millis(5_000));
