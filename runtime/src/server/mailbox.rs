@@ -18,6 +18,7 @@ use futures_util::task::AtomicWaker;
 
 use crate::protocol::CloseReason;
 use crate::server::frame::Frame;
+use crate::server::revocation::{Credentials, Revocation};
 
 /// What the hub and a connection's task share: the connection's bounded outbound queue and its
 /// closing state. One allocation per connection, and nothing preallocated: an idle connection
@@ -42,6 +43,10 @@ pub struct Mailbox {
     reauthorize_asked_ms: AtomicU64,
     /// When its token was issued (`iat`, seconds since the Unix epoch; 0 when it does not say).
     issued_at_s: AtomicU64,
+    /// What its token says that a revocation can name; `None` until its session holds it (a
+    /// revocation scanning meanwhile passes it by, and the session checks the revocations in
+    /// force itself once it holds it).
+    token: Mutex<Option<TokenNames>>,
     capacity: usize,
     frames: Mutex<Queue>,
     close: OnceLock<CloseReason>,
@@ -51,6 +56,23 @@ pub struct Mailbox {
     /// Woken when the last frame of the pending replay is taken (a `subscribe` waiting to queue
     /// its own).
     replay_done: AtomicWaker,
+}
+
+/// A token's names besides its user, and when it was issued: what revocations match.
+struct TokenNames {
+    token_id: Option<Box<str>>,
+    login_session: Option<Box<str>>,
+    issued_at: Option<u64>,
+}
+
+impl From<&Credentials<'_>> for TokenNames {
+    fn from(credentials: &Credentials<'_>) -> Self {
+        TokenNames {
+            token_id: credentials.token_id.map(Into::into),
+            login_session: credentials.login_session.map(Into::into),
+            issued_at: credentials.issued_at,
+        }
+    }
 }
 
 /// The frames waiting to be written.
@@ -105,6 +127,7 @@ impl Mailbox {
             valid_until_ms: AtomicU64::new(u64::MAX),
             reauthorize_asked_ms: AtomicU64::new(0),
             issued_at_s: AtomicU64::new(0),
+            token: Mutex::new(None),
             capacity,
             frames: Mutex::new(Queue {
                 replay_start: 0,
@@ -129,13 +152,32 @@ impl Mailbox {
         self.valid_until_ms.load(Ordering::Acquire)
     }
 
-    /// The connection holds a token issued at `issued_at` (seconds) and valid until `until_ms`
-    /// at the latest (at the connect), and its task sets its timer by it.
-    pub(crate) fn hold(&self, issued_at: Option<u64>, until_ms: u64) {
+    /// The connection holds a token with `credentials`, valid until `until_ms` at the latest
+    /// (at the connect), and its task sets its timer by it.
+    pub(crate) fn hold(&self, credentials: &Credentials<'_>, until_ms: u64) {
         self.issued_at_s
-            .store(issued_at.unwrap_or(0), Ordering::Release);
+            .store(credentials.issued_at.unwrap_or(0), Ordering::Release);
+        self.hold_token(credentials);
         self.valid_until_ms.fetch_min(until_ms, Ordering::AcqRel);
         self.task.wake();
+    }
+
+    /// From now on, revocations are matched against `credentials` (a refresh's new token).
+    pub(crate) fn hold_token(&self, credentials: &Credentials<'_>) {
+        *self.token.lock().expect("mailbox token lock") = Some(credentials.into());
+    }
+
+    /// Whether `revocation` names the token the connection holds (never before it holds one).
+    pub(crate) fn revoked_by(&self, revocation: &Revocation) -> bool {
+        let token = self.token.lock().expect("mailbox token lock");
+        token.as_ref().is_some_and(|token| {
+            revocation.matches(&Credentials {
+                user_id: &self.user_id,
+                token_id: token.token_id.as_deref(),
+                login_session: token.login_session.as_deref(),
+                issued_at: token.issued_at,
+            })
+        })
     }
 
     /// Asks the connection to re-authorize, the request made at `asked_ms`: unless its token

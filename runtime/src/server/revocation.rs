@@ -7,14 +7,12 @@
 //! Re-authorization requests are kept beside them until their deadline: a connection of the
 //! user opened meanwhile with a token older than the request is asked too.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::server::auth::Identity;
 use crate::server::publication::now_ms;
-use crate::server::shrink::Shrink;
 
 /// What one revocation names. At least one of `user_id`, `login_session`, `token_id`; when
 /// several are given, a token must match all of them.
@@ -61,25 +59,26 @@ pub enum RightsChange {
     Revoke(Revocation),
 }
 
-/// What a connection was opened with, for matching revocations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
+/// What a token says that a revocation can name: a view of an [`Identity`] or of what a live
+/// connection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
     /// The user.
-    pub user_id: String,
+    pub user_id: &'a str,
     /// The token's `jti`.
-    pub token_id: Option<String>,
+    pub token_id: Option<&'a str>,
     /// The token's `sid`.
-    pub login_session: Option<String>,
+    pub login_session: Option<&'a str>,
     /// The token's `iat`.
     pub issued_at: Option<u64>,
 }
 
-impl From<&Identity> for Credentials {
-    fn from(identity: &Identity) -> Self {
+impl<'a> From<&'a Identity> for Credentials<'a> {
+    fn from(identity: &'a Identity) -> Self {
         Credentials {
-            user_id: identity.user_id.clone(),
-            token_id: identity.token_id.clone(),
-            login_session: identity.login_session.clone(),
+            user_id: &identity.user_id,
+            token_id: identity.token_id.as_deref(),
+            login_session: identity.login_session.as_deref(),
             issued_at: identity.issued_at,
         }
     }
@@ -92,9 +91,9 @@ impl Revocation {
     }
 
     /// Whether a token with `credentials` is revoked by this.
-    pub fn matches(&self, credentials: &Credentials) -> bool {
-        let same = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+    pub fn matches(&self, credentials: &Credentials<'_>) -> bool {
+        let same = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
         };
         !self.is_empty()
             && self
@@ -104,44 +103,36 @@ impl Revocation {
             && self
                 .issued_before
                 .is_none_or(|before| credentials.issued_at.is_none_or(|iat| iat < before))
-            && same(&self.login_session, &credentials.login_session)
-            && same(&self.token_id, &credentials.token_id)
+            && same(&self.login_session, credentials.login_session)
+            && same(&self.token_id, credentials.token_id)
     }
 }
 
-/// This node's revocations in force, and what its live connections were opened with.
+/// This node's revocations and re-authorization requests in force. What the live connections
+/// hold is on their mailboxes ([`Mailbox::revoked_by`](crate::server::mailbox::Mailbox::revoked_by)).
 #[derive(Debug, Default)]
 pub struct Revocations {
     /// Each revocation with when it lapses (ms since the Unix epoch).
     revoked: Mutex<Vec<(Revocation, u64)>>,
-    /// Live connections by session id.
-    live: Mutex<HashMap<String, Credentials>>,
     /// Re-authorization requests with their deadlines (ms since the Unix epoch).
     reauthorizations: Mutex<Vec<(Reauthorization, u64)>>,
 }
 
 impl Revocations {
-    /// Records `revocation` until `until_ms`; returns the session ids of the live connections
-    /// it matches (to be closed).
-    pub fn add(&self, revocation: Revocation, until_ms: u64) -> Vec<String> {
+    /// Records `revocation` until `until_ms`. Recorded before the live connections are
+    /// scanned: a connection that starts holding its token meanwhile is either scanned or finds
+    /// the revocation when its session checks after holding it (`session.rs`).
+    pub fn add(&self, revocation: Revocation, until_ms: u64) {
         let now = now_ms();
         let mut revoked = self.revoked.lock().expect("revocations lock");
         revoked.retain(|(_, until)| *until > now);
         if !revoked.iter().any(|(r, _)| *r == revocation) {
-            revoked.push((revocation.clone(), until_ms));
+            revoked.push((revocation, until_ms));
         }
-        drop(revoked);
-        // Recorded first, scanned second: a connection tracked meanwhile is either scanned here
-        // or finds the revocation when its session checks after tracking (`session.rs`).
-        let live = self.live.lock().expect("revocations lock");
-        live.iter()
-            .filter(|(_, credentials)| revocation.matches(credentials))
-            .map(|(session, _)| session.clone())
-            .collect()
     }
 
     /// Whether a token with `credentials` is revoked now.
-    pub fn refuses(&self, credentials: &Credentials) -> bool {
+    pub fn refuses(&self, credentials: &Credentials<'_>) -> bool {
         let now = now_ms();
         let revoked = self.revoked.lock().expect("revocations lock");
         revoked
@@ -179,34 +170,22 @@ impl Revocations {
             .cloned()
     }
 
-    /// A connection opened with `credentials` under `session_id`.
-    pub fn track(&self, session_id: &str, credentials: Credentials) {
-        let mut live = self.live.lock().expect("revocations lock");
-        live.insert(session_id.to_owned(), credentials);
-    }
-
-    /// The connection `session_id` ended.
-    pub fn untrack(&self, session_id: &str) {
-        let mut live = self.live.lock().expect("revocations lock");
-        live.remove(session_id);
-        live.shrink_when_sparse();
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn credentials(
-        user: &str,
-        jti: Option<&str>,
-        sid: Option<&str>,
+    fn credentials<'a>(
+        user: &'a str,
+        jti: Option<&'a str>,
+        sid: Option<&'a str>,
         iat: Option<u64>,
-    ) -> Credentials {
+    ) -> Credentials<'_> {
         Credentials {
-            user_id: user.into(),
-            token_id: jti.map(Into::into),
-            login_session: sid.map(Into::into),
+            user_id: user,
+            token_id: jti,
+            login_session: sid,
             issued_at: iat,
         }
     }
@@ -255,17 +234,15 @@ mod tests {
     }
 
     #[test]
-    fn revocations_lapse_and_name_the_live_sessions_they_close() {
+    fn revocations_lapse() {
         let revocations = Revocations::default();
-        revocations.track("ses-1", credentials("u1", None, None, None));
-        revocations.track("ses-2", credentials("u2", None, None, None));
         let r = Revocation {
             user_id: Some("u1".into()),
             issued_before: None,
             login_session: None,
             token_id: None,
         };
-        assert_eq!(revocations.add(r.clone(), now_ms() + 60_000), ["ses-1"]);
+        revocations.add(r.clone(), now_ms() + 60_000);
         assert!(revocations.refuses(&credentials("u1", None, None, None)));
         assert!(!revocations.refuses(&credentials("u2", None, None, None)));
         let lapsed = Revocations::default();

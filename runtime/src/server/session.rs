@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::catalog::Catalog;
@@ -25,18 +27,103 @@ use crate::server::presence;
 use crate::server::revocation::Credentials;
 use crate::server::state::AppState;
 
-/// Serves one upgraded connection until it closes. `since` holds the positions the client
-/// resumes from (namespaces it subscribes to, each once); `admission` counts it in the node's
-/// (and its address's) connections until then.
-pub(crate) async fn run(
+/// What the handshake decided for a connection, handed to its session with the upgrade. Boxed:
+/// the session's task lives as long as the connection, and what is only needed to open it must
+/// not take room there.
+pub(crate) struct Accepted {
+    pub(crate) config: WebSocketConfig,
+    pub(crate) state: Arc<AppState>,
+    pub(crate) identity: Identity,
+    /// The namespaces it subscribes to.
+    pub(crate) namespaces: NamespaceSet,
+    /// The positions the client resumes from (namespaces it subscribes to, each once).
+    pub(crate) since: Vec<Position>,
+    /// Counts it in the node's (and its address's) connections until the session ends.
+    pub(crate) admission: Admission,
+}
+
+/// Serves one connection, once its upgrade completes, until it closes.
+///
+/// This future is held for every connection as long as it is open, so what only opening it
+/// takes (the handshake's decisions, the resume, the presence announcement) lives in the boxed
+/// [`open`], freed once the connection is registered, and the announcement at the end is boxed
+/// too.
+pub(crate) async fn run(upgrade: OnUpgrade, accepted: Box<Accepted>) {
+    let Some(Open {
+        socket,
+        config,
+        state,
+        id,
+        mailbox,
+        admission,
+    }) = Box::pin(open(upgrade, accepted)).await
+    else {
+        return;
+    };
+    let timing = Timing {
+        heartbeat: state.config.heartbeat_interval,
+        idle_timeout: state.config.idle_timeout,
+        max_replies: state.config.max_message_bytes,
+    };
+    let mut budget = Budget::full(state.config.subscribe_rate);
+    let mut on_message = |message: Incoming<'_>| match message {
+        Incoming::Text(text) => handle(&state, id, &mailbox, &mut budget, text),
+        Incoming::Binary(_) => Handled::Reply(Some(ControlMessage::error(
+            error_code::BINARY_NOT_SUPPORTED,
+            "binary frames are not supported; send JSON text",
+        ))),
+    };
+    connection::drive(
+        socket,
+        config,
+        &mailbox,
+        &state.hub,
+        timing,
+        &mut on_message,
+    )
+    .await;
+    let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
+    state.hub.metrics().closed(reason);
+    // The node's count goes first: once the hub no longer has it, its place is free.
+    drop(admission);
+
+    if let Some(gone) = state.hub.unregister(id)
+        && gone.last_of_user
+    {
+        Box::pin(presence::left(&state, &gone.user_id, gone.role)).await;
+    }
+    tracing::debug!(session = %mailbox.session_id, reason = ?mailbox.close_reason(), "disconnected");
+}
+
+/// A registered connection, ready to be served.
+struct Open {
     socket: Socket,
     config: WebSocketConfig,
     state: Arc<AppState>,
-    identity: Identity,
-    namespaces: NamespaceSet,
-    since: Vec<Position>,
+    id: ConnId,
+    mailbox: Arc<Mailbox>,
     admission: Admission,
-) {
+}
+
+/// Completes the upgrade, resumes and registers the connection, and announces its user if it
+/// is their first; `None` if it was refused (and closed) meanwhile.
+async fn open(upgrade: OnUpgrade, accepted: Box<Accepted>) -> Option<Open> {
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(%err, "upgrade failed");
+            return None;
+        }
+    };
+    let socket = TokioIo::new(upgraded);
+    let Accepted {
+        config,
+        state,
+        identity,
+        namespaces,
+        since,
+        admission,
+    } = *accepted;
     let session_id = state.sessions.next();
     let catalog = state.hub.catalog();
     let requests = resume_requests(catalog, namespaces, since);
@@ -88,8 +175,8 @@ pub(crate) async fn run(
         // rather than being told its events are lost.
         tracing::debug!(user = %identity.user_id, %err, "resume refused: try again later");
         state.hub.metrics().closed(close::TRY_AGAIN_LATER);
-        Box::pin(connection::refuse(socket, config, close::TRY_AGAIN_LATER)).await;
-        return;
+        connection::refuse(socket, config, close::TRY_AGAIN_LATER).await;
+        return None;
     }
     let registration = match registered.expect("the broker attaches every connection it resumes") {
         Ok(registration) => registration,
@@ -97,69 +184,32 @@ pub(crate) async fn run(
             // Another handshake of this user got in between the upgrade's check and now.
             tracing::debug!(user = %identity.user_id, %err, "refused after the upgrade");
             state.hub.metrics().closed(close::TOO_MANY_CONNECTIONS);
-            // Boxed: this rare path must not grow every connection's task (its buffers and
-            // timer would otherwise be part of the task's size).
-            Box::pin(connection::refuse(
-                socket,
-                config,
-                close::TOO_MANY_CONNECTIONS,
-            ))
-            .await;
-            return;
+            connection::refuse(socket, config, close::TOO_MANY_CONNECTIONS).await;
+            return None;
         }
     };
-    let id = registration.id;
     let mailbox = registration.mailbox;
-    mailbox.hold(identity.issued_at, identity.valid_until_ms);
-    // Tracked for revocations, then checked again: a revocation made since the handshake's check
-    // either finds this connection tracked (and closes it) or is found by this check. The same
-    // for re-authorization requests, against the registration.
+    // Held for revocations, then checked again: a revocation made since the handshake's check
+    // either finds this connection holding its token (and closes it) or is found by this check.
+    // The same for re-authorization requests, against the registration.
     let credentials = Credentials::from(&identity);
-    let revocations = state.hub.revocations();
-    revocations.track(&session_id, credentials.clone());
-    if revocations.refuses(&credentials) {
+    mailbox.hold(&credentials, identity.valid_until_ms);
+    if state.hub.revocations().refuses(&credentials) {
         mailbox.close(close::REVOKED);
     }
     state.hub.reauthorize_new(&mailbox, identity.issued_at);
+    tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
     if registration.first_of_user {
         presence::joined(&state, &identity.user_id, identity.role).await;
     }
-    tracing::debug!(session = %session_id, user = %identity.user_id, "connected");
-
-    let timing = Timing {
-        heartbeat: state.config.heartbeat_interval,
-        idle_timeout: state.config.idle_timeout,
-        max_replies: state.config.max_message_bytes,
-    };
-    let mut budget = Budget::full(state.config.subscribe_rate);
-    let mut on_message = |message: Incoming<'_>| match message {
-        Incoming::Text(text) => handle(&state, id, &mailbox, &mut budget, text),
-        Incoming::Binary(_) => Handled::Reply(Some(ControlMessage::error(
-            error_code::BINARY_NOT_SUPPORTED,
-            "binary frames are not supported; send JSON text",
-        ))),
-    };
-    connection::drive(
+    Some(Open {
         socket,
         config,
-        &mailbox,
-        &state.hub,
-        timing,
-        &mut on_message,
-    )
-    .await;
-    let reason = mailbox.close_reason().unwrap_or(close::NORMAL);
-    state.hub.metrics().closed(reason);
-    state.hub.revocations().untrack(&session_id);
-    // The node's count goes first: once the hub no longer has it, its place is free.
-    drop(admission);
-
-    if let Some(gone) = state.hub.unregister(id)
-        && gone.last_of_user
-    {
-        presence::left(&state, &gone.user_id, gone.role).await;
-    }
-    tracing::debug!(session = %session_id, reason = ?mailbox.close_reason(), "disconnected");
+        state,
+        id: registration.id,
+        mailbox,
+        admission,
+    })
 }
 
 fn names(state: &AppState, mask: NamespaceSet) -> Vec<String> {
@@ -279,9 +329,9 @@ fn refresh(state: &Arc<AppState>, id: ConnId, mailbox: &Arc<Mailbox>, token: &st
         // Closing: nothing more is written to it.
         Err(err @ RefreshRefused::Gone) => return refused("gone", err.to_string()),
     };
-    // Tracked with the new credentials, then checked again, as at the connect: a revocation of
-    // the new token made meanwhile either finds them tracked or is found here.
-    revocations.track(&mailbox.session_id, credentials.clone());
+    // Held with the new credentials, then checked again, as at the connect: a revocation of
+    // the new token made meanwhile either finds it held or is found here.
+    mailbox.hold_token(&credentials);
     if revocations.refuses(&credentials) {
         mailbox.close(close::REVOKED);
     }

@@ -10,7 +10,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -24,7 +23,7 @@ use crate::server::session;
 use crate::server::state::AppState;
 
 /// Bytes read from a socket at a time, preallocated per connection.
-const READ_BUFFER: usize = 256;
+const READ_BUFFER: usize = 128;
 
 #[derive(Deserialize)]
 pub(crate) struct ConnectParams {
@@ -176,19 +175,15 @@ fn handshake(
         return Err(upgrade_required());
     };
     let config = socket_config(state.config.max_message_bytes);
-    let state = Arc::clone(state);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = TokioIo::new(upgraded);
-                session::run(
-                    socket, config, state, identity, namespaces, since, admission,
-                )
-                .await;
-            }
-            Err(err) => tracing::debug!(%err, "upgrade failed"),
-        }
+    let accepted = Box::new(session::Accepted {
+        config,
+        state: Arc::clone(state),
+        identity,
+        namespaces,
+        since,
+        admission,
     });
+    tokio::spawn(session::run(on_upgrade, accepted));
     Ok(switching_protocols(accept))
 }
 

@@ -352,6 +352,10 @@ impl Hub {
         }
         let user = registry.users.entry(user_id).or_default();
         let user_slot = user.conns.len();
+        if user_slot == 0 {
+            // One slot, not the four a first push makes room for.
+            user.conns.reserve_exact(1);
+        }
         user.conns.push((id, conn.clone()));
         let first_of_user = user.count(info.role, 1) == 1;
         registry.conns.insert(

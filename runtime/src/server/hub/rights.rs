@@ -5,7 +5,7 @@
 //! a change, never halfway.
 
 use crate::namespaces::NamespaceSet;
-use crate::protocol::{CloseReason, ControlMessage, close};
+use crate::protocol::{ControlMessage, close};
 use crate::role::RoleMask;
 use crate::server::frame::Frame;
 use crate::server::mailbox::Mailbox;
@@ -62,21 +62,13 @@ impl Hub {
     /// Puts `revocation` in force until `until_ms` and closes the connections it matches (4003);
     /// how many it closed.
     pub fn revoke(&self, revocation: Revocation, until_ms: u64) -> usize {
-        let sessions = self.revocations.add(revocation, until_ms);
-        sessions
-            .iter()
-            .filter(|s| self.close_session(s, close::REVOKED))
-            .count()
-    }
-
-    /// Closes the connection with session id `session_id`, if it is here; whether it was.
-    pub fn close_session(&self, session_id: &str, reason: CloseReason) -> bool {
+        self.revocations.add(revocation.clone(), until_ms);
         let registry = self.registry.read().expect("hub lock");
-        let found = registry
+        registry
             .conns
             .values()
-            .find(|e| &*e.conn.session_id == session_id);
-        found.is_some_and(|e| e.conn.close(reason))
+            .filter(|e| e.conn.revoked_by(&revocation) && e.conn.close(close::REVOKED))
+            .count()
     }
 
     /// Gives connection `id` the rights of a fresh token of its user: `role` until
