@@ -56,7 +56,7 @@ pub fn report(
                 format!("{headline:.0} [{lo:.0}–{hi:.0}]")
             };
             let rss = if matches!(scenario.load, Load::Idle { .. }) {
-                format!("{headline:.1} [{lo:.1}–{hi:.1}]")
+                format!("{headline:.2} [{lo:.2}–{hi:.2}]")
             } else {
                 "–".to_owned()
             };

@@ -87,6 +87,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             {
                 continue;
             }
+            // The peers keep no history to recover from.
+            if matches!(scenario.load, Load::Recover { .. }) && !kind.is_omnicast() {
+                continue;
+            }
             for run in 0..args.runs {
                 eprint!(
                     "{} on {} (run {}/{}) ... ",

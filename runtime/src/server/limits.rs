@@ -4,6 +4,7 @@
 
 use crate::server::shrink::Shrink;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -29,12 +30,16 @@ impl ConnectRate {
 #[derive(Debug)]
 pub(crate) struct ConnectLimiter {
     rate: ConnectRate,
+    /// Keys are kept as their 64-bit hash under this limiter's random keys: no copy of each
+    /// user id is held, and as nobody can choose ids that collide, two users sharing a bucket
+    /// is as likely as a random 64-bit collision.
+    keys: RandomState,
     buckets: Mutex<Buckets>,
 }
 
 #[derive(Debug, Default)]
 struct Buckets {
-    by_user: HashMap<Box<str>, Bucket>,
+    by_user: HashMap<u64, Bucket>,
     /// Acquisitions since full buckets were last dropped.
     since_prune: usize,
 }
@@ -57,6 +62,7 @@ impl ConnectLimiter {
                 burst: rate.burst.max(1),
                 per_second: rate.per_second.max(0.0),
             },
+            keys: RandomState::new(),
             buckets: Mutex::new(Buckets::default()),
         }
     }
@@ -68,6 +74,7 @@ impl ConnectLimiter {
             let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
             (bucket.tokens + elapsed * self.rate.per_second).min(burst)
         };
+        let key = self.keys.hash_one(user_id);
         let mut buckets = self.buckets.lock().expect("limiter lock");
         buckets.since_prune += 1;
         if buckets.since_prune >= PRUNE_EVERY && buckets.by_user.len() >= PRUNE_EVERY {
@@ -76,7 +83,7 @@ impl ConnectLimiter {
             buckets.by_user.shrink_when_sparse();
             buckets.by_user.shrink_to_fit();
         }
-        let bucket = buckets.by_user.entry(user_id.into()).or_insert(Bucket {
+        let bucket = buckets.by_user.entry(key).or_insert(Bucket {
             tokens: burst,
             at: now,
         });

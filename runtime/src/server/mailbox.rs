@@ -406,6 +406,40 @@ mod tests {
         pushed.await.unwrap();
     }
 
+    /// Revocations match the token a connection holds: none before its session holds one (the
+    /// session checks the revocations itself then), and a refresh's new token from then on.
+    #[test]
+    fn a_revocation_matches_the_token_held_now() {
+        use crate::server::revocation::{Credentials, Revocation};
+        let mailbox = mailbox();
+        let by_token = |jti: &str| Revocation {
+            user_id: None,
+            issued_before: None,
+            login_session: None,
+            token_id: Some(jti.into()),
+        };
+        let by_user = Revocation {
+            user_id: Some("u".into()),
+            ..by_token("x")
+        };
+        let token = |jti| Credentials {
+            user_id: "u",
+            token_id: Some(jti),
+            login_session: None,
+            issued_at: Some(100),
+        };
+        assert!(!mailbox.revoked_by(&by_token("t1")) && !mailbox.revoked_by(&by_user));
+        mailbox.hold(&token("t1"), u64::MAX);
+        assert!(mailbox.revoked_by(&by_token("t1")));
+        assert!(!mailbox.revoked_by(&by_token("t2")));
+        assert!(
+            !mailbox.revoked_by(&by_user),
+            "by user and token: both must match"
+        );
+        mailbox.hold_token(&token("t2"));
+        assert!(!mailbox.revoked_by(&by_token("t1")) && mailbox.revoked_by(&by_token("t2")));
+    }
+
     /// One task may wait for frames and for the close at once: one registered waker must serve
     /// both.
     #[tokio::test]

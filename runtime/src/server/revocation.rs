@@ -169,7 +169,6 @@ impl Revocations {
             .max_by_key(|(r, _)| r.asked_ms)
             .cloned()
     }
-
 }
 
 #[cfg(test)]
@@ -181,7 +180,7 @@ mod tests {
         jti: Option<&'a str>,
         sid: Option<&'a str>,
         iat: Option<u64>,
-    ) -> Credentials<'_> {
+    ) -> Credentials<'a> {
         Credentials {
             user_id: user,
             token_id: jti,

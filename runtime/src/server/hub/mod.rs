@@ -109,36 +109,39 @@ impl Entry {
 #[derive(Default)]
 struct UserConns {
     conns: Vec<(ConnId, Arc<Mailbox>)>,
-    /// How many connections hold each role (a user's tokens may carry different roles): the
-    /// first role inline, others (rare) in `more`; at most one entry per role of the catalog.
-    first: Option<(u32, usize)>,
-    more: Vec<(u32, usize)>,
+    /// How many connections hold each role (a user's tokens may carry different roles), as
+    /// `(role, count)`: the first role inline (a count of 0 when none), others (rare) in
+    /// `more`; at most one entry per role of the catalog. Small, as there is one per user.
+    first: (u32, u32),
+    more: Box<[(u32, u32)]>,
 }
 
 impl UserConns {
     /// Counts a connection of `role` in (`+1`) or out (`-1`); returns how many remain.
-    fn count(&mut self, role: u32, delta: isize) -> usize {
-        let slot = match &mut self.first {
-            Some((r, count)) if *r == role => count,
-            None => &mut self.first.insert((role, 0)).1,
-            Some(_) => match self.more.iter().position(|(r, _)| *r == role) {
-                Some(i) => &mut self.more[i].1,
-                None => {
-                    self.more.push((role, 0));
-                    &mut self.more.last_mut().expect("just pushed").1
-                }
-            },
+    fn count(&mut self, role: u32, delta: i32) -> usize {
+        let slot = if self.first.1 == 0 || self.first.0 == role {
+            self.first.0 = role;
+            &mut self.first.1
+        } else if let Some(i) = self.more.iter().position(|(r, _)| *r == role) {
+            &mut self.more[i].1
+        } else {
+            let mut more = std::mem::take(&mut self.more).into_vec();
+            more.push((role, 0));
+            self.more = more.into_boxed_slice();
+            &mut self.more.last_mut().expect("just pushed").1
         };
         *slot = slot.saturating_add_signed(delta);
         let remaining = *slot;
         if remaining == 0 {
-            if self.first.is_some_and(|(r, _)| r == role) {
-                self.first = self.more.pop();
+            let mut more = std::mem::take(&mut self.more).into_vec();
+            if self.first.0 == role {
+                self.first = more.pop().unwrap_or_default();
             } else {
-                self.more.retain(|(r, _)| *r != role);
+                more.retain(|(r, _)| *r != role);
             }
+            self.more = more.into_boxed_slice();
         }
-        remaining
+        remaining as usize
     }
 }
 

@@ -124,3 +124,24 @@ fn the_registry_shrinks_after_a_burst_leaves() {
         rooms(&hub)
     );
 }
+
+/// A user's connections per role: the first role inline, others beside it, each counted apart
+/// whichever comes and goes first, and nothing left once all are gone.
+#[test]
+fn a_users_role_counts_stay_apart_in_any_order() {
+    let mut user = super::UserConns::default();
+    assert_eq!(user.count(2, 1), 1);
+    assert_eq!(user.count(0, 1), 1);
+    assert_eq!(user.count(2, 1), 2);
+    assert_eq!(user.count(1, 1), 1);
+    assert_eq!(user.count(2, -1), 1);
+    // The inline role's last connection goes: another role takes its place.
+    assert_eq!(user.count(2, -1), 0);
+    assert_eq!(user.count(0, 1), 2);
+    assert_eq!(user.count(1, -1), 0);
+    assert_eq!(user.count(2, 1), 1);
+    assert_eq!(user.count(0, -1), 1);
+    assert_eq!(user.count(0, -1), 0);
+    assert_eq!(user.count(2, -1), 0);
+    assert_eq!((user.first.1, user.more.len()), (0, 0));
+}
