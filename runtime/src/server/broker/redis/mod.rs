@@ -124,7 +124,7 @@ struct Inner {
     /// next `subscribe` waits for the replay to be written); this bounds the node's reads and
     /// the replays it rebuilds from them however many connections ask.
     history_reads: tokio::sync::Semaphore,
-    read: Script,
+    head: Script,
     rotate: Script,
     join: Script,
     leave: Script,
@@ -152,7 +152,7 @@ impl RedisBroker {
             writer,
             following: AtomicBool::new(false),
             history_reads: tokio::sync::Semaphore::new(HISTORY_READS),
-            read: Script::new(scripts::READ),
+            head: Script::new(scripts::HEAD),
             rotate: Script::new(scripts::ROTATE),
             join: Script::new(scripts::JOIN),
             leave: Script::new(scripts::LEAVE),

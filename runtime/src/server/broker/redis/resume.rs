@@ -20,7 +20,11 @@ pub(super) struct Read {
 }
 
 impl Inner {
-    /// Reads `namespace`'s stream after `after`, at most `most` entries.
+    /// Reads `namespace`'s stream after `after`, at most `most` entries: its epoch and top
+    /// (a script, which starts an epoch for a stream that has none), then the entries up to
+    /// that top and the epoch again, pipelined. An epoch that changed in between (Redis lost
+    /// its data, or went back and was rotated) would make the entries another epoch's: the
+    /// read starts over.
     pub(super) async fn read(
         &self,
         namespace: usize,
@@ -28,14 +32,42 @@ impl Inner {
         most: u64,
     ) -> Result<Read, BrokerError> {
         let keys = &self.writer.keys[namespace];
-        let mut call = self.read.prepare_invoke();
-        call.key(&keys.meta)
-            .key(&keys.history)
-            .arg(after)
-            .arg(most)
-            .arg(new_epoch());
-        let value: Value = self.writer.link.invoke(&call).await?;
-        parse_read(value).map_err(|err| BrokerError::new(format!("unexpected reply: {err}")))
+        let unexpected = |err: String| BrokerError::new(format!("unexpected reply: {err}"));
+        for _ in 0..3 {
+            let mut call = self.head.prepare_invoke();
+            call.key(&keys.meta).key(&keys.history).arg(new_epoch());
+            let (epoch, top): (String, u64) = self.writer.link.invoke(&call).await?;
+            let missed = top.saturating_sub(after);
+            if missed == 0 || missed > most {
+                let entries = (missed == 0).then(Vec::new);
+                return Ok(Read {
+                    epoch,
+                    top,
+                    entries,
+                });
+            }
+            let mut pipe = redis::pipe();
+            pipe.cmd("XRANGE")
+                .arg(&keys.history)
+                .arg(format!("{}-0", after + 1))
+                .arg(format!("{top}-0"))
+                .cmd("HGET")
+                .arg(&keys.meta)
+                .arg("epoch");
+            let (entries, still): (Value, Option<String>) = self.writer.link.query(&pipe).await?;
+            if still.as_deref() != Some(epoch.as_str()) {
+                continue;
+            }
+            let entries = parse_entries(entries).map_err(unexpected)?;
+            return Ok(Read {
+                epoch,
+                top,
+                entries: Some(entries),
+            });
+        }
+        Err(BrokerError::new(
+            "the stream's epoch changed during each of three reads",
+        ))
     }
 
     /// Every event of `namespace` after `since`, from the shared history, when it still holds
@@ -167,31 +199,12 @@ impl Inner {
     }
 }
 
-pub(super) fn parse_read(value: Value) -> Result<Read, String> {
-    let Value::Array(mut parts) = value else {
-        return Err("not an array".into());
-    };
-    if parts.len() != 3 {
-        return Err(format!("{} parts", parts.len()));
+/// An `XRANGE` reply as (offset, kept at, record) per entry.
+fn parse_entries(value: Value) -> Result<Vec<(u64, u64, String)>, String> {
+    match value {
+        Value::Array(entries) => entries.into_iter().map(parse_entry).collect(),
+        other => Err(format!("entries: {other:?}")),
     }
-    let entries = parts.pop().expect("3 parts");
-    let top: u64 = from_value(parts.pop().expect("3 parts"))?;
-    let epoch: String = from_value(parts.pop().expect("3 parts"))?;
-    let entries = match entries {
-        Value::Nil | Value::Boolean(false) => None,
-        Value::Array(entries) => Some(
-            entries
-                .into_iter()
-                .map(parse_entry)
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        other => return Err(format!("entries: {other:?}")),
-    };
-    Ok(Read {
-        epoch,
-        top,
-        entries,
-    })
 }
 
 /// `[id, [field, value, …]]` as (offset, kept at, record).

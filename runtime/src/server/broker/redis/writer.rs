@@ -374,6 +374,29 @@ impl Link {
         result
     }
 
+    /// Runs commands that only read (pipelined, in order); any failure stores nothing, so it
+    /// is [`Failure::Unavailable`]. A connection that broke is dropped, as for scripts.
+    pub(super) async fn query<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, BrokerError> {
+        let started = std::time::Instant::now();
+        let mut connection = self.connection().await?;
+        let result = pipe.query_async(&mut connection).await.map_err(|err| {
+            if err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_timeout()
+                || err.is_unrecoverable_error()
+            {
+                self.current.lock().expect("link lock").take();
+            }
+            BrokerError::new(format!("Redis: {err}"))
+        });
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .redis_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
     async fn invoke_once<T: FromRedisValue>(
         &self,
         call: &ScriptInvocation<'_>,
