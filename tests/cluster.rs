@@ -667,7 +667,7 @@ async fn a_cluster_shard_down_stops_only_its_own_namespaces() {
         .await;
     let shard = redis.primary_of("omnicast:{payments}:meta").port;
     assert_ne!(redis.primary_of("omnicast:{orders}:meta").port, shard);
-    nodes[1]
+    let since = nodes[1]
         .publish("payment:received", payment(1, "c-1"), Value::Null)
         .await;
     assert_eq!(amount(&admin.next_json().await), 1);
@@ -686,6 +686,20 @@ async fn a_cluster_shard_down_stops_only_its_own_namespaces() {
     }
     let (status, _) = get(&nodes[2], "/readyz").await;
     assert_eq!(status, 200, "the node still serves the other namespaces");
+
+    // A node that never saw the payments reads their history to resume or to explain one: with
+    // the shard gone it cannot tell what is there, so it says "try again later", never "lost".
+    let late = TestServer::node(config(), &redis.url()).await;
+    let url = late.ws_url(&format!(
+        "token={}&namespaces=payments&since={since}",
+        late.token("admin-2", "admin")
+    ));
+    let mut refused = Client::open(&url, &[]).await.expect("upgraded");
+    assert_eq!(refused.ended().await, Ended::Closed(1013));
+    let (status, answer) = late
+        .post_json("/api/explain", Some(API_KEY), json!({"id": since}))
+        .await;
+    assert_eq!(status, 503, "{answer}");
 }
 
 /// A cluster with a replica per shard whose primary is killed: the replica takes over, the

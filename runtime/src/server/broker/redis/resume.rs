@@ -132,6 +132,18 @@ impl Inner {
         max_behind: u64,
         attach: &mut (dyn FnMut(&[Resumed]) + Send),
     ) -> Result<(), BrokerError> {
+        // A stream this node has not read from Redis yet (its shard did not answer when the
+        // node started) has no epoch here: nothing about a position in it can be told, and
+        // "not recovered" would make the client reload events that may all still be there.
+        let unknown = requests.iter().find(|request| {
+            request.since.is_some() && self.streams.lock(request.namespace).epoch.is_empty()
+        });
+        if let Some(request) = unknown {
+            let name = self.catalog.namespaces[request.namespace].name;
+            return Err(BrokerError::new(format!(
+                "this node has not read `{name}`'s stream from Redis yet"
+            )));
+        }
         // What the shared history said, per request, once read (`Some(None)`: not recoverable).
         let mut remote: Vec<Option<Option<Remote>>> = requests.iter().map(|_| None).collect();
         for attempt in 1.. {
